@@ -1,0 +1,36 @@
+"""Errors a user can cause. Each names the offending file or key and says how to fix it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class SeglabError(Exception):
+    """Base class of every error seglab raises for bad input; the CLI prints it without a traceback."""
+
+
+class ConfigError(SeglabError):
+    """A configuration key is unknown, missing or of the wrong type."""
+
+
+class DataError(SeglabError):
+    """A data file or folder is missing, unreadable or inconsistent.
+
+    Args:
+        path: The offending file or folder.
+        problem: What is wrong with it.
+        hint: How to fix it (optional).
+    """
+
+    def __init__(self, path: str | Path, problem: str, hint: str = "") -> None:
+        self.path = Path(path)
+        self.problem = problem
+        self.hint = hint
+        message = f"{path}: {problem}"
+        if hint:
+            message += f"\n  hint: {hint}"
+        super().__init__(message)
+
+
+class BundleError(SeglabError):
+    """A model bundle is missing, incomplete or was written by an incompatible version."""
