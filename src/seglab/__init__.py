@@ -1,3 +1,49 @@
-"""seglab: U-Net segmentation from a folder of images and masks to a served model."""
+"""seglab: U-Net segmentation from a folder of images and masks to a tuned, evaluated model.
+
+The public API is imported lazily so `import seglab` (and `seglab --help`) stays fast:
+
+    import seglab
+    cfg = seglab.load_config("exp.yaml", overrides=["train.epochs=30"])
+    run = seglab.train(cfg, "runs/exp")
+    report = seglab.evaluate(run.bundle_path, "data/test", "runs/exp/eval/external")
+    mask = seglab.Predictor.from_bundle(run.bundle_path).predict(image).mask
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "Config": "seglab.config",
+    "load_config": "seglab.config",
+    "train": "seglab.training",
+    "resume": "seglab.training",
+    "RunResult": "seglab.training",
+    "evaluate": "seglab.evaluation",
+    "Predictor": "seglab.inference.predictor",
+    "predict_files": "seglab.inference.files",
+    "create_model": "seglab.models",
+    "create_loss": "seglab.losses",
+    "load_bundle": "seglab.bundle",
+    "write_synthetic": "seglab.data.synthetic",
+    "find_samples": "seglab.data.layouts",
+    "run_demo": "seglab.demo",
+    "SeglabError": "seglab.errors",
+    "DataError": "seglab.errors",
+    "ConfigError": "seglab.errors",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'seglab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,221 @@
+"""Training and inference throughput of the seed U-Net (images per second, fp32).
+
+Defaults are seed 000's model (n_filters=4, 3 input channels, 1 class) on 128×128 images, batch 8,
+Adam lr 1e-3. A training step is forward, BCE-with-logits loss, backward and optimiser step on one
+fixed random batch, so data loading is excluded: this measures the model, not the input pipeline.
+
+Examples:
+    python benchmarks/unet_throughput.py
+    python benchmarks/unet_throughput.py --device cpu --batch 16 --size 256 --json
+    python benchmarks/unet_throughput.py --peak-gflops 19500  # report the fraction of a GPU's peak
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+from torch import nn
+
+from seglab.models import count_parameters, create_model
+
+
+def forward_gflop_per_image(model: nn.Module, in_channels: int, size: int) -> float:
+    """GFLOP of one forward pass on one image, counting conv and transposed-conv MACs as 2 FLOP.
+
+    Bias additions, activations, pooling and concatenation are left out: they are a fraction of a
+    percent of a U-Net's work.
+    """
+    macs = 0
+
+    def counter(kernel: int, transposed: bool) -> Callable[..., None]:
+        # A conv does `kernel` MACs per output element; a transposed conv scatters each input
+        # element into `kernel` outputs (`weight[0]` is in/groups × kh × kw, resp. out/groups × …).
+        def hook(
+            _module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor
+        ) -> None:
+            nonlocal macs
+            macs += (inputs[0] if transposed else output).numel() * kernel
+
+        return hook
+
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)]
+    handles = [
+        m.register_forward_hook(counter(m.weight[0].numel(), isinstance(m, nn.ConvTranspose2d)))
+        for m in convs
+    ]
+    try:
+        device = next(model.parameters()).device
+        with torch.inference_mode():
+            model(torch.zeros(1, in_channels, size, size, device=device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return 2 * macs / 1e9
+
+
+def images_per_second(
+    step: Callable[[], None], device: torch.device, batch: int, warmup: int, steps: int
+) -> float:
+    for _ in range(warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()  # kernels run asynchronously; wait before reading the clock
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return steps * batch / (time.perf_counter() - start)
+
+
+def cpu_name() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def run(args: argparse.Namespace) -> dict[str, object]:
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
+
+    model = create_model("unet", in_channels=3, num_classes=1, n_filters=args.n_filters)
+    # Module.to(memory_format=...) exists at runtime but is missing from torch's type stubs.
+    model = model.to(device=device, memory_format=memory_format)  # type: ignore[call-overload]
+    gflop = forward_gflop_per_image(model, 3, args.size)
+    x = torch.randn(args.batch, 3, args.size, args.size, device=device)
+    x = x.contiguous(memory_format=memory_format)
+    target = (torch.rand(args.batch, 1, args.size, args.size, device=device) > 0.5).float()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.BCEWithLogitsLoss()
+
+    def train_step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model(x), target).backward()
+        optimizer.step()
+
+    def infer_step() -> None:
+        with torch.inference_mode():
+            model(x)
+
+    model.train()
+    train_ips = images_per_second(train_step, device, args.batch, args.warmup, args.steps)
+    model.eval()
+    infer_ips = images_per_second(infer_step, device, args.batch, args.warmup, args.steps)
+
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    result: dict[str, object] = {
+        "model": "unet",
+        "params": count_parameters(model),
+        "device": device.type,
+        "device_name": device_name,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "batch": args.batch,
+        "size": args.size,
+        "n_filters": args.n_filters,
+        "channels_last": args.channels_last,
+        "warmup": args.warmup,
+        "steps": args.steps,
+        "train_ips": round(train_ips, 2),
+        "infer_ips": round(infer_ips, 2),
+        "gflop_per_image": round(gflop, 4),
+        # Backward costs about twice the forward (gradients of inputs and of weights).
+        "train_gflops": round(3 * gflop * train_ips, 2),
+        "infer_gflops": round(gflop * infer_ips, 2),
+    }
+    if args.peak_gflops:
+        result["peak_gflops"] = args.peak_gflops
+        result["train_peak_fraction"] = round(3 * gflop * train_ips / args.peak_gflops, 4)
+        result["infer_peak_fraction"] = round(gflop * infer_ips / args.peak_gflops, 4)
+    return result
+
+
+def print_table(result: dict[str, object]) -> None:
+    table = Table(title="U-Net throughput (fp32)")
+    for column in ("model", "params", "device", "torch", "train img/s", "infer img/s", "GFLOP/img"):
+        numeric = column in ("params", "train img/s", "infer img/s", "GFLOP/img")
+        table.add_column(column, justify="right" if numeric else "left")
+    table.add_row(
+        f"unet n_filters={result['n_filters']}",
+        f"{result['params']:,}",
+        f"{result['device']} ({result['device_name']}, {result['threads']} threads)",
+        str(result["torch"]),
+        f"{result['train_ips']:.1f}",
+        f"{result['infer_ips']:.1f}",
+        f"{result['gflop_per_image']:.3f}",
+    )
+    console = Console()
+    console.print(table)
+    console.print(
+        f"batch {result['batch']}, {result['size']}×{result['size']}, "
+        f"channels_last={result['channels_last']}; achieved GFLOP/s: "
+        f"train {result['train_gflops']}, infer {result['infer_gflops']}"
+    )
+    if "peak_gflops" in result:
+        console.print(
+            f"fraction of {result['peak_gflops']} GFLOP/s peak: "
+            f"train {result['train_peak_fraction']:.1%}, infer {result['infer_peak_fraction']:.1%}"
+        )
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", help="cuda or cpu (default: cuda if available)")
+    parser.add_argument("--batch", type=int, default=8, help="images per step (default: 8)")
+    parser.add_argument("--size", type=int, default=128, help="image height = width (default: 128)")
+    parser.add_argument("--n-filters", type=int, default=4, help="U-Net width (default: 4, seed)")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps (default: 20)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default: 3)")
+    # channels_last lets oneDNN (CPU) and cuDNN (GPU) pick their fastest fp32 convolution kernels.
+    parser.add_argument(
+        "--channels-last", action=argparse.BooleanOptionalAction, default=True, help="(default: on)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="CPU threads (default: os.cpu_count(), one per core on this machine)",
+    )
+    parser.add_argument("--peak-gflops", type=float, help="nominal fp32 peak, to report a fraction")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("benchmarks/results/unet_throughput.json"),
+        help="JSON result file (default: benchmarks/results/unet_throughput.json)",
+    )
+    parser.add_argument("--json", action="store_true", help="end stdout with the result as JSON")
+    args = parser.parse_args()
+    for name in ("batch", "size", "steps", "threads", "n_filters"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.warmup < 0:
+        parser.error("--warmup must be >= 0")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    result = run(args)
+    print_table(result)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""Model bundles: `weights.safetensors` + `seglab.json`. Loading never unpickles anything."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from seglab import __version__
+from seglab.errors import BundleError
+from seglab.fileutils import atomic_directory, atomic_write_json
+
+FORMAT = "seglab-bundle"
+FORMAT_VERSION = 1
+WEIGHTS = "weights.safetensors"
+METADATA = "seglab.json"
+
+
+def make_metadata(
+    *,
+    model_name: str,
+    model_kwargs: dict[str, Any],
+    preprocessing: dict[str, Any],
+    threshold: float,
+    metrics: dict[str, Any],
+    config: dict[str, Any],
+    class_names: list[str] | None = None,
+) -> dict[str, Any]:
+    """Describe a binary segmentation model so a bundle can be used without its run folder."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "seglab_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "task": "binary",
+        "model": {"name": model_name, "kwargs": model_kwargs},
+        "in_channels": model_kwargs["in_channels"],
+        "num_classes": model_kwargs["num_classes"],
+        "class_names": class_names or ["background", "foreground"],
+        "preprocessing": preprocessing,
+        "threshold": threshold,
+        "metrics": metrics,
+        "config": config,
+    }
+
+
+def save_bundle(model: torch.nn.Module, metadata: dict[str, Any], path: str | Path) -> Path:
+    """Write the bundle folder atomically (temp folder, then rename) and return its path."""
+    path = Path(path)
+    # safetensors wants contiguous tensors; channels_last weights are not.
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_directory(path) as temporary:
+        save_file(state, str(temporary / WEIGHTS), metadata={"format": FORMAT})
+        atomic_write_json(temporary / METADATA, metadata)
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """Read and check `seglab.json` of a bundle folder."""
+    path = Path(path)
+    meta_path = path / METADATA
+    if not path.is_dir():
+        raise BundleError(f"{path}: not a model bundle folder (expected {METADATA} and {WEIGHTS})")
+    try:
+        metadata: dict[str, Any] = json.loads(meta_path.read_text())
+    except FileNotFoundError:
+        raise BundleError(
+            f"{meta_path}: missing; a bundle is the `model/` folder of a run"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{meta_path}: not valid JSON ({exc})") from None
+    if metadata.get("format") != FORMAT:
+        raise BundleError(f"{meta_path}: not a seglab bundle (format={metadata.get('format')!r})")
+    if metadata.get("format_version", 0) > FORMAT_VERSION:
+        raise BundleError(
+            f"{meta_path}: written by a newer seglab ({metadata.get('seglab_version')}); upgrade"
+        )
+    return metadata
+
+
+def load_bundle(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild the model of a bundle with its weights, in eval mode, on the CPU."""
+    from seglab.models import create_model
+
+    path = Path(path)
+    metadata = read_metadata(path)
+    weights = path / WEIGHTS
+    if not weights.is_file():
+        raise BundleError(f"{weights}: missing; the bundle is incomplete, export it again")
+    model = create_model(metadata["model"]["name"], **metadata["model"]["kwargs"])
+    try:
+        state = load_file(str(weights))
+        model.load_state_dict(state)
+    except Exception as exc:
+        raise BundleError(f"{weights}: cannot load weights ({exc})") from None
+    return model.eval(), metadata

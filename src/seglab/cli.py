@@ -1,0 +1,272 @@
+"""The `seglab` command line: thin wrappers over the public API, no logic of its own.
+
+Heavy imports (torch, Lightning, MLflow) happen inside the commands, so `seglab --help` is fast
+and `predict` / `evaluate` never import Lightning or MLflow.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from seglab import __version__
+from seglab.errors import SeglabError
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+console = Console()
+errors = Console(stderr=True)
+
+app = typer.Typer(
+    name="seglab",
+    help="U-Net segmentation: prepare data, train, tune, evaluate, predict.\n\n"
+    "Start with `seglab demo`, then `seglab train --data DIR`.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+data_app = typer.Typer(help="Make and inspect datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
+LayoutOption = Annotated[
+    str, typer.Option("--layout", help="Data layout: auto, folders or dsb2018.")
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"seglab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print version.")
+    ] = False,
+) -> None:
+    """seglab command line."""
+
+
+def _metrics_table(title: str, metrics: dict[str, object]) -> Table:
+    table = Table(title=title, show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        table.add_row(key, shown)
+    return table
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for the data and the run.")] = Path("runs/demo"),
+    n: Annotated[int, typer.Option(help="Number of synthetic images.")] = 240,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Config override.")] = None,
+    no_track: Annotated[bool, typer.Option("--no-track", help="Do not log to MLflow.")] = False,
+    progress: Progress = True,
+) -> None:
+    """Synthesize nuclei, train a small U-Net, tune, evaluate and predict (a few minutes on CPU).
+
+    Example: `seglab demo --out runs/demo`
+    """
+    from seglab.demo import run_demo
+
+    result = run_demo(out, n, set_ or [], track=not no_track, progress=progress)
+    console.print(f"[bold green]Demo done[/] in {result.seconds:.0f} s: test Dice "
+                  f"{result.test_dice:.4f}")
+    console.print(f"  run folder : {result.run_dir}")
+    console.print(f"  report     : {result.report}")
+    console.print(f"  predictions: {result.predictions}")
+
+
+@app.command()
+def train(
+    data: Annotated[Path | None, typer.Option(help="Data folder (sets data.root).")] = None,
+    layout: Annotated[str | None, typer.Option(help="auto, folders or dsb2018.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name, e.g. unet.")] = None,
+    loss: Annotated[str | None, typer.Option(help="Loss name, e.g. bce_dice.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Maximum number of epochs.")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config file.")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override, e.g. train.lr=0.001 (repeat).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder (default runs/<time>).")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue this run folder.")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow server URI.")] = None,
+    no_track: Annotated[bool, typer.Option("--no-track", help="Do not log to MLflow.")] = False,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="Skip bad samples (listed in skipped.json).")
+    ] = False,
+    progress: Progress = True,
+) -> None:
+    """Train a model, tune its threshold on val, write the bundle and evaluate on test.
+
+    Examples:
+
+    * `seglab train --data data/nuclei --epochs 30 --out runs/nuclei`
+    * `seglab train --config exp.yaml --set train.lr=0.0003 --set model.params.n_filters=4`
+    * `seglab train --resume runs/nuclei`
+    """
+    import time
+
+    from seglab.config import load_config
+    from seglab.training import resume as resume_run
+    from seglab.training import train as train_run
+
+    if resume is not None:
+        result = resume_run(resume, progress=progress)
+    else:
+        overrides = []
+        for key, value in (("data.root", data), ("data.layout", layout), ("model.name", model),
+                           ("loss.name", loss), ("train.epochs", epochs),
+                           ("tracking.uri", tracking_uri)):
+            if value is not None:
+                overrides.append(f"{key}={value}")
+        if no_track:
+            overrides.append("tracking.enabled=false")
+        if skip_bad:
+            overrides.append("data.skip_bad=true")
+        cfg = load_config(config, [*overrides, *(set_ or [])])
+        run_dir = out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+        result = train_run(cfg, run_dir, progress=progress)
+    console.print(_metrics_table(f"validation (threshold {result.threshold:.2f})",
+                                 result.val_metrics))
+    if result.test_metrics:
+        console.print(_metrics_table("test", result.test_metrics))
+    console.print(f"run folder: {result.run_dir}\nbundle: {result.bundle_path}")
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Option(help="Model bundle folder (a run's model/).")],
+    data: Annotated[Path, typer.Option(help="Data folder with masks.")],
+    out: Annotated[Path, typer.Option(help="Output folder for metrics and report.")],
+    split: Annotated[str, typer.Option(help="Split sub-folder to evaluate.")] = "test",
+    layout: LayoutOption = "auto",
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip bad samples.")] = False,
+    progress: Progress = True,
+) -> None:
+    """Score a model on labelled data: metrics.json, per_image.csv, confusion images, report.
+
+    Example: `seglab evaluate --model runs/nuclei/model --data data/nuclei --out eval/`
+    """
+    from seglab.evaluation import evaluate as evaluate_run
+
+    result = evaluate_run(model, data, out, layout=layout, split=split, skip_bad=skip_bad,
+                          progress=progress)
+    console.print(_metrics_table(f"{split} ({result.metrics['n_images']} images)",
+                                 result.metrics))
+    console.print(f"report: {result.out_dir / 'report.html'}")
+
+
+@app.command()
+def predict(
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
+    model: Annotated[Path, typer.Option(help="Model bundle folder.")],
+    out: Annotated[Path, typer.Option(help="Output folder.")],
+    probabilities: Annotated[
+        bool, typer.Option("--probabilities", help="Also write probability maps.")
+    ] = False,
+    overlays: Annotated[bool, typer.Option("--overlays", help="Also write overlays.")] = False,
+    threshold: Annotated[
+        float | None, typer.Option(help="Override the bundle's tuned threshold.")
+    ] = None,
+    progress: Progress = True,
+) -> None:
+    """Predict masks for images of any size.
+
+    Example: `seglab predict --model runs/nuclei/model 'data/new/*.png' --out predictions/`
+    """
+    from seglab.inference import Predictor
+    from seglab.inference.files import predict_files
+
+    predictor = Predictor.from_bundle(model)
+    if threshold is not None:
+        predictor.threshold = threshold
+    results = predict_files(predictor, list(inputs), out, probabilities, overlays, progress)
+    console.print(f"wrote {len(results)} masks to {out}")
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Annotated[Path, typer.Option(help="Folder to create.")],
+    kind: Annotated[str, typer.Option(help="circles (folders layout) or nuclei (dsb2018).")] = (
+        "nuclei"
+    ),
+    n: Annotated[int, typer.Option(help="Number of images.")] = 200,
+    size: Annotated[int, typer.Option(help="Image side in pixels.")] = 128,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    no_split: Annotated[
+        bool, typer.Option("--no-split", help="No train/val/test sub-folders.")
+    ] = False,
+) -> None:
+    """Write a synthetic dataset in a real layout (deterministic for a seed).
+
+    Example: `seglab data synth --kind nuclei --n 200 --out data/nuclei`
+    """
+    from seglab.data.synthetic import write_synthetic
+
+    counts = write_synthetic(kind, out, n, size=size, seed=seed, splits=None if no_split else
+                             (0.7, 0.15, 0.15))
+    console.print(f"wrote {kind} to {out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+@data_app.command("inspect")
+def data_inspect(
+    root: Annotated[Path, typer.Argument(help="Data folder.")],
+    layout: LayoutOption = "auto",
+    grid: Annotated[
+        Path | None, typer.Option(help="Where to write the sample grid PNG.")
+    ] = None,
+) -> None:
+    """Counts, sizes, channels, bit depth, foreground fraction, class weights and a sample grid.
+
+    Example: `seglab data inspect data/nuclei --grid nuclei_grid.png`
+    """
+    from seglab.data.inspect import format_inspection, inspect_dataset, save_dataset_grid
+
+    report = inspect_dataset(root, layout)
+    console.print(format_inspection(report))
+    grid_path = grid or root / "samples.png"
+    save_dataset_grid(root, layout, grid_path)
+    console.print(f"sample grid: {grid_path}")
+
+
+@app.command()
+def ui(
+    runs: Annotated[Path, typer.Option(help="Folder holding the runs and mlflow.db.")] = Path(
+        "runs"
+    ),
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 5000,
+) -> None:
+    """Open the MLflow UI on the local tracking store of a runs folder.
+
+    Example: `seglab ui --runs runs/demo` then browse http://127.0.0.1:5000
+    """
+    from seglab.tracking import launch_ui
+
+    console.print(f"MLflow UI on http://{host}:{port} (Ctrl+C to stop)")
+    raise typer.Exit(launch_ui(runs, host, port))
+
+
+def main() -> None:
+    """Entry point: user errors are printed without a traceback."""
+    try:
+        app()
+    except SeglabError as exc:
+        errors.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        errors.print("interrupted")
+        sys.exit(130)

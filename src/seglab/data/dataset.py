@@ -1,0 +1,112 @@
+"""In-memory datasets: files are decoded once, then each epoch only crops, augments and batches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from seglab.data.transforms import match_channels, normalize_image, resize_image, resize_mask
+
+if TYPE_CHECKING:
+    import albumentations as A
+
+    from seglab.config import DataConfig
+    from seglab.data.loading import LoadedSample
+
+
+@dataclass
+class ArraySample:
+    """One decoded sample ready for batching: raw-dtype image (H, W, C) and boolean mask (H, W)."""
+
+    id: str
+    image: np.ndarray
+    mask: np.ndarray
+
+
+def prepare_samples(
+    loaded: list[LoadedSample], channels: int, size: tuple[int, int] | None
+) -> list[ArraySample]:
+    """Match channels and resize once, so epochs never repeat this work."""
+    prepared = []
+    for sample in loaded:
+        if sample.mask is None:
+            raise ValueError(f"sample {sample.id} has no mask")
+        image = match_channels(sample.image, channels)
+        mask = sample.mask
+        if size is not None and image.shape[:2] != tuple(size):
+            image = resize_image(image, size)
+            mask = resize_mask(mask, size)
+        prepared.append(ArraySample(sample.id, image, mask))
+    return prepared
+
+
+def _pad_to(image: np.ndarray, mask: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
+    pad_h = max(0, side - image.shape[0])
+    pad_w = max(0, side - image.shape[1])
+    if pad_h == 0 and pad_w == 0:
+        return image, mask
+    spec = ((0, pad_h), (0, pad_w))
+    return np.pad(image, (*spec, (0, 0))), np.pad(mask, spec)
+
+
+class SegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """Batches of `(image (C, H, W) float32, mask (1, H, W) float32)` from in-memory samples.
+
+    Args:
+        samples: Prepared samples.
+        data: The data config (normalisation and crop size).
+        augment: albumentations pipeline for training, or None.
+        random_crop: Take a random `data.crop` crop (training); otherwise whole images.
+        seed: Seeds the crop positions.
+    """
+
+    def __init__(
+        self,
+        samples: list[ArraySample],
+        data: DataConfig,
+        augment: A.Compose | None = None,
+        random_crop: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self.samples = samples
+        self.normalize = data.normalize
+        self.percentiles = data.percentiles
+        self.crop = data.crop if random_crop else None
+        self.augment = augment
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        sample = self.samples[index]
+        image = normalize_image(sample.image, self.normalize, self.percentiles)
+        mask = sample.mask.astype(np.uint8)
+        if self.crop is not None:
+            image, mask = _pad_to(image, mask, self.crop)
+            top = int(self.rng.integers(0, image.shape[0] - self.crop + 1))
+            left = int(self.rng.integers(0, image.shape[1] - self.crop + 1))
+            image = image[top : top + self.crop, left : left + self.crop]
+            mask = mask[top : top + self.crop, left : left + self.crop]
+        if self.augment is not None:
+            out = self.augment(image=image, mask=mask)
+            image, mask = out["image"], out["mask"]
+        image_t = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        mask_t = torch.from_numpy(np.ascontiguousarray(mask[None])).float()
+        return image_t, mask_t
+
+    def same_size(self) -> bool:
+        """Whether every item has one shape, so items can share a batch."""
+        if self.crop is not None:
+            return True
+        return len({s.image.shape[:2] for s in self.samples}) <= 1
+
+
+def foreground_fraction(samples: list[ArraySample]) -> float:
+    """Fraction of foreground pixels over all samples (for inverse-frequency class weights)."""
+    total = sum(s.mask.size for s in samples)
+    return float(sum(int(s.mask.sum()) for s in samples) / max(total, 1))

@@ -1,0 +1,287 @@
+"""Read and write 2D images and masks; every bad input raises a `DataError` naming the file.
+
+Images come back as ``(H, W, C)`` arrays with C = 1 (grayscale) or 3 (RGB) and their bit depth
+kept (uint8 or uint16); masks come back as ``(H, W)`` bool arrays. Writes are atomic, so an
+interrupted run never leaves a half-written PNG that later reads as corrupt.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile
+
+from seglab.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+_TIFF_SUFFIXES = (".tif", ".tiff")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_EXPECTED = "a 2D grayscale or RGB image with 8- or 16-bit unsigned integer pixels"
+_MASK_HINT = (
+    "save masks as lossless PNG with 0 for background and 255 for foreground "
+    "(JPEG compression changes pixel values at object edges)"
+)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read a PNG, JPEG or TIFF image.
+
+    Alpha channels are dropped and palette images are expanded to RGB; the bit depth is kept.
+
+    Args:
+        path: Image file.
+
+    Returns:
+        Array of shape ``(H, W, C)`` with C = 1 or 3, dtype uint8 or uint16.
+
+    Raises:
+        DataError: The file is missing, is not an image, is truncated or corrupt, or holds
+            something other than a 2D 8/16-bit grayscale or RGB image (a float image, a 3D stack).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found", "check the path and the file name")
+    if path.suffix.lower() in _TIFF_SUFFIXES:
+        array = _read_tiff(path)
+    elif _is_16bit_colour_png(path):
+        array = _read_png_16bit_colour(path)
+    else:
+        array = _read_pillow(path)
+    return _check_image(path, array)
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Read a binary mask.
+
+    Accepted: single-channel masks, or RGB(A) masks whose colour channels are all equal, holding
+    only {0, 255} or {0, 1} (8-bit), or {0, 1} or {0, 65535} (16-bit).
+
+    Args:
+        path: Mask file.
+
+    Returns:
+        Bool array of shape ``(H, W)``, True for foreground.
+
+    Raises:
+        DataError: The file cannot be read as an image, is a colour label image, or holds other
+            values (typically a JPEG-compressed mask).
+    """
+    path = Path(path)
+    array = read_image(path)
+    if array.shape[2] == 3 and not (
+        np.array_equal(array[..., 0], array[..., 1])
+        and np.array_equal(array[..., 0], array[..., 2])
+    ):
+        raise DataError(
+            path,
+            "mask has differing colour channels (a colour label image?); "
+            "expected a single-channel binary mask",
+            _MASK_HINT,
+        )
+    plane = array[..., 0]
+    # bincount over the full value range is much faster than np.unique's sort on large masks.
+    counts = np.bincount(plane.ravel(), minlength=256 if plane.dtype == np.uint8 else 65536)
+    found = set(np.flatnonzero(counts).tolist())
+    allowed = ({0, 255}, {0, 1}) if plane.dtype == np.uint8 else ({0, 1}, {0, 65535})
+    if not any(found <= values for values in allowed):
+        shown = sorted(found)
+        listed = ", ".join(map(str, shown[:8])) + (", ..." if len(shown) > 8 else "")
+        raise DataError(
+            path,
+            f"mask holds {len(shown)} distinct values ({listed}); expected only "
+            f"{' or '.join(str(sorted(v)) for v in allowed)}",
+            _MASK_HINT,
+        )
+    return plane > 0
+
+
+def write_png(path: str | Path, array: np.ndarray) -> None:
+    """Write an array as a PNG, atomically, creating parent folders.
+
+    Args:
+        path: Destination file.
+        array: uint8 or uint16 array of shape ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)``; a bool
+            array is written as 0/255 uint8.
+
+    Raises:
+        ValueError: Unsupported dtype or shape.
+    """
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    if array.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"write_png needs uint8 or uint16 pixels, got {array.dtype}")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3)):
+        raise ValueError(f"write_png needs shape (H, W), (H, W, 1) or (H, W, 3), got {array.shape}")
+    if array.ndim == 3 and array.dtype == np.uint16:
+        import cv2  # Pillow cannot write 16-bit RGB; imported here to keep start-up fast
+
+        ok, encoded = cv2.imencode(".png", np.ascontiguousarray(array[..., ::-1]))
+        if not ok:
+            raise ValueError(f"OpenCV could not encode a {array.shape} uint16 array as PNG")
+        data = encoded.tobytes()
+    else:
+        buffer = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG")
+        data = buffer.getvalue()
+    write_bytes_atomic(path, data)
+
+
+def write_label_png(path: str | Path, labels: np.ndarray) -> None:
+    """Write an integer label image (0 = background, 1..K = objects) as a 16-bit PNG, atomically.
+
+    Args:
+        path: Destination file.
+        labels: Integer array of shape ``(H, W)``.
+
+    Raises:
+        ValueError: Not a 2D integer array, negative labels, or more than 65535 labels.
+    """
+    if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be a 2D integer array, got {labels.dtype} {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() > 65535):
+        raise ValueError(
+            f"labels must lie in 0..65535 to fit a 16-bit PNG, got {labels.min()}..{labels.max()}"
+        )
+    write_png(path, labels.astype(np.uint16))
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write bytes to a temporary file in the destination folder, then rename it into place.
+
+    The rename is atomic on one file system, so readers see either the old file or the new one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        Path(tmp_name).replace(path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def _read_pillow(path: Path) -> np.ndarray:
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        # Another library switched this global on; truncated files would then load as silently
+        # zero-filled images, which we cannot detect, so at least say so.
+        logger.warning(
+            "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True: truncated images will not be detected"
+        )
+    try:
+        with Image.open(path) as image:
+            image.load()  # Pillow decodes lazily: force it here so corrupt data fails inside try
+            return _pillow_to_array(path, image)
+    except DataError:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(
+            path, f"cannot read as an image ({exc})", f"expected {_EXPECTED}; re-export the file"
+        ) from exc
+
+
+def _pillow_to_array(path: Path, image: Image.Image) -> np.ndarray:
+    mode = image.mode
+    if mode in ("1", "P", "PA", "CMYK", "YCbCr"):
+        image = image.convert("L" if mode == "1" else "RGB")
+        mode = image.mode
+    array = np.asarray(image)
+    if mode in ("L", "I;16", "I;16L", "I;16B"):
+        return array.astype(array.dtype.newbyteorder("="), copy=False)
+    if mode == "LA":
+        return array[..., :1]
+    if mode in ("RGB", "RGBA", "RGBX"):
+        return array[..., :3]
+    if mode == "I" and array.size and array.min() >= 0 and array.max() <= 65535:
+        return array.astype(np.uint16)  # older Pillow opens 16-bit grayscale PNGs as "I"
+    raise DataError(path, f"unsupported pixel mode {mode!r}", f"expected {_EXPECTED}")
+
+
+def _is_16bit_colour_png(path: Path) -> bool:
+    # Pillow silently reduces 16-bit RGB(A) and gray+alpha PNGs to 8 bits, so spot them from the
+    # IHDR header (bit depth at byte 24, colour type at byte 25) and decode them with OpenCV.
+    with path.open("rb") as handle:
+        header = handle.read(26)
+    return (
+        header[:8] == _PNG_SIGNATURE
+        and len(header) == 26
+        and header[24] == 16
+        and (header[25] in (2, 4, 6))
+    )
+
+
+def _read_png_16bit_colour(path: Path) -> np.ndarray:
+    import cv2  # only needed for 16-bit colour PNGs; imported here to keep start-up fast
+
+    data = path.read_bytes()
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if decoded is None:
+        raise DataError(
+            path,
+            "cannot decode this 16-bit PNG (truncated or corrupt?)",
+            f"expected {_EXPECTED}; re-export the file",
+        )
+    if decoded.ndim == 2:
+        return decoded[..., None]
+    if data[25] == 4:  # gray + alpha: OpenCV expands it to BGRA with equal colour channels
+        return decoded[..., :1]
+    return decoded[..., 2::-1]  # BGR(A) -> RGB, alpha dropped
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    import tifffile  # imported here: only TIFF users pay for it
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            axes, array = series.axes, series.asarray()
+    # A corrupt TIFF can fail in many ways inside tifffile (struct, index, key, value errors);
+    # all of them mean the same thing to the user.
+    except Exception as exc:
+        raise DataError(
+            path, f"cannot read as a TIFF image ({exc})", f"expected {_EXPECTED}; re-export it"
+        ) from exc
+    # Drop singleton axes (e.g. a one-page stack) but keep the image plane.
+    keep = [i for i, axis in enumerate(axes) if axis in "YXS" or array.shape[i] > 1]
+    array = array.reshape([array.shape[i] for i in keep])
+    axes = "".join(axes[i] for i in keep)
+    if axes == "SYX":
+        array, axes = np.moveaxis(array, 0, -1), "YXS"
+    if axes not in ("YX", "YXS"):
+        raise DataError(
+            path,
+            f"TIFF holds an array with axes {axes!r} and shape {array.shape}",
+            f"expected {_EXPECTED}; save each 2D slice of a stack as its own file",
+        )
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    return array if array.ndim == 3 else array[..., None]
+
+
+def _check_image(path: Path, array: np.ndarray) -> np.ndarray:
+    if array.dtype not in (np.uint8, np.uint16):
+        raise DataError(
+            path,
+            f"unsupported pixel type {array.dtype}",
+            f"expected {_EXPECTED}; convert it, e.g. rescale floats to 0..255 and save as uint8",
+        )
+    if array.ndim == 2:
+        array = array[..., None]
+    channels = array.shape[2] if array.ndim == 3 else 0
+    if channels in (2, 4):
+        array = array[..., : channels - 1]  # drop alpha
+    elif channels not in (1, 3):
+        raise DataError(path, f"unsupported image shape {array.shape}", f"expected {_EXPECTED}")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise DataError(path, f"image is empty (shape {array.shape})", "re-export the file")
+    return np.ascontiguousarray(array)

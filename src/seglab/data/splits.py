@@ -1,0 +1,68 @@
+"""From a data folder to decoded train / val / test samples, with the split written down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from seglab.data.layouts import Sample, Skipped, find_samples, split_samples
+from seglab.data.loading import LoadedSample, load_samples
+from seglab.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from seglab.config import DataConfig
+
+
+@dataclass
+class SplitData:
+    """Decoded samples per split, the layout found, and what was skipped as bad input."""
+
+    layout: str
+    samples: dict[str, list[LoadedSample]]
+    files: dict[str, list[Sample]]
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def splits_json(self) -> dict[str, Any]:
+        return {
+            "layout": self.layout,
+            **{name: [str(s.image) for s in samples] for name, samples in self.files.items()},
+        }
+
+
+def assign_splits(
+    found: dict[str, list[Sample]], data: DataConfig, seed: int
+) -> dict[str, list[Sample]]:
+    """Use train/val/test folders when present; otherwise split at random, seeded."""
+    if "all" in found:
+        return split_samples(found["all"], data.val_fraction, data.test_fraction, seed)
+    splits = dict(found)
+    if "train" not in splits:
+        raise ConfigError(f"the data has no train split (found: {', '.join(splits)})")
+    if "val" not in splits:
+        # Carve validation out of train; the test folder, if any, stays untouched.
+        carved = split_samples(splits["train"], data.val_fraction or 0.15, 0.0, seed)
+        splits["train"], splits["val"] = carved["train"], carved["val"]
+    return splits
+
+
+def load_split_data(data: DataConfig, seed: int, progress: bool = False) -> SplitData:
+    """Find, split and decode every sample of `data.root` once."""
+    if data.root is None:
+        raise ConfigError("'data.root' is not set; pass --data DIR or set data.root in the config")
+    found = find_samples(Path(data.root), data.layout, skip_bad=data.skip_bad)
+    files = assign_splits(found.splits, data, seed)
+    skipped = list(found.skipped)
+    samples: dict[str, list[LoadedSample]] = {}
+    for name, split_files in files.items():
+        loaded, bad = load_samples(split_files, skip_bad=data.skip_bad, progress=progress)
+        samples[name] = [s for s in loaded if s.mask is not None]
+        skipped.extend(bad)
+    for name in ("train", "val"):
+        if not samples.get(name):
+            raise DataError(
+                Path(data.root),
+                f"the {name} split has no labelled sample",
+                "add images with masks, or lower data.val_fraction / data.test_fraction",
+            )
+    return SplitData(found.layout, samples, files, skipped)

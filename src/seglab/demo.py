@@ -1,0 +1,72 @@
+"""`seglab demo`: synthesize nuclei, train, tune, evaluate and predict, end to end, on a CPU."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from seglab.config import load_config
+
+# Sized to finish in a few minutes on a 2-core CPU and still reach test Dice > 0.9.
+DEMO_IMAGES = 240
+DEMO_SIZE = 128
+DEMO_SETTINGS = [
+    "model.name=unet",
+    "model.params.n_filters=2",
+    "loss.name=bce_dice",
+    "train.epochs=12",
+    "train.lr=0.003",
+    "train.scheduler=cosine",
+    "data.batch_size=8",
+    "data.augment.brightness_contrast=0.3",
+]
+
+
+@dataclass
+class DemoResult:
+    """Where the demo wrote its outputs, and its test metrics."""
+
+    data_dir: Path
+    run_dir: Path
+    report: Path
+    predictions: Path
+    test_dice: float
+    seconds: float
+
+
+def run_demo(
+    out: str | Path = "runs/demo",
+    n_images: int = DEMO_IMAGES,
+    overrides: list[str] | None = None,
+    track: bool = True,
+    progress: bool = True,
+) -> DemoResult:
+    """Run the whole workflow on synthetic nuclei into `out` (data/ and one run folder)."""
+    from seglab.data.synthetic import write_synthetic
+    from seglab.inference import Predictor
+    from seglab.inference.files import predict_files
+    from seglab.training import train
+
+    started = time.perf_counter()
+    out = Path(out)
+    data_dir = out / "data"
+    if not data_dir.exists():
+        write_synthetic("nuclei", data_dir, n_images, size=DEMO_SIZE, seed=0)
+    settings = [*DEMO_SETTINGS, f"data.root={data_dir}", f"tracking.enabled={track}"]
+    config = load_config(None, [*settings, *(overrides or [])])
+    run_dir = out / time.strftime("run-%Y%m%d-%H%M%S")
+    result = train(config, run_dir, progress=progress)
+
+    predictor = Predictor.from_bundle(result.bundle_path)
+    test_images = sorted((data_dir / "test").glob("*/images/*.png"))[:4]
+    predictions = run_dir / "predictions"
+    predict_files(predictor, list(test_images), predictions, overlays=True, progress=False)
+    return DemoResult(
+        data_dir=data_dir,
+        run_dir=run_dir,
+        report=run_dir / "eval" / "test" / "report.html",
+        predictions=predictions,
+        test_dice=float((result.test_metrics or {}).get("dice", float("nan"))),
+        seconds=time.perf_counter() - started,
+    )

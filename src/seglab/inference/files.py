@@ -1,0 +1,93 @@
+"""Prediction over files, folders and globs: masks, probability maps and overlays as PNG."""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from seglab.data.io import IMAGE_SUFFIXES, read_image, write_png
+from seglab.errors import DataError
+from seglab.inference.predictor import Predictor
+
+
+def collect_inputs(inputs: list[str | Path]) -> list[Path]:
+    """Expand files, folders (their images, recursively) and glob patterns, in order, once each."""
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            matches = sorted(
+                p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+            )
+        elif path.is_file():
+            matches = [path]
+        else:
+            matches = sorted(Path(p) for p in glob.glob(str(item), recursive=True))
+            matches = [p for p in matches if p.is_file()]
+        if not matches:
+            raise DataError(path, "no such file, or no image matches", "check the path or pattern")
+        found.extend(matches)
+    return list(dict.fromkeys(found))
+
+
+@dataclass
+class PredictedFile:
+    """The outputs written for one input image."""
+
+    source: Path
+    mask: Path
+    foreground_fraction: float
+
+
+def _output_names(paths: list[Path]) -> list[str]:
+    # Stems collide when folders hold same-named files; prefix the parent folder then.
+    stems = [p.stem for p in paths]
+    if len(set(stems)) == len(stems):
+        return stems
+    return [f"{p.parent.name}_{p.stem}" if stems.count(p.stem) > 1 else p.stem for p in paths]
+
+
+def predict_files(
+    predictor: Predictor,
+    inputs: list[str | Path],
+    out: str | Path,
+    probabilities: bool = False,
+    overlays: bool = False,
+    progress: bool = True,
+) -> list[PredictedFile]:
+    """Predict every input image and write `<stem>_mask.png` (0/255) into `out`.
+
+    Args:
+        predictor: The model to apply.
+        inputs: Files, folders or glob patterns.
+        out: Output folder (created).
+        probabilities: Also write `<stem>_prob.png` (probability × 255, 8-bit).
+        overlays: Also write `<stem>_overlay.png` (the mask outlined over the image).
+        progress: Show a progress bar.
+    """
+    from seglab.viz import mask_overlay, save_png
+
+    paths = collect_inputs(inputs)
+    out = Path(out)
+    results = []
+    items: Iterable[tuple[Path, str]] = list(zip(paths, _output_names(paths)))
+    if progress:
+        from rich.progress import track
+
+        items = track(items, description="predicting")
+    for path, name in items:
+        image = read_image(path)
+        prediction = predictor.predict(image)
+        mask_path = out / f"{name}_mask.png"
+        write_png(mask_path, prediction.mask.astype(np.uint8) * 255)
+        if probabilities:
+            scaled = np.round(prediction.probabilities * 255).astype(np.uint8)
+            write_png(out / f"{name}_prob.png", scaled)
+        if overlays:
+            save_png(out / f"{name}_overlay.png", mask_overlay(image, prediction.mask))
+        results.append(PredictedFile(path, mask_path, float(prediction.mask.mean())))
+    return results

@@ -1,0 +1,103 @@
+"""U-Net assembled from the blocks in `blocks.py`, parameterised as in seed 000."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seglab.models.blocks import ConvBlock, Down, Up
+
+__all__ = ["UNet"]
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    # bool is an int subclass; `depth=True` is a config mistake, not a depth of 1.
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+class UNet(nn.Module):
+    """U-Net (Ronneberger et al., 2015) with 'same' convolutions, as built in seed 000.
+
+    The encoder has `depth + 1` levels of widths `4 * n_filters * 2**i`; the decoder mirrors it,
+    upsampling to the skip's width, concatenating the skip and convolving at that width. A 1×1
+    convolution gives `num_classes` logit channels: no sigmoid or softmax is applied, since the
+    losses take logits (numerically safer) and inference applies the activation itself.
+
+    Any input size is accepted: H and W are padded up to a multiple of `divisor` and the output is
+    cropped back, so the output has the input's spatial size.
+
+    Args:
+        in_channels: Channels of the input image (3 for RGB, 1 for grey).
+        num_classes: Output logit channels: 1 for a binary task, C for C classes.
+        n_filters: Width multiplier; the first level has `4 * n_filters` channels. Seed 000 uses 4
+            (16, 32, 64, 128, 256 channels; 2.16 M parameters with in_channels=3).
+        depth: Number of 2×2 max-poolings (seed 000: 4).
+        batch_norm: Batch norm after every convolution of the conv blocks.
+        dropout: Channel dropout probability at the end of every conv block, in [0, 1).
+        bilinear: Upsample by bilinear interpolation and a 1×1 convolution instead of a
+            transposed convolution.
+
+    Shape:
+        - Input: `(N, in_channels, H, W)`, any H, W >= 1
+        - Output: `(N, num_classes, H, W)` logits
+
+    Example:
+        >>> model = UNet(in_channels=3, num_classes=1, n_filters=4)
+        >>> model(torch.zeros(2, 3, 100, 75)).shape
+        torch.Size([2, 1, 100, 75])
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        num_classes: int = 1,
+        n_filters: int = 4,
+        depth: int = 4,
+        batch_norm: bool = False,
+        dropout: float = 0.0,
+        bilinear: bool = False,
+    ) -> None:
+        super().__init__()
+        _check_int("in_channels", in_channels, 1)
+        _check_int("num_classes", num_classes, 1)
+        _check_int("n_filters", n_filters, 1)
+        _check_int("depth", depth, 1)
+        is_number = isinstance(dropout, int | float) and not isinstance(dropout, bool)
+        if not (is_number and 0 <= dropout < 1):
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.depth = depth
+        widths = [4 * n_filters * 2**i for i in range(depth + 1)]
+
+        self.stem = ConvBlock(in_channels, widths[0], batch_norm, dropout)
+        self.downs = nn.ModuleList(
+            Down(widths[i], widths[i + 1], batch_norm, dropout) for i in range(depth)
+        )
+        self.ups = nn.ModuleList(
+            Up(widths[i + 1], widths[i], widths[i], batch_norm, dropout, bilinear)
+            for i in reversed(range(depth))
+        )
+        self.head = nn.Conv2d(widths[0], num_classes, kernel_size=1)
+
+    @property
+    def divisor(self) -> int:
+        """H and W are padded to a multiple of this (2**depth) so every pooling halves evenly."""
+        return 2**self.depth
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        pad_h, pad_w = -height % self.divisor, -width % self.divisor
+        if pad_h or pad_w:
+            # Zero padding at the bottom and right: reflect padding fails when the padding exceeds
+            # the input (a 5×5 image padded to 16×16), and zeros are what every 'same' convolution
+            # already sees beyond the border. Bottom/right keeps the crop a plain slice.
+            x = F.pad(x, (0, pad_w, 0, pad_h))
+
+        skips = [self.stem(x)]
+        for down in self.downs:
+            skips.append(down(skips[-1]))
+        x = skips.pop()
+        for up in self.ups:
+            x = up(x, skips.pop())
+        return self.head(x)[..., :height, :width]

@@ -1,0 +1,93 @@
+"""MLflow tracking: an embedded SQLite store beside the run folders by default, any server by URI.
+
+MLflow's plain file store is deprecated; the default store is `<runs>/mlflow.db` with artifacts in
+`<runs>/mlartifacts/`, where `<runs>` is the parent folder of the run folder (not the current
+directory), so `seglab ui --runs <runs>` finds every run written there.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from seglab.errors import SeglabError
+
+if TYPE_CHECKING:
+    from pytorch_lightning.loggers import MLFlowLogger
+
+    from seglab.config import TrackingConfig
+
+DB_NAME = "mlflow.db"
+ARTIFACTS_NAME = "mlartifacts"
+
+
+def default_store(runs_root: Path) -> tuple[str, str]:
+    """(tracking URI, artifact location) of the embedded store for a folder of runs."""
+    root = runs_root.resolve()
+    return f"sqlite:///{root / DB_NAME}", (root / ARTIFACTS_NAME).as_uri()
+
+
+def _quiet_mlflow() -> None:
+    # Database migrations and MLflow's own notices would drown the training progress bar.
+    for name in ("alembic", "mlflow", "mlflow.store", "mlflow.tracking"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def create_logger(
+    config: TrackingConfig, run_dir: Path, run_id: str | None = None
+) -> MLFlowLogger:
+    """A Lightning MLflow logger for the run folder `run_dir` (resumes `run_id` when given)."""
+    from pytorch_lightning.loggers import MLFlowLogger
+
+    _quiet_mlflow()
+    uri, artifacts = default_store(run_dir.parent)
+    if config.uri:
+        uri, artifacts = config.uri, None
+    return MLFlowLogger(
+        experiment_name=config.experiment,
+        run_name=run_dir.name,
+        tracking_uri=uri,
+        artifact_location=artifacts,
+        run_id=run_id,
+        log_model=False,
+    )
+
+
+def log_results(
+    logger: MLFlowLogger, metrics: dict[str, float], files: list[Path], folders: dict[str, Path]
+) -> None:
+    """Log final metrics, files and whole folders (under the given artifact paths) to the run."""
+    client, run_id = logger.experiment, logger.run_id
+    for key, value in metrics.items():
+        client.log_metric(run_id, key, float(value))
+    for path in files:
+        if path.is_file():
+            client.log_artifact(run_id, str(path))
+    for artifact_path, folder in folders.items():
+        if folder.is_dir():
+            client.log_artifacts(run_id, str(folder), artifact_path)
+
+
+def flat_params(config: dict[str, Any]) -> dict[str, Any]:
+    from seglab.config import flatten
+
+    return {key: ("null" if value is None else value) for key, value in flatten(config).items()}
+
+
+def launch_ui(runs_root: Path, host: str = "127.0.0.1", port: int = 5000) -> int:
+    """Start the MLflow UI on the embedded store of `runs_root`; returns its exit code."""
+    runs_root = Path(runs_root)
+    if not (runs_root / DB_NAME).is_file():
+        raise SeglabError(
+            f"{runs_root / DB_NAME}: no tracking store here; train with tracking on first "
+            f"(`seglab train ... --out {runs_root}/NAME`) or pass --runs to the right folder"
+        )
+    uri, artifacts = default_store(runs_root)
+    mlflow = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
+    command = [mlflow, "ui", "--backend-store-uri", uri, "--default-artifact-root", artifacts]
+    command += ["--host", host, "--port", str(port)]
+    return subprocess.call(command)

@@ -1,0 +1,383 @@
+"""Training with Lightning: `SegmentationTask` and `train()`, which fills a run folder.
+
+The run folder contract is in DESIGN.md: config.yaml, splits.json, train_log.csv, curves.png,
+checkpoints/{best,last}.ckpt, model/ (the bundle), threshold.png, eval/test/.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from seglab.config import Config, config_to_dict, dump_config, load_config
+from seglab.data.dataset import (
+    SegmentationDataset,
+    foreground_fraction,
+    prepare_samples,
+)
+from seglab.data.splits import load_split_data
+from seglab.data.transforms import build_augmentation
+from seglab.errors import SeglabError
+from seglab.fileutils import atomic_path, atomic_write_json, atomic_write_text
+from seglab.losses import class_weights_from_fraction, create_loss
+from seglab.metrics import confusion_counts_torch
+from seglab.models import create_model, model_summary
+from seglab.tuning import tune_threshold
+
+log = logging.getLogger(__name__)
+
+LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "train_dice", "val_dice", "lr", "seconds"]
+
+
+class SegmentationTask(pl.LightningModule):
+    """Binary segmentation: one logit channel, a loss on logits, Dice from summed counts.
+
+    Confusion counts are summed on the device over the epoch (no per-step host sync), so the
+    epoch Dice is the dataset-level (micro) Dice, not a mean of batch Dice values.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        loss: torch.nn.Module,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        scheduler: str = "none",
+        channels_last: bool = True,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.loss = loss
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.scheduler = scheduler
+        self.channels_last = channels_last
+        self.counts = {"train": torch.zeros(4), "val": torch.zeros(4)}
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return self.model(images)
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        images, masks = batch
+        logits = self(images)
+        loss = self.loss(logits, masks)
+        with torch.no_grad():
+            counts = confusion_counts_torch(logits > 0, masks > 0.5).sum(0)
+            self.counts[stage] = self.counts[stage].to(counts.device) + counts
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=len(images))
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "val")
+
+    def on_train_epoch_start(self) -> None:
+        self.counts["train"] = torch.zeros(4)
+
+    def on_validation_epoch_start(self) -> None:
+        self.counts["val"] = torch.zeros(4)
+
+    def on_validation_epoch_end(self) -> None:
+        # Validation ends each training epoch, after the last training batch, so both sums are
+        # complete here (callbacks' on_train_epoch_end runs before the module's).
+        stages = ["val"] if self.trainer.sanity_checking else ["train", "val"]
+        for stage in stages:
+            tp, fp, fn, _ = self.counts[stage].double().unbind()
+            total = 2 * tp + fp + fn
+            dice = torch.where(total > 0, 2 * tp / total.clamp(min=1), torch.ones_like(tp))
+            self.log(f"{stage}_dice", dice.float(), prog_bar=stage == "val")
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        if self.scheduler == "cosine":
+            epochs = self.trainer.max_epochs or 1
+            cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+            return {"optimizer": optimizer, "lr_scheduler": cosine}
+        if self.scheduler == "plateau":
+            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=2)
+            return {
+                "optimizer": optimizer,
+                "lr_scheduler": {"scheduler": plateau, "monitor": "val_loss"},
+            }
+        return optimizer
+
+
+class EpochLog(pl.Callback):
+    """Writes `train_log.csv` (one row per epoch) and redraws `curves.png` after every epoch."""
+
+    def __init__(self, run_dir: Path, start_epoch: int = 0) -> None:
+        self.csv_path = run_dir / "train_log.csv"
+        self.curves_path = run_dir / "curves.png"
+        self.rows = [r for r in read_train_log(self.csv_path) if r["epoch"] <= start_epoch]
+        self.started = time.perf_counter()
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.started = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        metrics = trainer.callback_metrics
+        row: dict[str, float] = {"epoch": trainer.current_epoch + 1}
+        for key in LOG_COLUMNS[1:-1]:
+            row[key] = float(metrics[key]) if key in metrics else float("nan")
+        row["seconds"] = round(time.perf_counter() - self.started, 3)
+        self.rows.append(row)
+        with atomic_path(self.csv_path) as temporary, temporary.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
+            writer.writeheader()
+            writer.writerows(self.rows)
+        from seglab.viz import plot_curves
+
+        plot_curves(self.rows, self.curves_path)
+
+
+def read_train_log(path: Path) -> list[dict[str, float]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+@dataclass
+class RunResult:
+    """What `train` produced: the run folder, the bundle, and the tuned validation metrics."""
+
+    run_dir: Path
+    bundle_path: Path
+    threshold: float
+    val_metrics: dict[str, float]
+    test_metrics: dict[str, float] | None
+
+
+def _loaders(config: Config, train: list[Any], val: list[Any]) -> tuple[DataLoader, DataLoader]:
+    data = config.data
+    augment = build_augmentation(data.augment, seed=config.seed)
+    train_set = SegmentationDataset(train, data, augment, random_crop=data.crop is not None,
+                                    seed=config.seed)
+    val_set = SegmentationDataset(val, data)
+    generator = torch.Generator().manual_seed(config.seed)
+    if not train_set.same_size():
+        raise SeglabError(
+            "training images have different sizes; set data.size=[H,W] to resize them or "
+            "data.crop=N to train on random crops"
+        )
+    train_loader = DataLoader(
+        train_set,
+        batch_size=min(data.batch_size, len(train_set)),
+        shuffle=True,
+        drop_last=len(train_set) > data.batch_size,
+        num_workers=data.num_workers,
+        persistent_workers=data.num_workers > 0,
+        generator=generator,
+    )
+    val_batch = data.batch_size if val_set.same_size() else 1
+    val_loader = DataLoader(val_set, batch_size=val_batch, num_workers=data.num_workers,
+                            persistent_workers=data.num_workers > 0)
+    return train_loader, val_loader
+
+
+def _build_loss(config: Config, train_fraction: float) -> torch.nn.Module:
+    params = dict(config.loss.params)
+    if config.loss.name == "weighted_bce" and "pos_weight" not in params:
+        params["pos_weight"], params["neg_weight"] = class_weights_from_fraction(train_fraction)
+        log.info("weighted_bce weights from the training masks: %s", params)
+    return create_loss(config.loss.name, **params)
+
+
+def _prepare_run_dir(config: Config, out: Path, resume: bool) -> None:
+    if resume:
+        if not (out / "checkpoints" / "last.ckpt").is_file():
+            raise SeglabError(f"{out}: no checkpoints/last.ckpt to resume from")
+        return
+    if (out / "config.yaml").exists():
+        raise SeglabError(
+            f"{out}: already holds a run; choose another --out, or continue it with --resume {out}"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    dump_config(config, out / "config.yaml")
+
+
+def train(
+    config: Config, out: str | Path, resume: bool = False, progress: bool = True
+) -> RunResult:
+    """Train, tune the threshold, write the bundle and (when there is a test split) evaluate.
+
+    Args:
+        config: The resolved configuration.
+        out: The run folder to create (or to continue, with `resume`).
+        resume: Continue the run in `out` from `checkpoints/last.ckpt`.
+        progress: Show progress bars.
+
+    Example:
+        >>> cfg = load_config("exp.yaml", ["train.epochs=3"])  # doctest: +SKIP
+        >>> result = train(cfg, "runs/exp")  # doctest: +SKIP
+    """
+    run_dir = Path(out)
+    _prepare_run_dir(config, run_dir, resume)
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+    split_data = load_split_data(config.data, config.seed, progress=progress)
+    atomic_write_json(run_dir / "splits.json", split_data.splits_json())
+    if split_data.skipped:
+        atomic_write_json(
+            run_dir / "skipped.json",
+            [{"path": str(s.path), "reason": s.reason} for s in split_data.skipped],
+        )
+        log.warning("skipped %d bad samples, listed in skipped.json", len(split_data.skipped))
+
+    channels = max(s.image.shape[2] for s in split_data.samples["train"])
+    prepared = {
+        name: prepare_samples(samples, channels, config.data.size)
+        for name, samples in split_data.samples.items()
+    }
+    model_kwargs = {"in_channels": channels, "num_classes": 1, **config.model.params}
+    model = create_model(config.model.name, **model_kwargs)
+    sample_shape = prepared["train"][0].image.shape
+    side = config.data.crop or None
+    summary_shape = (1, channels, side or sample_shape[0], side or sample_shape[1])
+    atomic_write_text(run_dir / "model_summary.txt", model_summary(model, summary_shape))
+    if config.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    task = SegmentationTask(
+        model,
+        _build_loss(config, foreground_fraction(prepared["train"])),
+        lr=config.train.lr,
+        weight_decay=config.train.weight_decay,
+        scheduler=config.train.scheduler,
+        channels_last=config.train.channels_last,
+    )
+    train_loader, val_loader = _loaders(config, prepared["train"], prepared["val"])
+
+    logger = _tracking_logger(config, run_dir, resume)
+    checkpoint = pl.callbacks.ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="best", monitor="val_loss", save_last=True
+    )
+    last_ckpt = run_dir / "checkpoints" / "last.ckpt"
+    start_epoch = _checkpoint_epoch(last_ckpt) if resume else 0
+    callbacks: list[pl.Callback] = [checkpoint, EpochLog(run_dir, start_epoch)]
+    if config.train.patience > 0:
+        callbacks.append(
+            pl.callbacks.EarlyStopping(monitor="val_loss", patience=config.train.patience)
+        )
+    trainer = pl.Trainer(
+        max_epochs=config.train.epochs,
+        accelerator=config.train.accelerator,
+        devices=1,
+        precision=config.train.precision,
+        deterministic=config.train.deterministic,
+        callbacks=callbacks,
+        logger=logger or False,
+        default_root_dir=run_dir,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*is smaller than the logging interval.*")
+        trainer.fit(task, train_loader, val_loader, ckpt_path=last_ckpt if resume else None)
+
+    best = checkpoint.best_model_path or str(last_ckpt)
+    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+    task.load_state_dict(state)
+    model = task.model.cpu()
+
+    return _finish(config, run_dir, model, model_kwargs, prepared["val"], split_data, logger)
+
+
+def _finish(
+    config: Config,
+    run_dir: Path,
+    model: torch.nn.Module,
+    model_kwargs: dict[str, Any],
+    val: list[Any],
+    split_data: Any,
+    logger: Any,
+) -> RunResult:
+    from seglab.bundle import make_metadata, save_bundle
+    from seglab.evaluation import evaluate_samples
+    from seglab.inference import Predictor
+
+    preprocessing = {
+        "normalize": config.data.normalize,
+        "percentiles": list(config.data.percentiles),
+        "input_size": list(config.data.size) if config.data.size else None,
+    }
+    metadata = make_metadata(
+        model_name=config.model.name,
+        model_kwargs=model_kwargs,
+        preprocessing=preprocessing,
+        threshold=0.5,
+        metrics={},
+        config=config_to_dict(config),
+    )
+    predictor = Predictor(model, metadata, device="cpu")
+    threshold, val_metrics = tune_threshold(
+        predictor, val, config.train.threshold_range, run_dir / "threshold.png"
+    )
+    metadata["threshold"] = threshold
+    metadata["metrics"] = {"val": val_metrics}
+    bundle_path = save_bundle(model, metadata, run_dir / "model")
+
+    test_metrics = None
+    test = split_data.samples.get("test")
+    if config.train.evaluate_test and test:
+        predictor.threshold = threshold
+        test_metrics = evaluate_samples(predictor, test, run_dir / "eval" / "test").metrics
+
+    if logger is not None:
+        from seglab.tracking import log_results
+
+        final = {"threshold": threshold, **{f"val_{k}": v for k, v in val_metrics.items()}}
+        final.update({f"test_{k}": v for k, v in (test_metrics or {}).items()
+                      if isinstance(v, float)})
+        files = [run_dir / n for n in ("config.yaml", "splits.json", "train_log.csv",
+                                       "curves.png", "threshold.png", "model_summary.txt")]
+        folders = {"model": bundle_path, "eval/test": run_dir / "eval" / "test"}
+        log_results(logger, final, files, folders)
+        logger.finalize("success")
+    return RunResult(run_dir, bundle_path, threshold, val_metrics, test_metrics)
+
+
+def _tracking_logger(config: Config, run_dir: Path, resume: bool) -> Any:
+    if not config.tracking.enabled:
+        return None
+    from seglab.tracking import create_logger, flat_params
+
+    id_file = run_dir / "mlflow_run.json"
+    run_id = json.loads(id_file.read_text())["run_id"] if resume and id_file.is_file() else None
+    logger = create_logger(config.tracking, run_dir, run_id)
+    if run_id is None:
+        logger.log_hyperparams(flat_params(config_to_dict(config)))
+        atomic_write_json(id_file, {"run_id": logger.run_id, "tracking_uri": logger._tracking_uri})
+    return logger
+
+
+def _checkpoint_epoch(path: Path) -> int:
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    return int(checkpoint.get("epoch", -1)) + 1
+
+
+def resume(run_dir: str | Path, progress: bool = True) -> RunResult:
+    """Continue the run in `run_dir` from its last checkpoint with its own config."""
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise SeglabError(f"{config_path}: missing; is {run_dir} a seglab run folder?")
+    return train(load_config(config_path), run_dir, resume=True, progress=progress)
+

@@ -1,0 +1,35 @@
+"""Shared fixtures: tiny synthetic datasets and a tiny trained run, made once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+# A U-Net small enough to train in seconds on 2 CPU cores.
+TINY_MODEL = ["model.params.n_filters=1", "model.params.depth=2"]
+
+
+@pytest.fixture(scope="session")
+def nuclei_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """20 synthetic 32x32 nuclei images in the dsb2018 layout with train/val/test folders."""
+    from seglab.data.synthetic import write_synthetic
+
+    out = tmp_path_factory.mktemp("data") / "nuclei"
+    write_synthetic("nuclei", out, 20, size=32, seed=1)
+    return out
+
+
+def tiny_overrides(data: Path, *extra: str) -> list[str]:
+    return [
+        f"data.root={data}",
+        "train.epochs=2",
+        "data.batch_size=4",
+        "tracking.enabled=false",
+        *TINY_MODEL,
+        *extra,
+    ]

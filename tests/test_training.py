@@ -1,0 +1,101 @@
+"""Training: the run folder contract, reproducibility, resume, bad data, tracking."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import tiny_overrides
+
+from seglab.bundle import load_bundle, read_metadata
+from seglab.config import load_config
+from seglab.errors import SeglabError
+from seglab.inference import Predictor
+from seglab.training import resume, train
+
+
+def test_train_writes_the_run_folder(nuclei_dir: Path, tmp_path: Path) -> None:
+    result = train(load_config(None, tiny_overrides(nuclei_dir)), tmp_path / "run", progress=False)
+    run = result.run_dir
+    for name in ("config.yaml", "splits.json", "train_log.csv", "curves.png", "threshold.png",
+                 "model_summary.txt", "checkpoints/best.ckpt", "checkpoints/last.ckpt",
+                 "model/weights.safetensors", "model/seglab.json", "eval/test/metrics.json",
+                 "eval/test/per_image.csv", "eval/test/report.html"):
+        assert (run / name).is_file(), name
+    with (run / "train_log.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(float(r["epoch"])) for r in rows] == [1, 2]
+    assert all(0 <= float(r["val_dice"]) <= 1 for r in rows)
+    splits = json.loads((run / "splits.json").read_text())
+    assert splits["layout"] == "dsb2018"
+    assert {len(splits[s]) for s in ("train", "val", "test")} <= set(range(1, 20))
+    meta = read_metadata(result.bundle_path)
+    assert 0.05 <= meta["threshold"] <= 0.95
+    assert meta["threshold"] == result.threshold
+    assert meta["config"]["train"]["epochs"] == 2
+    assert meta["metrics"]["val"]["dice"] == pytest.approx(result.val_metrics["dice"])
+    assert result.test_metrics is not None and 0 <= result.test_metrics["dice"] <= 1
+
+
+def test_same_seed_same_metrics(nuclei_dir: Path, tmp_path: Path) -> None:
+    overrides = tiny_overrides(nuclei_dir, "train.epochs=1", "train.evaluate_test=false")
+    first = train(load_config(None, overrides), tmp_path / "a", progress=False)
+    second = train(load_config(None, overrides), tmp_path / "b", progress=False)
+    assert first.val_metrics == second.val_metrics
+    a, _ = load_bundle(first.bundle_path)
+    b, _ = load_bundle(second.bundle_path)
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert np.array_equal(x.numpy(), y.numpy()), name
+
+
+def test_resume_continues_from_last_checkpoint(nuclei_dir: Path, tmp_path: Path) -> None:
+    overrides = tiny_overrides(nuclei_dir, "train.epochs=1", "train.evaluate_test=false")
+    run = train(load_config(None, overrides), tmp_path / "run", progress=False).run_dir
+    resume(run, ["train.epochs=2"], progress=False)
+    with (run / "train_log.csv").open() as handle:
+        epochs = [int(float(r["epoch"])) for r in csv.DictReader(handle)]
+    assert epochs == [1, 2]
+    assert load_config(run / "config.yaml").train.epochs == 2
+
+
+def test_existing_run_folder_is_not_overwritten(nuclei_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("seed: 0\n")
+    with pytest.raises(SeglabError, match="--resume"):
+        train(load_config(None, tiny_overrides(nuclei_dir)), tmp_path / "run", progress=False)
+
+
+def test_bundle_round_trip_gives_identical_outputs(nuclei_dir: Path, tmp_path: Path) -> None:
+    overrides = tiny_overrides(nuclei_dir, "train.epochs=1", "train.evaluate_test=false")
+    result = train(load_config(None, overrides), tmp_path / "run", progress=False)
+    model, meta = load_bundle(result.bundle_path)
+    image = np.random.default_rng(0).integers(0, 255, (45, 37, 3), dtype=np.uint8)
+    first = Predictor(model, meta, "cpu").predict_proba(image)
+    again = Predictor.from_bundle(result.bundle_path, "cpu").predict_proba(image)
+    assert first.shape == (45, 37)
+    assert np.array_equal(first, again)
+
+
+def test_tracking_logs_params_metrics_and_artifacts(nuclei_dir: Path, tmp_path: Path) -> None:
+    import mlflow
+
+    overrides = tiny_overrides(nuclei_dir, "train.epochs=2", "tracking.enabled=true",
+                               "tracking.experiment=test-exp")
+    result = train(load_config(None, overrides), tmp_path / "runs" / "r1", progress=False)
+    run_id = json.loads((result.run_dir / "mlflow_run.json").read_text())["run_id"]
+    assert (tmp_path / "runs" / "mlflow.db").is_file()
+    client = mlflow.MlflowClient(f"sqlite:///{(tmp_path / 'runs' / 'mlflow.db').resolve()}")
+    run = client.get_run(run_id)
+    assert run.data.params["train.epochs"] == "2"
+    assert run.data.params["model.name"] == "unet"
+    history = client.get_metric_history(run_id, "val_loss")
+    assert len(history) == 2
+    assert run.data.metrics["threshold"] == pytest.approx(result.threshold)
+    assert run.data.metrics["val_dice"] == pytest.approx(result.val_metrics["dice"])
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
+    assert {"config.yaml", "curves.png", "model"} <= artifacts
+    model_files = {a.path for a in client.list_artifacts(run_id, "model")}
+    assert "model/weights.safetensors" in model_files
