@@ -16,11 +16,13 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from torch import nn
@@ -87,6 +89,8 @@ def cpu_name() -> str:
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
+    # Other processes competing for the cores skew CPU figures; the load average makes that visible.
+    load_avg_1m = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -124,6 +128,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "device_name": device_name,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "load_avg_1m": load_avg_1m,
         "batch": args.batch,
         "size": args.size,
         "n_filters": args.n_filters,
@@ -145,25 +150,27 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 
 
 def print_table(result: dict[str, object]) -> None:
-    table = Table(title="U-Net throughput (fp32)")
+    table = Table(title="U-Net throughput (fp32)", box=box.SIMPLE)
     for column in ("model", "params", "device", "torch", "train img/s", "infer img/s", "GFLOP/img"):
         numeric = column in ("params", "train img/s", "infer img/s", "GFLOP/img")
-        table.add_column(column, justify="right" if numeric else "left")
+        table.add_column(column, justify="right" if numeric else "left", no_wrap=True)
     table.add_row(
-        f"unet n_filters={result['n_filters']}",
+        f"unet nf={result['n_filters']}",
         f"{result['params']:,}",
-        f"{result['device']} ({result['device_name']}, {result['threads']} threads)",
+        str(result["device"]),
         str(result["torch"]),
         f"{result['train_ips']:.1f}",
         f"{result['infer_ips']:.1f}",
         f"{result['gflop_per_image']:.3f}",
     )
-    console = Console()
+    # Rich assumes 80 columns when stdout is not a terminal (logs, pipes), too narrow for the table.
+    console = Console(width=None if sys.stdout.isatty() else 120)
     console.print(table)
     console.print(
-        f"batch {result['batch']}, {result['size']}×{result['size']}, "
-        f"channels_last={result['channels_last']}; achieved GFLOP/s: "
-        f"train {result['train_gflops']}, infer {result['infer_gflops']}"
+        f"{result['device_name']}, {result['threads']} threads, load average "
+        f"{result['load_avg_1m']} at start; batch {result['batch']}, "
+        f"{result['size']}×{result['size']}, channels_last={result['channels_last']}; "
+        f"achieved GFLOP/s: train {result['train_gflops']}, infer {result['infer_gflops']}"
     )
     if "peak_gflops" in result:
         console.print(

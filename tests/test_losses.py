@@ -23,6 +23,7 @@ TARGET_A = [1.0, 1.0, 0.0, 0.0]
 # Example B, asymmetric errors, to tell alpha from beta.
 #   p = [3/4, 1/2, 1/4, 3/4], y = [1, 1, 1, 0]
 #   TP = 3/4 + 1/2 + 1/4 = 3/2, FP = 3/4, FN = 1/4 + 1/2 + 3/4 = 3/2
+#   per-pixel BCE: -log(3/4), -log(1/2), -log(1/4), -log(1/4) = ln(4/3), ln2, 2 ln2, 2 ln2
 LOGITS_B = [LN3, 0.0, -LN3, LN3]
 TARGET_B = [1.0, 1.0, 1.0, 0.0]
 
@@ -31,8 +32,12 @@ BCE_A = (2 * LN2 + 2 * LN4_3) / 4  # = ln(8/3) / 2 ≈ 0.4904
 GOLDEN = [
     # name, kwargs, example, expected
     ("bce", {}, "A", BCE_A),
+    ("bce", {}, "B", (LN4_3 + 5 * LN2) / 4),
     # (2 ln2 + 2 ln(4/3) + 0.5 ln(4/3) + 0.5 ln2) / 4 = 2.5 ln(8/3) / 4
     ("weighted_bce", {"pos_weight": 2.0, "neg_weight": 0.5}, "A", 2.5 * math.log(8 / 3) / 4),
+    # example A treats both classes alike, so B tells w+ from w-:
+    # (2 ln(4/3) + 2 ln2 + 2 * 2 ln2 + 0.5 * 2 ln2) / 4
+    ("weighted_bce", {"pos_weight": 2.0, "neg_weight": 0.5}, "B", (2 * LN4_3 + 7 * LN2) / 4),
     # 1 - (2 * 5/4 + 1) / (2 + 2 + 1) = 1 - 3.5 / 5 = 0.3
     ("dice", {}, "A", 0.3),
     # smooth 0: 1 - (5/2) / 4 = 3/8
@@ -55,6 +60,10 @@ GOLDEN = [
     # α_t = [.25, .25, .75, .75], (1 - p_t)^2 = [1/4, 1/16, 1/16, 1/4], -log p_t as BCE above:
     # (.0625 ln2 + .015625 ln(4/3) + .046875 ln(4/3) + .1875 ln2) / 4
     ("focal", {}, "A", (0.25 * LN2 + 0.0625 * LN4_3) / 4),
+    # B: α_t = [.25, .25, .25, .75], (1 - p_t)^2 = [1/16, 1/4, 9/16, 9/16],
+    # -log p_t = [ln(4/3), ln2, 2 ln2, 2 ln2]:
+    # (.015625 ln(4/3) + .0625 ln2 + .28125 ln2 + .84375 ln2) / 4
+    ("focal", {}, "B", (0.015625 * LN4_3 + 1.1875 * LN2) / 4),
     # α = 0.5, γ = 1: (.25 ln2 + .125 ln(4/3) + .125 ln(4/3) + .25 ln2) / 4
     ("focal", {"alpha": 0.5, "gamma": 1.0}, "A", (0.5 * LN2 + 0.25 * LN4_3) / 4),
     # no α, γ = 2: (.25 ln2 + .0625 ln(4/3) + .0625 ln(4/3) + .25 ln2) / 4
@@ -76,7 +85,9 @@ def test_golden_values(name: str, kwargs: dict, example: str, expected: float) -
     logits, target = _example(example)
     assert create_loss(name, **kwargs)(logits, target).item() == pytest.approx(expected, rel=1e-5)
     # The functional core gives the same value.
-    assert getattr(losses, name)(logits, target, **kwargs).item() == pytest.approx(expected, rel=1e-5)
+    assert getattr(losses, name)(logits, target, **kwargs).item() == pytest.approx(
+        expected, rel=1e-5
+    )
 
 
 def test_golden_values_cover_every_loss() -> None:

@@ -150,13 +150,14 @@ def test_bad_inputs_raise() -> None:
 def test_threshold_sweep_golden() -> None:
     probs = np.array([[0.9, 0.6, 0.4], [0.2, 0.6, 0.1]])
     truth = np.array([[1, 1, 0], [1, 0, 0]], dtype=bool)
-    # t = 0.5: tp = 2 (0.9, 0.6), fp = 1 (0.6), fn = 1 (0.2) -> 4 / 7
-    # t = 0.6: same pixels (p >= t is inclusive) -> 4 / 7
-    # t = 0.0: all positive, tp = 3, fp = 3 -> 6 / 9
+    # t = 0.5: tp = 2 (0.9, 0.6), fp = 1 (0.6), fn = 1 (0.2) -> 4 / (4 + 1 + 1) = 4 / 6
+    # t = 0.6: same pixels (p >= t is inclusive) -> 4 / 6
+    # t = 0.61: tp = 1, fp = 0, fn = 2 -> 2 / 4
+    # t = 0.0: all positive, tp = 3, fp = 3 -> 6 / (6 + 3)
     # t = 0.95: nothing predicted, fn = 3 -> 0
-    # t = 0.2: tp = 3, fp = 2 (0.4, 0.6) -> 6 / 8
-    scores = threshold_sweep(probs, truth, np.array([0.5, 0.6, 0.0, 0.95, 0.2]))
-    np.testing.assert_allclose(scores, [4 / 7, 4 / 7, 6 / 9, 0.0, 6 / 8])
+    # t = 0.2: tp = 3, fp = 2 (0.4, 0.6) -> 6 / (6 + 2)
+    scores = threshold_sweep(probs, truth, np.array([0.5, 0.6, 0.61, 0.0, 0.95, 0.2]))
+    np.testing.assert_allclose(scores, [4 / 6, 4 / 6, 2 / 4, 6 / 9, 0.0, 6 / 8])
 
 
 # --- properties ---------------------------------------------------------------------------------

@@ -58,12 +58,16 @@ def _root(
 
 
 def _metrics_table(title: str, metrics: dict[str, object]) -> Table:
-    table = Table(title=title, show_header=True)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
+    """Dataset-level scores beside their per-image means, then any other entries."""
+    table = Table(title=title)
+    for column in ("metric", "dataset", "mean per image"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
     for key, value in metrics.items():
+        if key.endswith("_per_image"):
+            continue
+        per_image = metrics.get(f"{key}_per_image")
         shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-        table.add_row(key, shown)
+        table.add_row(key, shown, f"{per_image:.4f}" if isinstance(per_image, float) else "")
     return table
 
 
@@ -123,19 +127,20 @@ def train(
     from seglab.training import resume as resume_run
     from seglab.training import train as train_run
 
+    overrides = []
+    for key, value in (("data.root", data), ("data.layout", layout), ("model.name", model),
+                       ("loss.name", loss), ("train.epochs", epochs),
+                       ("tracking.uri", tracking_uri)):
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    if no_track:
+        overrides.append("tracking.enabled=false")
+    if skip_bad:
+        overrides.append("data.skip_bad=true")
     if resume is not None:
-        result = resume_run(resume, progress=progress)
+        # Only what was given explicitly changes a resumed run (e.g. --epochs to go further).
+        result = resume_run(resume, [*overrides, *(set_ or [])], progress=progress)
     else:
-        overrides = []
-        for key, value in (("data.root", data), ("data.layout", layout), ("model.name", model),
-                           ("loss.name", loss), ("train.epochs", epochs),
-                           ("tracking.uri", tracking_uri)):
-            if value is not None:
-                overrides.append(f"{key}={value}")
-        if no_track:
-            overrides.append("tracking.enabled=false")
-        if skip_bad:
-            overrides.append("data.skip_bad=true")
         cfg = load_config(config, [*overrides, *(set_ or [])])
         run_dir = out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
         result = train_run(cfg, run_dir, progress=progress)

@@ -35,9 +35,11 @@ def _as_masks(name: str, array: np.ndarray) -> np.ndarray:
     if a.ndim < 2:
         raise ValueError(f"{name} must have shape (H, W) or (N, H, W), got {a.shape}")
     if a.dtype != np.bool_:
-        if not ((a == 0) | (a == 1)).all():
+        bad = a[(a != 0) & (a != 1)]
+        if bad.size:
             raise ValueError(
-                f"{name} must be a binary mask (bool or 0/1 values); threshold probabilities first"
+                f"{name} must be a binary mask (bool or 0/1 values), found {bad[0].item()!r}; "
+                "threshold probabilities (or divide 0/255 masks by 255) first"
             )
         a = a.astype(bool)
     return a.reshape(1 if a.ndim == 2 else len(a), -1)
@@ -172,8 +174,10 @@ def recall(counts: np.ndarray) -> np.ndarray:
 
 
 def f1(counts: np.ndarray) -> np.ndarray:
-    """F1 score of each row: for binary masks the harmonic mean of precision and recall is
-    exactly the Dice coefficient, so this is :func:`dice` (same empty convention).
+    """F1 score of each row, identical to :func:`dice` (same empty convention).
+
+    For binary masks the harmonic mean of precision and recall, 2 P R / (P + R), simplifies to
+    ``2 tp / (2 tp + fp + fn)``: F1 and the Dice coefficient are the same number.
 
     Args:
         counts: Confusion counts ``(tp, fp, fn, tn)``.

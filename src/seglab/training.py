@@ -227,6 +227,8 @@ def train(
         >>> result = train(cfg, "runs/exp")  # doctest: +SKIP
     """
     run_dir = Path(out)
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     _prepare_run_dir(config, run_dir, resume)
     pl.seed_everything(config.seed, workers=True, verbose=False)
     split_data = load_split_data(config.data, config.seed, progress=progress)
@@ -288,8 +290,10 @@ def train(
         log_every_n_steps=1,
     )
     with warnings.catch_warnings():
+        # Lightning's advice for large GPU jobs is noise for in-memory CPU training.
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*is smaller than the logging interval.*")
+        warnings.filterwarnings("ignore", message=".*treespec.*")
         trainer.fit(task, train_loader, val_loader, ckpt_path=last_ckpt if resume else None)
 
     best = checkpoint.best_model_path or str(last_ckpt)
@@ -373,11 +377,19 @@ def _checkpoint_epoch(path: Path) -> int:
     return int(checkpoint.get("epoch", -1)) + 1
 
 
-def resume(run_dir: str | Path, progress: bool = True) -> RunResult:
-    """Continue the run in `run_dir` from its last checkpoint with its own config."""
+def resume(
+    run_dir: str | Path, overrides: list[str] | None = None, progress: bool = True
+) -> RunResult:
+    """Continue the run in `run_dir` from its last checkpoint, with its own config.
+
+    `overrides` may change the config, e.g. `["train.epochs=50"]` to train longer; the run's
+    `config.yaml` is updated to match.
+    """
     run_dir = Path(run_dir)
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
         raise SeglabError(f"{config_path}: missing; is {run_dir} a seglab run folder?")
-    return train(load_config(config_path), run_dir, resume=True, progress=progress)
-
+    config = load_config(config_path, overrides)
+    if overrides:
+        dump_config(config, config_path)
+    return train(config, run_dir, resume=True, progress=progress)

@@ -47,5 +47,11 @@ def tune_threshold(
         from seglab.viz import plot_threshold
 
         plot_threshold(thresholds, scores, best, figure)
-    counts = np.concatenate([confusion_counts(p >= best, t) for p, t in zip(probabilities, truths)])
+    # float64 comparison, exactly as threshold_sweep compares.
+    counts = np.concatenate(
+        [
+            confusion_counts(p >= np.float64(best), t)
+            for p, t in zip(probabilities, truths, strict=True)
+        ]
+    )
     return best, summarize(counts)

@@ -284,4 +284,5 @@ def _check_image(path: Path, array: np.ndarray) -> np.ndarray:
         raise DataError(path, f"unsupported image shape {array.shape}", f"expected {_EXPECTED}")
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise DataError(path, f"image is empty (shape {array.shape})", "re-export the file")
-    return np.ascontiguousarray(array)
+    # Pillow hands out read-only buffers; callers (augmentation) may write in place.
+    return np.require(array, requirements=("C", "W"))

@@ -95,14 +95,8 @@ def find_folders(root: Path, require_masks: bool = True) -> Found:
             if len(paths) == 1:
                 masks[stem] = paths[0]
                 continue
-            names = ", ".join(p.name for p in paths)
-            problems.append(
-                Skipped(
-                    paths[-1],
-                    f"{len(paths)} masks for image {stem!r}: {names}",
-                    "keep one mask per image",
-                )
-            )
+            reason = f"{len(paths)} masks for image {stem!r}: {', '.join(p.name for p in paths)}"
+            problems.append(Skipped(paths[-1], reason, "keep one mask per image"))
             images.pop(stem, None)
             dropped.add(stem)
     elif require_masks and images:
@@ -118,12 +112,9 @@ def find_folders(root: Path, require_masks: bool = True) -> Found:
         else:
             samples.append(Sample(stem, image, ()))
     if require_masks:
+        hint = "give the mask the same file stem as its image, or remove it"
         problems += [
-            Skipped(
-                orphan,
-                f"mask without an image (no {images_dir.name}/{stem}.*)",
-                "give the mask the same file stem as its image, or remove it",
-            )
+            Skipped(orphan, f"mask without an image (no images/{stem}.*)", hint)
             for stem, orphan in masks.items()
             if stem not in images and stem not in dropped
         ]
@@ -144,24 +135,14 @@ def find_dsb2018(root: Path, require_masks: bool = True) -> Found:
             continue
         images_dir, masks_dir = folder / "images", folder / "masks"
         if not images_dir.is_dir():
-            problems.append(
-                Skipped(
-                    folder,
-                    "sample folder without an images/ sub-folder",
-                    f"expected {_LAYOUT_SKETCHES['dsb2018']}",
-                )
-            )
+            hint = f"expected {_LAYOUT_SKETCHES['dsb2018']}"
+            problems.append(Skipped(folder, "sample folder without an images/ sub-folder", hint))
             continue
         candidates = _list_images(images_dir, problems)
         named = [p for p in candidates if p.stem == folder.name]
         if len(named) != 1 and len(candidates) != 1:
-            problems.append(
-                Skipped(
-                    images_dir,
-                    f"found {len(candidates)} images, expected exactly one",
-                    f"keep only images/{folder.name}.png in each sample folder",
-                )
-            )
+            reason = f"found {len(candidates)} images, expected exactly one"
+            problems.append(Skipped(images_dir, reason, f"keep only images/{folder.name}.png"))
             continue
         image = (named or candidates)[0]
         masks = _list_images(masks_dir, problems) if masks_dir.is_dir() else []
@@ -243,20 +224,16 @@ def find_samples(
         splits[name] = []
         for sample in samples:
             if sample.id in seen:  # the same id in two splits would leak test data into training
-                problems.append(
-                    Skipped(
-                        sample.image,
-                        f"id {sample.id!r} is also in split {seen[sample.id]!r}",
-                        "give every sample a unique name",
-                    )
-                )
+                reason = f"id {sample.id!r} is also in split {seen[sample.id]!r}"
+                problems.append(Skipped(sample.image, reason, "give every sample a unique name"))
             else:
                 seen[sample.id] = name
                 splits[name].append(sample)
         skipped += problems
     if skipped and not skip_bad:
         first = skipped[0]
-        more = f" (and {len(skipped) - 1} more problems)" if len(skipped) > 1 else ""
+        others = len(skipped) - 1
+        more = f" (and {others} more problem{'s' * (others > 1)})" if others else ""
         hint = "; ".join(filter(None, [first.hint, "or skip bad samples (skip_bad=True)"]))
         raise DataError(first.path, first.reason + more, hint)
     if not any(splits.values()):
@@ -267,12 +244,8 @@ def find_samples(
         )
     for problem in skipped:
         logger.warning("skipped %s: %s", problem.path, problem.reason)
-    logger.info(
-        "found %s in %s (%s layout)",
-        ", ".join(f"{len(v)} {k}" for k, v in splits.items()),
-        root,
-        layout,
-    )
+    counts = ", ".join(f"{len(v)} {k}" for k, v in splits.items())
+    logger.info("found %s in %s (%s layout)", counts, root, layout)
     return FoundSamples(layout, splits, skipped)
 
 
@@ -301,8 +274,10 @@ def split_samples(
     # Sorting first makes the split depend on the seed only, not on the caller's order.
     ordered = sorted(samples, key=lambda s: s.id)
     n = len(ordered)
-    n_val = round(n * val_fraction)
-    n_test = round(n * test_fraction)
+    # Round half up, as write_synthetic does (round() sends halves to even).
+    n_val, n_test = (
+        int(np.floor(n * fraction + 0.5)) for fraction in (val_fraction, test_fraction)
+    )
     if n >= 2 and val_fraction > 0:
         n_val = max(n_val, 1)
     if n >= 3 and test_fraction > 0:
@@ -338,13 +313,8 @@ def _list_images(folder: Path, problems: list[Skipped]) -> list[Path]:
         if path.is_file() and suffix in IMAGE_SUFFIXES:
             files.append(path)
         elif path.is_file() and suffix in _OTHER_IMAGE_SUFFIXES:
-            problems.append(
-                Skipped(
-                    path,
-                    f"unsupported image format {suffix}",
-                    f"convert it to PNG (supported: {', '.join(IMAGE_SUFFIXES)})",
-                )
-            )
+            hint = f"convert it to PNG (supported: {', '.join(IMAGE_SUFFIXES)})"
+            problems.append(Skipped(path, f"unsupported image format {suffix}", hint))
         else:
             logger.debug("ignoring %s: not an image file", path)
     return files
@@ -357,23 +327,14 @@ def _by_stem(files: list[Path], problems: list[Skipped]) -> tuple[dict[str, Path
         by_stem.setdefault(path.stem, []).append(path)
     duplicates = {stem for stem, paths in by_stem.items() if len(paths) > 1}
     for stem in sorted(duplicates):
-        names = ", ".join(p.name for p in by_stem[stem])
-        problems.append(
-            Skipped(
-                by_stem[stem][-1],
-                f"several files with stem {stem!r}: {names}",
-                "keep one file per name (stems must be unique)",
-            )
-        )
+        reason = f"several files named {stem!r}: {', '.join(p.name for p in by_stem[stem])}"
+        problems.append(Skipped(by_stem[stem][-1], reason, "keep one file per stem"))
     return {stem: paths[0] for stem, paths in by_stem.items() if stem not in duplicates}, duplicates
 
 
 def _missing_mask(image: Path, expected: str) -> Skipped:
-    return Skipped(
-        image,
-        f"image without a mask (expected {expected})",
-        "add the mask, or pass require_masks=False to use unlabelled images",
-    )
+    hint = "add the mask, or pass require_masks=False to use unlabelled images"
+    return Skipped(image, f"image without a mask (expected {expected})", hint)
 
 
 def _natural_key(path: Path) -> list[int | str]:

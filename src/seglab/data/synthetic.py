@@ -148,13 +148,11 @@ def _split_counts(n: int, splits: tuple[float, float, float] | None) -> dict[str
         return {"all": n}
     if len(splits) != 3 or min(splits) < 0 or not np.isclose(sum(splits), 1.0):
         raise ValueError(f"splits must be three non-negative fractions summing to 1, got {splits}")
-    # Rounding the cumulative fractions keeps the total exactly n.
-    edges = [0] + [round(n * float(c)) for c in np.cumsum(splits)]
-    edges[1] = max(edges[1], 1)  # train is never empty
-    edges = [int(e) for e in np.maximum.accumulate(edges)]
-    counts = {
-        name: max(edges[i + 1] - edges[i], 0) for i, name in enumerate(("train", "val", "test"))
-    }
+    # Round half up: Python's round() sends halves to even (1.5 -> 2 but 2.5 -> 2).
+    val, test = (int(np.floor(n * fraction + 0.5)) for fraction in splits[1:])
+    while n - val - test < 1:  # train is never empty: shrink test first, then val
+        test, val = (test - 1, val) if test else (test, val - 1)
+    counts = {"train": n - val - test, "val": val, "test": test}
     return {name: count for name, count in counts.items() if count > 0}
 
 

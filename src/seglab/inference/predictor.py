@@ -82,4 +82,5 @@ class Predictor:
         """Probabilities and the mask at the bundle's tuned threshold (or `threshold`)."""
         probabilities = self.predict_proba(image)
         cut = self.threshold if threshold is None else threshold
-        return Prediction(probabilities, probabilities >= cut)
+        # Compared in float64, as the threshold was tuned (NumPy would otherwise use float32).
+        return Prediction(probabilities, probabilities >= np.float64(cut))

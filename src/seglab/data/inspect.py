@@ -1,0 +1,184 @@
+"""Summarise a dataset folder before training: sizes, channels, bit depths, class balance."""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from seglab.data.io import write_bytes_atomic
+from seglab.data.layouts import Skipped, find_samples
+from seglab.data.loading import LoadedSample, iter_load
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+
+def inspect_dataset(root: str | Path, layout: str = "auto") -> dict[str, Any]:
+    """Decode every sample of a dataset folder once and summarise it.
+
+    Unlabelled images are counted but left out of the mask statistics; bad samples are listed
+    under ``skipped`` instead of stopping the inspection.
+
+    Args:
+        root: Dataset folder.
+        layout: A layout name, or ``"auto"``.
+
+    Returns:
+        A JSON-friendly dict: ``layout``, ``splits`` (count per split), ``num_images``,
+        ``num_labelled``, ``height`` and ``width`` (``{"min", "max"}``), ``distinct_sizes``,
+        ``channels`` and ``bit_depths`` (image count per value), ``foreground_fraction_mean``
+        (mean of per-image fractions), ``foreground_fraction_pixels`` (over all pixels),
+        ``instances_per_image`` (dsb2018), ``class_weights`` (``{"background", "foreground"}``)
+        and ``skipped``. Mask statistics are None without labelled images.
+
+    Raises:
+        DataError: The folder is missing, empty or matches no layout.
+    """
+    found = find_samples(root, layout, skip_bad=True, require_masks=False)
+    skipped = list(found.skipped)
+    sizes: Counter[tuple[int, int]] = Counter()
+    channels: Counter[int] = Counter()
+    depths: Counter[int] = Counter()
+    fractions: list[float] = []
+    instance_counts: list[int] = []
+    foreground = total = 0
+    samples = [s for split in found.splits.values() for s in split]
+    for result in iter_load(samples, skip_bad=True):
+        if isinstance(result, Skipped):
+            skipped.append(result)
+            continue
+        height, width, num_channels = result.image.shape
+        sizes[height, width] += 1
+        channels[num_channels] += 1
+        depths[8 * result.image.itemsize] += 1
+        if result.mask is not None:
+            count = int(result.mask.sum())
+            foreground += count
+            total += result.mask.size
+            fractions.append(count / result.mask.size)
+        if result.instances is not None:
+            instance_counts.append(int(np.count_nonzero(np.bincount(result.instances.ravel())[1:])))
+    heights = [h for h, _ in sizes]
+    widths = [w for _, w in sizes]
+    return {
+        "root": str(root),
+        "layout": found.layout,
+        "splits": {name: len(split) for name, split in found.splits.items()},
+        "num_images": sum(sizes.values()),
+        "num_labelled": len(fractions),
+        "height": {"min": min(heights), "max": max(heights)} if sizes else None,
+        "width": {"min": min(widths), "max": max(widths)} if sizes else None,
+        "distinct_sizes": len(sizes),
+        "channels": dict(sorted(channels.items())),
+        "bit_depths": dict(sorted(depths.items())),
+        "foreground_fraction_mean": float(np.mean(fractions)) if fractions else None,
+        "foreground_fraction_pixels": foreground / total if total else None,
+        "instances_per_image": float(np.mean(instance_counts)) if instance_counts else None,
+        "class_weights": class_weights(total - foreground, foreground),
+        "skipped": [{"path": str(s.path), "reason": s.reason} for s in skipped],
+    }
+
+
+def class_weights(background: int, foreground: int) -> dict[str, float] | None:
+    """Inverse-frequency class weights, as seed 001 computes them, normalised to sum to 1.
+
+    ``w_c = total / (K * count_c)`` with K = 2 classes, then divided by the sum of the weights.
+
+    Returns:
+        ``{"background": w_0, "foreground": w_1}``, or None when either class has no pixel.
+    """
+    counts = np.array([background, foreground], dtype=np.float64)
+    if counts.min() <= 0:
+        return None
+    weights = counts.sum() / (len(counts) * counts)
+    weights /= weights.sum()
+    return {"background": float(weights[0]), "foreground": float(weights[1])}
+
+
+def save_sample_grid(
+    samples: list[LoadedSample], path: str | Path, n: int = 8, seed: int = 0
+) -> None:
+    """Save a PNG grid of up to ``n`` random samples: each image next to its mask overlay.
+
+    Instances, when present, get one colour each; otherwise the mask is drawn in red.
+
+    Raises:
+        ValueError: ``samples`` is empty.
+    """
+    if not samples:
+        raise ValueError("save_sample_grid needs at least one sample")
+    # Imported here: matplotlib is slow to import and only needed for this figure.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.choice(len(samples), size=min(n, len(samples)), replace=False))
+    pairs_per_row = min(4, len(chosen))
+    rows = -(-len(chosen) // pairs_per_row)
+    figure = Figure(figsize=(2 * 2.2 * pairs_per_row, 2.4 * rows))
+    FigureCanvasAgg(figure)  # Agg regardless of the session's backend; no pyplot global state
+    axes = figure.subplots(rows, 2 * pairs_per_row, squeeze=False).ravel()
+    for ax in axes:
+        ax.set_axis_off()
+    for slot, index in enumerate(chosen):
+        sample = samples[index]
+        image = _display(sample.image)
+        axes[2 * slot].imshow(image)
+        axes[2 * slot].set_title(sample.id, fontsize=8)
+        axes[2 * slot + 1].imshow(_overlay(image, sample))
+        axes[2 * slot + 1].set_title("mask" if sample.mask is not None else "no mask", fontsize=8)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def format_inspection(report: dict[str, Any]) -> Table:
+    """Render an `inspect_dataset` report as a two-column rich table."""
+    from rich.table import Table
+
+    def fmt(value: Any) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return f"{value:.4f}"
+        if isinstance(value, dict):
+            return ", ".join(f"{k}: {fmt(v)}" for k, v in value.items())
+        return str(value)
+
+    table = Table(title=f"Dataset {report['root']}", show_header=False)
+    table.add_column("property", style="bold")
+    table.add_column("value")
+    for key, value in report.items():
+        if key == "skipped":
+            table.add_row("skipped", str(len(value)))
+            for item in value[:10]:
+                table.add_row("", f"{item['path']}: {item['reason']}")
+        elif key != "root":
+            table.add_row(key.replace("_", " "), fmt(value))
+    return table
+
+
+def _display(image: np.ndarray) -> np.ndarray:
+    """An (H, W, 3) float image in 0..1 for display; 16-bit images are stretched to their range."""
+    rgb = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
+    if rgb.dtype == np.uint8:
+        return rgb / 255.0
+    low, high = np.percentile(rgb, (0.5, 99.5))
+    return np.clip((rgb - low) / max(high - low, 1e-9), 0, 1)
+
+
+def _overlay(image: np.ndarray, sample: LoadedSample) -> np.ndarray:
+    if sample.mask is None:
+        return image
+    if sample.instances is not None:
+        palette = np.random.default_rng(0).uniform(0.2, 1.0, (int(sample.instances.max()) + 1, 3))
+        colours = palette[sample.instances]
+    else:
+        colours = np.broadcast_to(np.array([1.0, 0.1, 0.1]), image.shape)
+    alpha = 0.45 * sample.mask[..., None]
+    return (1 - alpha) * image + alpha * colours
