@@ -25,8 +25,16 @@ def test_defaults_are_valid() -> None:
 
 
 def test_overrides_parse_yaml_values() -> None:
-    cfg = load_config(None, ["train.epochs=3", "data.size=[64, 64]", "train.lr=3e-4",
-                             "model.params.batch_norm=true", "tracking.enabled=false"])
+    cfg = load_config(
+        None,
+        [
+            "train.epochs=3",
+            "data.size=[64, 64]",
+            "train.lr=3e-4",
+            "model.params.batch_norm=true",
+            "tracking.enabled=false",
+        ],
+    )
     assert cfg.train.epochs == 3
     assert cfg.data.size == (64, 64)
     assert cfg.train.lr == pytest.approx(3e-4)

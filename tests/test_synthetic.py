@@ -10,7 +10,7 @@ import pytest
 from seglab.data.layouts import find_samples
 from seglab.data.loading import load_sample
 from seglab.data.synthetic import SYNTHETIC_KINDS, make_circles, make_nuclei, write_synthetic
-from seglab.errors import DataError
+from seglab.errors import ConfigError, DataError
 
 
 def assert_same(a: list[tuple[np.ndarray, np.ndarray]], b: list[tuple[np.ndarray, np.ndarray]]):
@@ -68,7 +68,7 @@ def test_some_nuclei_touch() -> None:
 def test_unknown_variant_and_kind(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="brightfield"):
         make_nuclei(1, variant="phase")
-    with pytest.raises(ValueError, match="circles, nuclei"):
+    with pytest.raises(ConfigError, match="circles, nuclei"):
         write_synthetic("streets", tmp_path / "out", 2)
     assert set(SYNTHETIC_KINDS) == {"circles", "nuclei"}
 
@@ -137,7 +137,7 @@ def test_split_counts_always_total_n(
 
 
 def test_bad_arguments(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="at least 1"):
+    with pytest.raises(ConfigError, match="at least 1"):
         write_synthetic("circles", tmp_path / "a", 0)
-    with pytest.raises(ValueError, match="sum"):
+    with pytest.raises(ConfigError, match="sum"):
         write_synthetic("circles", tmp_path / "b", 4, splits=(0.5, 0.5, 0.5))

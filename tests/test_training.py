@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_overrides
 
+from conftest import tiny_overrides
 from seglab.bundle import load_bundle, read_metadata
 from seglab.config import load_config
 from seglab.errors import SeglabError
@@ -20,10 +20,21 @@ from seglab.training import resume, train
 def test_train_writes_the_run_folder(nuclei_dir: Path, tmp_path: Path) -> None:
     result = train(load_config(None, tiny_overrides(nuclei_dir)), tmp_path / "run", progress=False)
     run = result.run_dir
-    for name in ("config.yaml", "splits.json", "train_log.csv", "curves.png", "threshold.png",
-                 "model_summary.txt", "checkpoints/best.ckpt", "checkpoints/last.ckpt",
-                 "model/weights.safetensors", "model/seglab.json", "eval/test/metrics.json",
-                 "eval/test/per_image.csv", "eval/test/report.html"):
+    for name in (
+        "config.yaml",
+        "splits.json",
+        "train_log.csv",
+        "curves.png",
+        "threshold.png",
+        "model_summary.txt",
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+        "model/weights.safetensors",
+        "model/seglab.json",
+        "eval/test/metrics.json",
+        "eval/test/per_image.csv",
+        "eval/test/report.html",
+    ):
         assert (run / name).is_file(), name
     with (run / "train_log.csv").open() as handle:
         rows = list(csv.DictReader(handle))
@@ -82,8 +93,9 @@ def test_bundle_round_trip_gives_identical_outputs(nuclei_dir: Path, tmp_path: P
 def test_tracking_logs_params_metrics_and_artifacts(nuclei_dir: Path, tmp_path: Path) -> None:
     import mlflow
 
-    overrides = tiny_overrides(nuclei_dir, "train.epochs=2", "tracking.enabled=true",
-                               "tracking.experiment=test-exp")
+    overrides = tiny_overrides(
+        nuclei_dir, "train.epochs=2", "tracking.enabled=true", "tracking.experiment=test-exp"
+    )
     result = train(load_config(None, overrides), tmp_path / "runs" / "r1", progress=False)
     run_id = json.loads((result.run_dir / "mlflow_run.json").read_text())["run_id"]
     assert (tmp_path / "runs" / "mlflow.db").is_file()

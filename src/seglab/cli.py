@@ -86,8 +86,9 @@ def demo(
     from seglab.demo import run_demo
 
     result = run_demo(out, n, set_ or [], track=not no_track, progress=progress)
-    console.print(f"[bold green]Demo done[/] in {result.seconds:.0f} s: test Dice "
-                  f"{result.test_dice:.4f}")
+    console.print(
+        f"[bold green]Demo done[/] in {result.seconds:.0f} s: test Dice {result.test_dice:.4f}"
+    )
     console.print(f"  run folder : {result.run_dir}")
     console.print(f"  report     : {result.report}")
     console.print(f"  predictions: {result.predictions}")
@@ -128,9 +129,14 @@ def train(
     from seglab.training import train as train_run
 
     overrides = []
-    for key, value in (("data.root", data), ("data.layout", layout), ("model.name", model),
-                       ("loss.name", loss), ("train.epochs", epochs),
-                       ("tracking.uri", tracking_uri)):
+    for key, value in (
+        ("data.root", data),
+        ("data.layout", layout),
+        ("model.name", model),
+        ("loss.name", loss),
+        ("train.epochs", epochs),
+        ("tracking.uri", tracking_uri),
+    ):
         if value is not None:
             overrides.append(f"{key}={value}")
     if no_track:
@@ -144,8 +150,9 @@ def train(
         cfg = load_config(config, [*overrides, *(set_ or [])])
         run_dir = out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
         result = train_run(cfg, run_dir, progress=progress)
-    console.print(_metrics_table(f"validation (threshold {result.threshold:.2f})",
-                                 result.val_metrics))
+    console.print(
+        _metrics_table(f"validation (threshold {result.threshold:.2f})", result.val_metrics)
+    )
     if result.test_metrics:
         console.print(_metrics_table("test", result.test_metrics))
     console.print(f"run folder: {result.run_dir}\nbundle: {result.bundle_path}")
@@ -167,10 +174,10 @@ def evaluate(
     """
     from seglab.evaluation import evaluate as evaluate_run
 
-    result = evaluate_run(model, data, out, layout=layout, split=split, skip_bad=skip_bad,
-                          progress=progress)
-    console.print(_metrics_table(f"{split} ({result.metrics['n_images']} images)",
-                                 result.metrics))
+    result = evaluate_run(
+        model, data, out, layout=layout, split=split, skip_bad=skip_bad, progress=progress
+    )
+    console.print(_metrics_table(f"{split} ({result.metrics['n_images']} images)", result.metrics))
     console.print(f"report: {result.out_dir / 'report.html'}")
 
 
@@ -221,8 +228,9 @@ def data_synth(
     """
     from seglab.data.synthetic import write_synthetic
 
-    counts = write_synthetic(kind, out, n, size=size, seed=seed, splits=None if no_split else
-                             (0.7, 0.15, 0.15))
+    counts = write_synthetic(
+        kind, out, n, size=size, seed=seed, splits=None if no_split else (0.7, 0.15, 0.15)
+    )
     console.print(f"wrote {kind} to {out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
@@ -230,9 +238,7 @@ def data_synth(
 def data_inspect(
     root: Annotated[Path, typer.Argument(help="Data folder.")],
     layout: LayoutOption = "auto",
-    grid: Annotated[
-        Path | None, typer.Option(help="Where to write the sample grid PNG.")
-    ] = None,
+    grid: Annotated[Path | None, typer.Option(help="Where to write the sample grid PNG.")] = None,
 ) -> None:
     """Counts, sizes, channels, bit depth, foreground fraction, class weights and a sample grid.
 
@@ -243,7 +249,7 @@ def data_inspect(
     report = inspect_dataset(root, layout)
     console.print(format_inspection(report))
     grid_path = grid or root / "samples.png"
-    save_dataset_grid(root, layout, grid_path)
+    save_dataset_grid(root, grid_path, layout)
     console.print(f"sample grid: {grid_path}")
 
 

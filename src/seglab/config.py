@@ -22,7 +22,7 @@ class _Section(BaseModel):
 
 
 class AugmentConfig(_Section):
-    """Probabilities (0 disables) and strengths of the 2D augmentations, applied to training only."""
+    """Probabilities (0 disables) and strengths of the training-only 2D augmentations."""
 
     hflip: float = Field(0.5, ge=0, le=1)
     vflip: float = Field(0.5, ge=0, le=1)

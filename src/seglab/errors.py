@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 class SeglabError(Exception):
-    """Base class of every error seglab raises for bad input; the CLI prints it without a traceback."""
+    """Bad input from a user; the CLI prints it as one message, without a traceback."""
 
 
 class ConfigError(SeglabError):

@@ -145,8 +145,10 @@ def _write_report(
     if run_dir is not None:
         figures = [
             (caption, run_dir / name)
-            for caption, name in (("Training curves", "curves.png"),
-                                  ("F1 against threshold (validation)", "threshold.png"))
+            for caption, name in (
+                ("Training curves", "curves.png"),
+                ("F1 against threshold (validation)", "threshold.png"),
+            )
             if (run_dir / name).is_file()
         ]
         if figures:

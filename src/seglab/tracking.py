@@ -37,9 +37,7 @@ def _quiet_mlflow() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def create_logger(
-    config: TrackingConfig, run_dir: Path, run_id: str | None = None
-) -> MLFlowLogger:
+def create_logger(config: TrackingConfig, run_dir: Path, run_id: str | None = None) -> MLFlowLogger:
     """A Lightning MLflow logger for the run folder `run_dir` (resumes `run_id` when given)."""
     from pytorch_lightning.loggers import MLFlowLogger
 

@@ -166,8 +166,9 @@ class RunResult:
 def _loaders(config: Config, train: list[Any], val: list[Any]) -> tuple[DataLoader, DataLoader]:
     data = config.data
     augment = build_augmentation(data.augment, seed=config.seed)
-    train_set = SegmentationDataset(train, data, augment, random_crop=data.crop is not None,
-                                    seed=config.seed)
+    train_set = SegmentationDataset(
+        train, data, augment, random_crop=data.crop is not None, seed=config.seed
+    )
     val_set = SegmentationDataset(val, data)
     generator = torch.Generator().manual_seed(config.seed)
     if not train_set.same_size():
@@ -185,8 +186,12 @@ def _loaders(config: Config, train: list[Any], val: list[Any]) -> tuple[DataLoad
         generator=generator,
     )
     val_batch = data.batch_size if val_set.same_size() else 1
-    val_loader = DataLoader(val_set, batch_size=val_batch, num_workers=data.num_workers,
-                            persistent_workers=data.num_workers > 0)
+    val_loader = DataLoader(
+        val_set,
+        batch_size=val_batch,
+        num_workers=data.num_workers,
+        persistent_workers=data.num_workers > 0,
+    )
     return train_loader, val_loader
 
 
@@ -348,10 +353,20 @@ def _finish(
         from seglab.tracking import log_results
 
         final = {"threshold": threshold, **{f"val_{k}": v for k, v in val_metrics.items()}}
-        final.update({f"test_{k}": v for k, v in (test_metrics or {}).items()
-                      if isinstance(v, float)})
-        files = [run_dir / n for n in ("config.yaml", "splits.json", "train_log.csv",
-                                       "curves.png", "threshold.png", "model_summary.txt")]
+        final.update(
+            {f"test_{k}": v for k, v in (test_metrics or {}).items() if isinstance(v, float)}
+        )
+        files = [
+            run_dir / n
+            for n in (
+                "config.yaml",
+                "splits.json",
+                "train_log.csv",
+                "curves.png",
+                "threshold.png",
+                "model_summary.txt",
+            )
+        ]
         folders = {"model": bundle_path, "eval/test": run_dir / "eval" / "test"}
         log_results(logger, final, files, folders)
         logger.finalize("success")

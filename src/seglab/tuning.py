@@ -19,7 +19,7 @@ class _Labelled(Protocol):
 
 def threshold_grid(start: float, stop: float, step: float) -> np.ndarray:
     """Thresholds from `start` to `stop` inclusive, rounded so 0.05 steps print cleanly."""
-    count = int(round((stop - start) / step)) + 1
+    count = round((stop - start) / step) + 1
     return np.round(start + step * np.arange(count), 6)
 
 

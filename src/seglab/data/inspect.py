@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from seglab.data.io import write_bytes_atomic
 from seglab.data.layouts import Skipped, find_samples
-from seglab.data.loading import LoadedSample, iter_load
+from seglab.data.loading import LoadedSample, iter_load, load_samples
+from seglab.fileutils import atomic_write_bytes
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -134,7 +134,19 @@ def save_sample_grid(
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
-    write_bytes_atomic(path, buffer.getvalue())
+    atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def save_dataset_grid(
+    root: str | Path, path: str | Path, layout: str = "auto", n: int = 8, seed: int = 0
+) -> None:
+    """Decode `n` random samples of a dataset folder and save them with `save_sample_grid`."""
+    found = find_samples(Path(root), layout, skip_bad=True, require_masks=False)
+    files = [s for split in found.splits.values() for s in split]
+    rng = np.random.default_rng(seed)
+    chosen = [files[i] for i in sorted(rng.choice(len(files), min(n, len(files)), replace=False))]
+    loaded, _ = load_samples(chosen, skip_bad=True)
+    save_sample_grid(loaded, path, n=n, seed=seed)
 
 
 def format_inspection(report: dict[str, Any]) -> Table:
@@ -164,12 +176,9 @@ def format_inspection(report: dict[str, Any]) -> Table:
 
 
 def _display(image: np.ndarray) -> np.ndarray:
-    """An (H, W, 3) float image in 0..1 for display; 16-bit images are stretched to their range."""
-    rgb = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
-    if rgb.dtype == np.uint8:
-        return rgb / 255.0
-    low, high = np.percentile(rgb, (0.5, 99.5))
-    return np.clip((rgb - low) / max(high - low, 1e-9), 0, 1)
+    from seglab.viz import to_display
+
+    return to_display(image) / 255.0
 
 
 def _overlay(image: np.ndarray, sample: LoadedSample) -> np.ndarray:

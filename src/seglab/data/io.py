@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import io
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFile
 
 from seglab.errors import DataError
+from seglab.fileutils import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +131,7 @@ def write_png(path: str | Path, array: np.ndarray) -> None:
         buffer = io.BytesIO()
         Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG")
         data = buffer.getvalue()
-    write_bytes_atomic(path, data)
+    atomic_write_bytes(path, data)
 
 
 def write_label_png(path: str | Path, labels: np.ndarray) -> None:
@@ -152,23 +151,6 @@ def write_label_png(path: str | Path, labels: np.ndarray) -> None:
             f"labels must lie in 0..65535 to fit a 16-bit PNG, got {labels.min()}..{labels.max()}"
         )
     write_png(path, labels.astype(np.uint16))
-
-
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    """Write bytes to a temporary file in the destination folder, then rename it into place.
-
-    The rename is atomic on one file system, so readers see either the old file or the new one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        Path(tmp_name).replace(path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
 
 
 def _read_pillow(path: Path) -> np.ndarray:

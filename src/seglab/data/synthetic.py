@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 from seglab.data.io import write_png
-from seglab.errors import DataError
+from seglab.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
@@ -107,15 +107,15 @@ def write_synthetic(
         Number of images per split written (splits that get no image are not created).
 
     Raises:
-        ValueError: Unknown kind, ``n < 1`` or bad split fractions.
+        ConfigError: Unknown kind, ``n < 1`` or bad split fractions.
         DataError: ``out`` exists and is not an empty folder.
     """
     if kind not in SYNTHETIC_KINDS:
-        raise ValueError(
+        raise ConfigError(
             f"unknown synthetic kind {kind!r}; choose one of {', '.join(SYNTHETIC_KINDS)}"
         )
     if n < 1:
-        raise ValueError(f"n must be at least 1, got {n}")
+        raise ConfigError(f"n must be at least 1, got {n}")
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(out, "already exists and is not empty", "choose a new folder or delete it")
@@ -147,7 +147,7 @@ def _split_counts(n: int, splits: tuple[float, float, float] | None) -> dict[str
     if splits is None:
         return {"all": n}
     if len(splits) != 3 or min(splits) < 0 or not np.isclose(sum(splits), 1.0):
-        raise ValueError(f"splits must be three non-negative fractions summing to 1, got {splits}")
+        raise ConfigError(f"splits must be three non-negative fractions summing to 1, got {splits}")
     # Round half up: Python's round() sends halves to even (1.5 -> 2 but 2.5 -> 2).
     val, test = (int(np.floor(n * fraction + 0.5)) for fraction in splits[1:])
     while n - val - test < 1:  # train is never empty: shrink test first, then val

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from seglab.data.io import IMAGE_SUFFIXES, read_image, write_png
+from seglab.data.layouts import find_samples
 from seglab.errors import DataError
 from seglab.inference.predictor import Predictor
 
@@ -20,9 +21,7 @@ def collect_inputs(inputs: list[str | Path]) -> list[Path]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            matches = sorted(
-                p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-            )
+            matches = _folder_images(path)
         elif path.is_file():
             matches = [path]
         else:
@@ -32,6 +31,16 @@ def collect_inputs(inputs: list[str | Path]) -> list[Path]:
             raise DataError(path, "no such file, or no image matches", "check the path or pattern")
         found.extend(matches)
     return list(dict.fromkeys(found))
+
+
+def _folder_images(folder: Path) -> list[Path]:
+    """The images of a dataset folder (not its masks), or every image below a plain folder."""
+    try:
+        found = find_samples(folder, "auto", skip_bad=True, require_masks=False)
+        return [s.image for split in found.splits.values() for s in split]
+    except DataError:
+        files = folder.rglob("*")
+        return sorted(p for p in files if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 @dataclass
