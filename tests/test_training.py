@@ -111,3 +111,22 @@ def test_tracking_logs_params_metrics_and_artifacts(nuclei_dir: Path, tmp_path: 
     assert {"config.yaml", "curves.png", "model"} <= artifacts
     model_files = {a.path for a in client.list_artifacts(run_id, "model")}
     assert "model/weights.safetensors" in model_files
+
+
+def test_bad_sample_stops_training_or_is_skipped(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from seglab.data.synthetic import write_synthetic
+    from seglab.errors import DataError
+
+    data = tmp_path / "circles"
+    write_synthetic("circles", data, 12, size=32, seed=0, splits=None)
+    bad_mask = sorted((data / "masks").glob("*.png"))[0]
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(bad_mask)
+    overrides = tiny_overrides(data, "train.epochs=1", "train.evaluate_test=false")
+    with pytest.raises(DataError, match=bad_mask.name):
+        train(load_config(None, overrides), tmp_path / "strict", progress=False)
+    result = train(load_config(None, [*overrides, "data.skip_bad=true"]), tmp_path / "skip",
+                   progress=False)
+    skipped = json.loads((result.run_dir / "skipped.json").read_text())
+    assert [Path(s["path"]).name for s in skipped] == [bad_mask.name]

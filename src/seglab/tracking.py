@@ -33,7 +33,7 @@ def default_store(runs_root: Path) -> tuple[str, str]:
 
 def _quiet_mlflow() -> None:
     # Database migrations and MLflow's own notices would drown the training progress bar.
-    for name in ("alembic", "mlflow", "mlflow.store", "mlflow.tracking"):
+    for name in ("alembic", "mlflow", "pytorch_lightning.loggers.mlflow"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 

@@ -1,0 +1,65 @@
+"""The MLflow UI command starts a real MLflow server on the local store."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from seglab.errors import SeglabError
+from seglab.tracking import default_store, launch_ui
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_default_store_is_inside_the_runs_folder(tmp_path: Path) -> None:
+    uri, artifacts = default_store(tmp_path / "runs")
+    assert uri == f"sqlite:///{(tmp_path / 'runs' / 'mlflow.db').resolve()}"
+    assert artifacts.startswith("file://") and artifacts.endswith("runs/mlartifacts")
+
+
+def test_ui_without_store_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(SeglabError, match=r"mlflow\.db"):
+        launch_ui(tmp_path)
+
+
+def test_ui_serves_the_local_store(tmp_path: Path) -> None:
+    import mlflow
+
+    uri, _ = default_store(tmp_path)
+    mlflow.MlflowClient(uri).create_experiment("ui-check")
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "seglab", "ui", "--runs", str(tmp_path), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=10"
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    names = [e["name"] for e in json.load(response)["experiments"]]
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(1)
+        assert "ui-check" in names
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
