@@ -22,8 +22,7 @@ def _predictor(input_size: list[int] | None = None, normalize: str = "scale") ->
     meta = {
         "model": {"name": "unet", "kwargs": kwargs},
         "in_channels": 3,
-        "preprocessing": {"normalize": normalize, "percentiles": [1, 99],
-                          "input_size": input_size},
+        "preprocessing": {"normalize": normalize, "percentiles": [1, 99], "input_size": input_size},
         "threshold": 0.5,
     }
     return Predictor(create_model("unet", **kwargs), meta, device="cpu")

@@ -126,7 +126,8 @@ def test_bad_sample_stops_training_or_is_skipped(tmp_path: Path) -> None:
     overrides = tiny_overrides(data, "train.epochs=1", "train.evaluate_test=false")
     with pytest.raises(DataError, match=bad_mask.name):
         train(load_config(None, overrides), tmp_path / "strict", progress=False)
-    result = train(load_config(None, [*overrides, "data.skip_bad=true"]), tmp_path / "skip",
-                   progress=False)
+    result = train(
+        load_config(None, [*overrides, "data.skip_bad=true"]), tmp_path / "skip", progress=False
+    )
     skipped = json.loads((result.run_dir / "skipped.json").read_text())
     assert [Path(s["path"]).name for s in skipped] == [bad_mask.name]

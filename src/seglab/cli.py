@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -57,7 +58,7 @@ def _root(
     """seglab command line."""
 
 
-def _metrics_table(title: str, metrics: dict[str, object]) -> Table:
+def _metrics_table(title: str, metrics: Mapping[str, object]) -> Table:
     """Dataset-level scores beside their per-image means, then any other entries."""
     table = Table(title=title)
     for column in ("metric", "dataset", "mean per image"):

@@ -127,15 +127,16 @@ class Config(_Section):
     tracking: TrackingConfig = TrackingConfig()
 
 
-def _describe_error(error: dict[str, Any], section: type[BaseModel]) -> str:
+def _describe_error(error: Any, section: type[BaseModel]) -> str:
     location = [str(part) for part in error["loc"]]
     key = ".".join(location)
     if error["type"] == "extra_forbidden":
         parent: Any = section
         for part in location[:-1]:
-            field = parent.model_fields.get(part) if isinstance(parent, type) else None
+            fields = getattr(parent, "model_fields", {})
+            field = fields.get(part)
             parent = field.annotation if field is not None else None
-        valid = sorted(parent.model_fields) if isinstance(parent, type) else []
+        valid = sorted(getattr(parent, "model_fields", {}))
         return f"unknown key '{key}'; valid keys here: {', '.join(valid)}"
     return f"'{key}': {error['msg']} (got {error.get('input')!r})"
 

@@ -43,13 +43,14 @@ def create_logger(config: TrackingConfig, run_dir: Path, run_id: str | None = No
 
     _quiet_mlflow()
     uri, artifacts = default_store(run_dir.parent)
+    artifact_location: str | None = artifacts
     if config.uri:
-        uri, artifacts = config.uri, None
+        uri, artifact_location = config.uri, None
     return MLFlowLogger(
         experiment_name=config.experiment,
         run_name=run_dir.name,
         tracking_uri=uri,
-        artifact_location=artifacts,
+        artifact_location=artifact_location,
         run_id=run_id,
         log_model=False,
     )

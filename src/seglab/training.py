@@ -257,7 +257,7 @@ def train(
     summary_shape = (1, channels, side or sample_shape[0], side or sample_shape[1])
     atomic_write_text(run_dir / "model_summary.txt", model_summary(model, summary_shape))
     if config.train.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     task = SegmentationTask(
         model,

@@ -43,7 +43,7 @@ class Predictor:
         self.device = resolve_device(device)
         self.model = model.eval().to(self.device)
         if self.device.type == "cpu":
-            self.model = self.model.to(memory_format=torch.channels_last)
+            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.metadata = metadata
         pre = metadata["preprocessing"]
         self.normalize = pre["normalize"]
