@@ -126,8 +126,6 @@ def train(
     import time
 
     from seglab.config import load_config
-    from seglab.training import resume as resume_run
-    from seglab.training import train as train_run
 
     overrides = []
     for key, value in (
@@ -144,11 +142,17 @@ def train(
         overrides.append("tracking.enabled=false")
     if skip_bad:
         overrides.append("data.skip_bad=true")
+    given = [*overrides, *(set_ or [])]
     if resume is not None:
+        from seglab.training import resume as resume_run
+
         # Only what was given explicitly changes a resumed run (e.g. --epochs to go further).
-        result = resume_run(resume, [*overrides, *(set_ or [])], progress=progress)
+        result = resume_run(resume, given, progress=progress)
     else:
-        cfg = load_config(config, [*overrides, *(set_ or [])])
+        # Lightning is imported only once the config is valid, so config errors come fast.
+        cfg = load_config(config, given)
+        from seglab.training import train as train_run
+
         run_dir = out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
         result = train_run(cfg, run_dir, progress=progress)
     console.print(

@@ -27,7 +27,7 @@ from seglab.data.dataset import (
 )
 from seglab.data.splits import load_split_data
 from seglab.data.transforms import build_augmentation
-from seglab.errors import SeglabError
+from seglab.errors import ConfigError, SeglabError
 from seglab.fileutils import atomic_path, atomic_write_json, atomic_write_text
 from seglab.losses import class_weights_from_fraction, create_loss
 from seglab.metrics import confusion_counts_torch
@@ -251,7 +251,11 @@ def train(
         for name, samples in split_data.samples.items()
     }
     model_kwargs = {"in_channels": channels, "num_classes": 1, **config.model.params}
-    model = create_model(config.model.name, **model_kwargs)
+    try:
+        model = create_model(config.model.name, **model_kwargs)
+        loss = _build_loss(config, foreground_fraction(prepared["train"]))
+    except ValueError as exc:  # a bad value in model.params or loss.params
+        raise ConfigError(str(exc)) from None
     sample_shape = prepared["train"][0].image.shape
     side = config.data.crop or None
     summary_shape = (1, channels, side or sample_shape[0], side or sample_shape[1])
@@ -261,7 +265,7 @@ def train(
 
     task = SegmentationTask(
         model,
-        _build_loss(config, foreground_fraction(prepared["train"])),
+        loss,
         lr=config.train.lr,
         weight_decay=config.train.weight_decay,
         scheduler=config.train.scheduler,
