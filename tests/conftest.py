@@ -10,6 +10,23 @@ import pytest
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+# The run folder contract of DESIGN.md (files every training run must write).
+RUN_FOLDER_FILES = (
+    "config.yaml",
+    "splits.json",
+    "train_log.csv",
+    "curves.png",
+    "threshold.png",
+    "model_summary.txt",
+    "checkpoints/best.ckpt",
+    "checkpoints/last.ckpt",
+    "model/weights.safetensors",
+    "model/seglab.json",
+    "eval/test/metrics.json",
+    "eval/test/per_image.csv",
+    "eval/test/report.html",
+)
+
 # A U-Net small enough to train in seconds on 2 CPU cores.
 TINY_MODEL = ["model.params.n_filters=1", "model.params.depth=2"]
 

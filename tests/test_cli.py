@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import TINY_MODEL
+from conftest import RUN_FOLDER_FILES, TINY_MODEL
 
 
 def seglab(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -48,20 +48,7 @@ def test_train_predict_evaluate_end_to_end(tmp_path: Path) -> None:
     run = tmp_path / "runs" / "r1"
     sets = [arg for item in TINY_MODEL for arg in ("--set", item)]
     seglab("train", "--data", str(data), "--epochs", "2", "--out", str(run), "--no-progress", *sets)
-    for name in (
-        "config.yaml",
-        "splits.json",
-        "train_log.csv",
-        "curves.png",
-        "threshold.png",
-        "checkpoints/best.ckpt",
-        "checkpoints/last.ckpt",
-        "model/weights.safetensors",
-        "model/seglab.json",
-        "eval/test/metrics.json",
-        "eval/test/per_image.csv",
-        "eval/test/report.html",
-    ):
+    for name in RUN_FOLDER_FILES:
         assert (run / name).is_file(), name
     assert len((run / "train_log.csv").read_text().strip().splitlines()) == 3
     assert (tmp_path / "runs" / "mlflow.db").is_file()

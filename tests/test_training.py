@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import tiny_overrides
+from conftest import RUN_FOLDER_FILES, tiny_overrides
 from seglab.bundle import load_bundle, read_metadata
 from seglab.config import load_config
 from seglab.errors import SeglabError
@@ -20,21 +20,7 @@ from seglab.training import resume, train
 def test_train_writes_the_run_folder(nuclei_dir: Path, tmp_path: Path) -> None:
     result = train(load_config(None, tiny_overrides(nuclei_dir)), tmp_path / "run", progress=False)
     run = result.run_dir
-    for name in (
-        "config.yaml",
-        "splits.json",
-        "train_log.csv",
-        "curves.png",
-        "threshold.png",
-        "model_summary.txt",
-        "checkpoints/best.ckpt",
-        "checkpoints/last.ckpt",
-        "model/weights.safetensors",
-        "model/seglab.json",
-        "eval/test/metrics.json",
-        "eval/test/per_image.csv",
-        "eval/test/report.html",
-    ):
+    for name in RUN_FOLDER_FILES:
         assert (run / name).is_file(), name
     with (run / "train_log.csv").open() as handle:
         rows = list(csv.DictReader(handle))

@@ -36,6 +36,15 @@ from seglab.tuning import tune_threshold
 
 log = logging.getLogger(__name__)
 
+# Files of the run folder logged as MLflow artifacts (the bundle and evaluation go as folders).
+RUN_FILES = (
+    "config.yaml",
+    "splits.json",
+    "train_log.csv",
+    "curves.png",
+    "threshold.png",
+    "model_summary.txt",
+)
 LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "train_dice", "val_dice", "lr", "seconds"]
 
 
@@ -274,11 +283,35 @@ def train(
     train_loader, val_loader = _loaders(config, prepared["train"], prepared["val"])
 
     logger = _tracking_logger(config, run_dir, resume)
-    checkpoint = pl.callbacks.ModelCheckpoint(
-        dirpath=run_dir / "checkpoints", filename="best", monitor="val_loss", save_last=True
-    )
     last_ckpt = run_dir / "checkpoints" / "last.ckpt"
     start_epoch = _checkpoint_epoch(last_ckpt) if resume else 0
+    trainer, checkpoint = _make_trainer(config, run_dir, logger, start_epoch, progress)
+    with warnings.catch_warnings():
+        # Lightning's advice for large GPU jobs is noise for in-memory CPU training.
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*is smaller than the logging interval.*")
+        warnings.filterwarnings("ignore", message=".*treespec.*")
+        warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+        trainer.fit(task, train_loader, val_loader, ckpt_path=last_ckpt if resume else None)
+
+    best = checkpoint.best_model_path or str(last_ckpt)
+    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+    task.load_state_dict(state)
+    model = task.model.cpu()
+
+    return _finish(config, run_dir, model, model_kwargs, prepared["val"], split_data, logger)
+
+
+def _make_trainer(
+    config: Config, run_dir: Path, logger: Any, start_epoch: int, progress: bool
+) -> tuple[pl.Trainer, pl.callbacks.ModelCheckpoint]:
+    checkpoint = pl.callbacks.ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="best",
+        monitor="val_loss",
+        save_last=True,
+        enable_version_counter=False,
+    )
     callbacks: list[pl.Callback] = [checkpoint, EpochLog(run_dir, start_epoch)]
     if config.train.patience > 0:
         callbacks.append(
@@ -298,19 +331,7 @@ def train(
         num_sanity_val_steps=0,
         log_every_n_steps=1,
     )
-    with warnings.catch_warnings():
-        # Lightning's advice for large GPU jobs is noise for in-memory CPU training.
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*is smaller than the logging interval.*")
-        warnings.filterwarnings("ignore", message=".*treespec.*")
-        trainer.fit(task, train_loader, val_loader, ckpt_path=last_ckpt if resume else None)
-
-    best = checkpoint.best_model_path or str(last_ckpt)
-    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-    task.load_state_dict(state)
-    model = task.model.cpu()
-
-    return _finish(config, run_dir, model, model_kwargs, prepared["val"], split_data, logger)
+    return trainer, checkpoint
 
 
 def _finish(
@@ -360,17 +381,7 @@ def _finish(
         final.update(
             {f"test_{k}": v for k, v in (test_metrics or {}).items() if isinstance(v, float)}
         )
-        files = [
-            run_dir / n
-            for n in (
-                "config.yaml",
-                "splits.json",
-                "train_log.csv",
-                "curves.png",
-                "threshold.png",
-                "model_summary.txt",
-            )
-        ]
+        files = [run_dir / name for name in RUN_FILES]
         folders = {"model": bundle_path, "eval/test": run_dir / "eval" / "test"}
         log_results(logger, final, files, folders)
         logger.finalize("success")
