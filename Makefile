@@ -7,10 +7,10 @@ export MPLBACKEND := Agg
 
 .PHONY: demo test lint bench clean
 
+# torch goes first and pinned: an unpinned resolve would fetch CUDA wheels.
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# torch first and pinned: an unpinned resolve would fetch CUDA wheels.
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)

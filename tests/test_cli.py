@@ -44,6 +44,9 @@ def test_train_predict_evaluate_end_to_end(tmp_path: Path) -> None:
     data = tmp_path / "data"
     seglab("data", "synth", "--kind", "nuclei", "--n", "16", "--size", "48", "--out", str(data))
     assert sorted(p.name for p in data.iterdir()) == ["test", "train", "val"]
+    inspected = seglab("data", "inspect", str(data), "--grid", str(tmp_path / "grid.png"))
+    assert "foreground" in inspected.stdout and "dsb2018" in inspected.stdout
+    assert (tmp_path / "grid.png").stat().st_size > 0
 
     run = tmp_path / "runs" / "r1"
     sets = [arg for item in TINY_MODEL for arg in ("--set", item)]

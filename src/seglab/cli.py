@@ -253,7 +253,8 @@ def data_inspect(
 
     report = inspect_dataset(root, layout)
     console.print(format_inspection(report))
-    grid_path = grid or root / "samples.png"
+    # Not inside the data folder: a dataset is input and stays untouched.
+    grid_path = grid or Path(f"{root.resolve().name}_samples.png")
     save_dataset_grid(root, grid_path, layout)
     console.print(f"sample grid: {grid_path}")
 

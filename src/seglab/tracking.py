@@ -32,9 +32,13 @@ def default_store(runs_root: Path) -> tuple[str, str]:
 
 
 def _quiet_mlflow() -> None:
-    # Database migrations and MLflow's own notices would drown the training progress bar.
-    for name in ("alembic", "mlflow", "pytorch_lightning.loggers.mlflow"):
+    # Database migrations and MLflow's notices would drown the training progress bar. MLflow
+    # sets its logger level when imported, so import it first.
+    import mlflow  # noqa: F401
+
+    for name in ("alembic", "mlflow"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("pytorch_lightning.loggers.mlflow").setLevel(logging.ERROR)
 
 
 def create_logger(config: TrackingConfig, run_dir: Path, run_id: str | None = None) -> MLFlowLogger:

@@ -113,7 +113,10 @@ def iter_load(
 
 
 def load_samples(
-    samples: Sequence[Sample], skip_bad: bool = False, progress: bool = False
+    samples: Sequence[Sample],
+    skip_bad: bool = False,
+    progress: bool = False,
+    label: str = "decoding images",
 ) -> tuple[list[LoadedSample], list[Skipped]]:
     """Decode every sample once.
 
@@ -134,7 +137,7 @@ def load_samples(
     if progress:
         from rich.progress import track  # only the CLI asks for a bar
 
-        results = track(results, total=len(samples), description="Decoding images")
+        results = track(results, total=len(samples), description=label)
     for result in results:
         if isinstance(result, Skipped):
             skipped.append(result)

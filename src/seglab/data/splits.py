@@ -55,7 +55,9 @@ def load_split_data(data: DataConfig, seed: int, progress: bool = False) -> Spli
     skipped = list(found.skipped)
     samples: dict[str, list[LoadedSample]] = {}
     for name, split_files in files.items():
-        loaded, bad = load_samples(split_files, skip_bad=data.skip_bad, progress=progress)
+        loaded, bad = load_samples(
+            split_files, data.skip_bad, progress=progress, label=f"decoding {name}"
+        )
         samples[name] = [s for s in loaded if s.mask is not None]
         skipped.extend(bad)
     for name in ("train", "val"):
