@@ -70,6 +70,19 @@ class DataConfig(_Section):
         return value
 
 
+class InstanceConfig(_Section):
+    """From a probability map to one label per nucleus (see `seglab.postprocess`)."""
+
+    # "watershed" splits touching nuclei (distance transform, seeded markers); "components"
+    # labels connected components as they are.
+    method: Literal["watershed", "components"] = "watershed"
+    # Objects smaller than this (pixels) are noise, not nuclei.
+    min_area: int = Field(10, ge=0)
+    fill_holes: bool = True
+    # Minimum distance (pixels) between two watershed seeds; about a nucleus radius.
+    min_distance: int = Field(4, ge=1)
+
+
 class ModelConfig(_Section):
     """Architecture name (see `seglab.models.MODELS`) and its constructor arguments."""
 
@@ -125,6 +138,7 @@ class Config(_Section):
     loss: LossConfig = LossConfig()
     train: TrainConfig = TrainConfig()
     tracking: TrackingConfig = TrackingConfig()
+    instances: InstanceConfig = InstanceConfig()
 
 
 def _describe_error(error: Any, section: type[BaseModel]) -> str:

@@ -14,10 +14,12 @@ from seglab.data.transforms import match_channels, normalize_image, resize_image
 
 @dataclass
 class Prediction:
-    """Outputs for one image: foreground probabilities (H, W) float32 and the thresholded mask."""
+    """Outputs for one image: foreground probabilities (H, W) float32, the thresholded mask and,
+    when asked for, instance labels (H, W) int32 (0 = background, 1..N)."""
 
     probabilities: np.ndarray
     mask: np.ndarray
+    instances: np.ndarray | None = None
 
 
 def resolve_device(device: str = "auto") -> torch.device:
