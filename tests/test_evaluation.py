@@ -27,7 +27,7 @@ class FixedPredictor:
     def __post_init__(self) -> None:
         self.metadata = {"model": {"name": "fixed"}}
 
-    def predict(self, image: np.ndarray) -> Prediction:
+    def predict(self, image: np.ndarray, instances: bool = False) -> Prediction:
         mask = self.masks[int(image[0, 0, 0])]
         return Prediction(mask.astype(np.float32), mask)
 

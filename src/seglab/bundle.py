@@ -29,6 +29,8 @@ def make_metadata(
     metrics: dict[str, Any],
     config: dict[str, Any],
     class_names: list[str] | None = None,
+    instances: dict[str, Any] | None = None,
+    outputs: list[str] | None = None,
 ) -> dict[str, Any]:
     """Describe a binary segmentation model so a bundle can be used without its run folder."""
     return {
@@ -43,6 +45,9 @@ def make_metadata(
         "class_names": class_names or ["background", "foreground"],
         "preprocessing": preprocessing,
         "threshold": threshold,
+        "instances": instances or {},
+        # What each logit channel means: the foreground, then (boundary-aware models) borders.
+        "outputs": outputs or ["foreground"],
         "metrics": metrics,
         "config": config,
     }

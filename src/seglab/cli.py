@@ -165,7 +165,7 @@ def train(
 
 @app.command()
 def evaluate(
-    model: Annotated[Path, typer.Option(help="Model bundle folder (a run's model/).")],
+    model: Annotated[Path, typer.Option(help="Bundle folder (a run's model/) or `otsu`.")],
     data: Annotated[Path, typer.Option(help="Data folder with masks.")],
     out: Annotated[Path, typer.Option(help="Output folder for metrics and report.")],
     split: Annotated[str, typer.Option(help="Split sub-folder to evaluate.")] = "test",
@@ -198,20 +198,83 @@ def predict(
     threshold: Annotated[
         float | None, typer.Option(help="Override the bundle's tuned threshold.")
     ] = None,
+    instances: Annotated[
+        bool, typer.Option("--instances", help="Also write 16-bit label PNGs and outlines.")
+    ] = False,
+    rle: Annotated[
+        Path | None, typer.Option(help="Write a Kaggle DSB2018 submission CSV (run-length).")
+    ] = None,
     progress: Progress = True,
 ) -> None:
-    """Predict masks for images of any size.
+    """Predict masks (and instances) for images of any size.
 
-    Example: `seglab predict --model runs/nuclei/model 'data/new/*.png' --out predictions/`
+    `--model` is a bundle folder or a baseline name (`otsu`, no training).
+
+    Examples:
+
+    * `seglab predict --model runs/nuclei/model 'data/new/*.png' --out predictions/`
+    * `seglab predict --model runs/nuclei/model stage1_test/ --out pred/ --instances --rle sub.csv`
     """
-    from seglab.inference import Predictor
     from seglab.inference.files import predict_files
+    from seglab.inference.predictor import load_predictor
 
-    predictor = Predictor.from_bundle(model)
+    predictor = load_predictor(model)
     if threshold is not None:
         predictor.threshold = threshold
-    results = predict_files(predictor, list(inputs), out, probabilities, overlays, progress)
-    console.print(f"wrote {len(results)} masks to {out}")
+    results = predict_files(
+        predictor, list(inputs), out, probabilities, overlays, instances, rle, progress
+    )
+    console.print(f"wrote {len(results)} masks to {out}" + (f", submission {rle}" if rle else ""))
+
+
+@app.command()
+def compare(
+    models: Annotated[str, typer.Option(help="Comma-separated models, e.g. otsu,unet.")],
+    data: Annotated[Path | None, typer.Option(help="Data folder (sets data.root).")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config shared by all models.")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override, e.g. train.epochs=10 (repeat).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder (default runs/compare-<time>).")] = None,
+    no_track: Annotated[bool, typer.Option("--no-track", help="Do not log to MLflow.")] = False,
+    progress: Progress = True,
+) -> None:
+    """Train and evaluate several models on the same split: comparison.csv/.md/.png, MLflow.
+
+    Example: `seglab compare --models otsu,unet,unet_extended --data data/nuclei --out runs/cmp`
+    """
+    import time
+
+    from seglab.config import load_config
+
+    overrides = [f"data.root={data}"] if data is not None else []
+    if no_track:
+        overrides.append("tracking.enabled=false")
+    cfg = load_config(config, [*overrides, *(set_ or [])])
+    from seglab.experiments import compare as compare_models
+
+    folder = out or Path("runs") / time.strftime("compare-%Y%m%d-%H%M%S")
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    result = compare_models(cfg, names, folder, progress=progress)
+    table = Table(title=f"comparison on the test set ({folder})")
+    columns = [
+        c
+        for c in ("model", "dice", "iou", "dsb_map", "ap@0.5", "ap@0.75", "seconds")
+        if any(row.get(c) is not None for row in result.rows)
+    ]
+    for column in columns:
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for row in result.rows:
+        table.add_row(
+            *[
+                f"{row[c]:.4f}"
+                if isinstance(row.get(c), float) and c != "seconds"
+                else str(row.get(c, ""))
+                for c in columns
+            ]
+        )
+    console.print(table)
+    console.print(f"wrote {folder / 'comparison.csv'}, comparison.md, comparison.png")
 
 
 @data_app.command("synth")

@@ -37,6 +37,9 @@ class AugmentConfig(_Section):
     affine: float = Field(0.0, ge=0, le=1)
     affine_scale: float = Field(0.1, ge=0, le=0.5)
     affine_rotate: float = Field(15.0, ge=0, le=180, description="degrees")
+    # Inverting intensities teaches one model both fluorescence (bright nuclei on dark) and
+    # bright-field (dark nuclei on bright) images, where seed 003's U-Net failed.
+    invert: float = Field(0.0, ge=0, le=1)
 
 
 class DataConfig(_Section):
@@ -55,6 +58,12 @@ class DataConfig(_Section):
     # percentiles, which makes dim and bright acquisitions look alike to the model.
     normalize: Literal["scale", "percentile"] = "scale"
     percentiles: tuple[float, float] = (1.0, 99.0)
+    # "boundary" adds a second output channel for nucleus borders, learnt from per-nucleus masks
+    # (as the DSB2018 winners did); the watershed is then seeded by "foreground minus borders".
+    target: Literal["mask", "boundary"] = "mask"
+    # Pre-processed copies stacked as input channels (see seglab.data.views); null means the
+    # model's default: ["raw"], or ["raw", "clahe", "invert"] for unet_extended.
+    views: list[str] | None = None
     batch_size: int = Field(8, ge=1)
     # Arrays are decoded once and held in memory, so worker processes rarely pay off on CPU.
     num_workers: int = Field(0, ge=0)

@@ -14,7 +14,6 @@ from seglab.data.layouts import find_samples
 from seglab.data.loading import LoadedSample, load_samples
 from seglab.errors import DataError
 from seglab.fileutils import atomic_path, atomic_write_json
-from seglab.inference import Predictor
 from seglab.metrics import METRICS, confusion_counts, summarize
 
 log = logging.getLogger(__name__)
@@ -33,7 +32,7 @@ class EvaluationResult:
 
 
 def evaluate_samples(
-    predictor: Predictor,
+    predictor: Any,
     samples: list[Any],
     out_dir: str | Path,
     progress: bool = False,
@@ -44,7 +43,9 @@ def evaluate_samples(
     Writes `metrics.json`, `per_image.csv`, `confusion/<id>.png` (true positives, false positives
     and false negatives in three colours over the image) and a self-contained `report.html`.
     """
-    from seglab.viz import confusion_image, save_png
+    from seglab.data.views import detect_modality
+    from seglab.instance_metrics import per_threshold_table, score_image, summarize_instances
+    from seglab.viz import confusion_image, instance_overlay, save_png
 
     out_dir = Path(out_dir)
     labelled = [s for s in samples if s.mask is not None]
@@ -52,28 +53,43 @@ def evaluate_samples(
         raise DataError(out_dir, "no labelled image to evaluate", "evaluation needs masks")
     rows: list[dict[str, Any]] = []
     all_counts = []
+    instance_scores = []
     for index, sample in enumerate(_progress(labelled, progress, "evaluating")):
-        prediction = predictor.predict(sample.image)
+        with_instances = getattr(sample, "instances", None) is not None
+        prediction = predictor.predict(sample.image, instances=with_instances)
         counts = confusion_counts(prediction.mask, sample.mask)
         all_counts.append(counts)
-        row: dict[str, Any] = {"id": sample.id}
+        row: dict[str, Any] = {"id": sample.id, "modality": detect_modality(sample.image)}
         row.update({name: float(fn(counts)[0]) for name, fn in METRICS.items()})
+        if with_instances:
+            score = score_image(sample.instances, prediction.instances)
+            instance_scores.append(score)
+            row.update(_instance_columns(score))
         row.update(dict(zip(COUNT_COLUMNS, (int(c) for c in counts[0]))))
         rows.append(row)
         if index < max_confusion:
             picture = confusion_image(sample.image, sample.mask, prediction.mask)
             save_png(out_dir / "confusion" / f"{sample.id}.png", picture)
+            if with_instances:
+                overlay = instance_overlay(sample.image, sample.instances, prediction.instances)
+                save_png(out_dir / "instances" / f"{sample.id}.png", overlay)
 
     metrics: dict[str, Any] = summarize(np.concatenate(all_counts))
+    if instance_scores:
+        metrics.update(summarize_instances(instance_scores))
     metrics.update(n_images=len(rows), threshold=predictor.threshold)
+    metrics["per_modality"] = _per_modality(rows, all_counts, instance_scores)
+    per_threshold = per_threshold_table(instance_scores) if instance_scores else []
+    if per_threshold:
+        _write_csv(out_dir / "per_threshold.csv", per_threshold)
     atomic_write_json(out_dir / "metrics.json", metrics)
     _write_csv(out_dir / "per_image.csv", rows)
-    _write_report(out_dir, metrics, rows, predictor)
+    _write_report(out_dir, metrics, rows, predictor, per_threshold)
     return EvaluationResult(metrics, rows, out_dir)
 
 
 def evaluate(
-    model: str | Path | Predictor,
+    model: str | Path | Any,
     data: str | Path,
     out: str | Path,
     layout: str = "auto",
@@ -81,14 +97,18 @@ def evaluate(
     skip_bad: bool = False,
     progress: bool = True,
 ) -> EvaluationResult:
-    """Evaluate a model bundle on a data folder (its `split` sub-folder when it has splits).
+    """Evaluate a model on a data folder (its `split` sub-folder when it has splits).
+
+    `model` is a bundle folder, a baseline name ("otsu") or a predictor object.
 
     Example:
         >>> result = evaluate("runs/demo/run/model", "data/nuclei", "eval/")  # doctest: +SKIP
         >>> result.metrics["dice"]  # doctest: +SKIP
     """
-    predictor = model if isinstance(model, Predictor) else Predictor.from_bundle(model)
-    found = find_samples(Path(data), layout, skip_bad=skip_bad)
+    from seglab.inference.predictor import load_predictor
+
+    predictor = load_predictor(model) if isinstance(model, str | Path) else model
+    found = find_samples(Path(data), layout, skip_bad=skip_bad, require_masks=False)
     if split in found.splits:
         files = found.splits[split]
     elif list(found.splits) == ["all"]:
@@ -99,10 +119,53 @@ def evaluate(
             f"no '{split}' split here (found: {', '.join(found.splits)})",
             f"pass --split with one of: {', '.join(found.splits)}",
         )
-    samples, skipped = load_samples(files, skip_bad=skip_bad, progress=progress)
+    labelled = [f for f in files if f.masks]
+    if not labelled:
+        raise DataError(
+            Path(data),
+            "no ground truth: these images have no masks",
+            "evaluate needs labelled data; use `seglab predict` for unlabelled images",
+        )
+    if len(labelled) < len(files):
+        log.warning("%d images without masks are not evaluated", len(files) - len(labelled))
+    samples, skipped = load_samples(labelled, skip_bad=skip_bad, progress=progress)
     for bad in [*found.skipped, *skipped]:
         log.warning("skipped %s: %s", bad.path, bad.reason)
     return evaluate_samples(predictor, samples, out, progress=progress)
+
+
+def _instance_columns(score: Any) -> dict[str, float]:
+    # IOU_THRESHOLDS start at 0.50 in steps of 0.05: index 0 is 0.5, index 5 is 0.75.
+    return {
+        "dsb_score": float(score.score),
+        "ap@0.5": float(score.precision[0]),
+        "ap@0.75": float(score.precision[5]),
+        "n_true": int(score.n_true),
+        "n_pred": int(score.n_pred),
+    }
+
+
+def _per_modality(
+    rows: list[dict[str, Any]], counts: list[np.ndarray], scores: list[Any]
+) -> dict[str, dict[str, Any]]:
+    """Dice (and DSB mAP) per imaging modality, so a model failing on one kind shows up."""
+    from seglab.instance_metrics import summarize_instances
+
+    groups: dict[str, list[int]] = {}
+    for index, row in enumerate(rows):
+        groups.setdefault(row["modality"], []).append(index)
+    result = {}
+    for modality, indices in sorted(groups.items()):
+        summary = summarize(np.concatenate([counts[i] for i in indices]))
+        entry: dict[str, Any] = {
+            "n_images": len(indices),
+            "dice": summary["dice"],
+            "iou": summary["iou"],
+        }
+        if scores:
+            entry["dsb_map"] = summarize_instances([scores[i] for i in indices])["dsb_map"]
+        result[modality] = entry
+    return result
 
 
 def _progress(items: list[LoadedSample], enabled: bool, label: str) -> Any:
@@ -121,26 +184,50 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
             writer.writerow({k: f"{v:.6f}" if isinstance(v, float) else v for k, v in row.items()})
 
 
+def _gallery(out_dir: Path, folder: str, rows: list[dict[str, Any]], key: str) -> list[Any]:
+    return [
+        (f"{r['id']} — {key} {r[key]:.3f} ({r['modality']})", out_dir / folder / f"{r['id']}.png")
+        for r in rows[:GALLERY_SIZE]
+        if (out_dir / folder / f"{r['id']}.png").is_file()
+    ]
+
+
 def _write_report(
-    out_dir: Path, metrics: dict[str, Any], rows: list[dict[str, Any]], predictor: Predictor
+    out_dir: Path,
+    metrics: dict[str, Any],
+    rows: list[dict[str, Any]],
+    predictor: Any,
+    per_threshold: list[dict[str, Any]],
 ) -> None:
     from seglab.report import ReportSection, write_report_html
     from seglab.viz import confusion_legend_html
 
     worst = sorted(rows, key=lambda r: r["dice"])
-    gallery = [
-        (f"{r['id']} — Dice {r['dice']:.3f}", out_dir / "confusion" / f"{r['id']}.png")
-        for r in worst[:GALLERY_SIZE]
-        if (out_dir / "confusion" / f"{r['id']}.png").is_file()
-    ]
+    modality_table = [{"modality": k, **v} for k, v in metrics["per_modality"].items()]
     sections = [
+        ReportSection("Per imaging modality", table=modality_table),
         ReportSection(
             "Hardest images (lowest Dice first)",
             legend_html=confusion_legend_html(),
-            images=gallery,
+            images=_gallery(out_dir, "confusion", worst, "dice"),
         ),
-        ReportSection("Per-image metrics", table=worst),
     ]
+    if per_threshold:
+        by_instances = sorted(rows, key=lambda r: r["dsb_score"])
+        sections += [
+            ReportSection(
+                "Instances (lowest DSB score first)",
+                text="Predicted nuclei matched to a true one (IoU > 0.5) in green, false "
+                "nuclei in vermilion, missed nuclei in blue.",
+                images=_gallery(out_dir, "instances", by_instances, "dsb_score"),
+            ),
+            ReportSection(
+                "Kaggle DSB2018 precision per IoU threshold",
+                table=per_threshold,
+                table_csv="per_threshold.csv",
+            ),
+        ]
+    sections.append(ReportSection("Per-image metrics", table=worst))
     run_dir = _run_dir_of(out_dir)
     if run_dir is not None:
         figures = [
@@ -153,7 +240,8 @@ def _write_report(
         ]
         if figures:
             sections.append(ReportSection("Training", images=figures))
-    summary = {**metrics, "model": predictor.metadata["model"]["name"]}
+    summary = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
+    summary["model"] = predictor.metadata["model"]["name"]
     write_report_html(out_dir / "report.html", "seglab evaluation", summary, sections)
 
 

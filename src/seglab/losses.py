@@ -385,3 +385,24 @@ def create_loss(name: str, **kwargs: object) -> nn.Module:
     if missing:
         raise ValueError(f"loss {name!r} requires argument(s) {', '.join(missing)}")
     return cls(**kwargs)
+
+
+class ChannelwiseLoss(nn.Module):
+    """Applies a binary loss to every output channel on its own and sums the results.
+
+    Used for the boundary-aware target: channel 0 is the foreground, channel 1 the nucleus
+    borders, each a binary problem of its own.
+
+    Shape:
+        - logits, target: `(N, C, H, W)`
+    """
+
+    def __init__(self, loss: nn.Module) -> None:
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        channels = logits.shape[1]
+        return sum(  # type: ignore[return-value]
+            self.loss(logits[:, c : c + 1], target[:, c : c + 1]) for c in range(channels)
+        )

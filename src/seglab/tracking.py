@@ -31,7 +31,7 @@ def default_store(runs_root: Path) -> tuple[str, str]:
     return f"sqlite:///{root / DB_NAME}", (root / ARTIFACTS_NAME).as_uri()
 
 
-def _quiet_mlflow() -> None:
+def quiet_mlflow() -> None:
     # Database migrations and MLflow's notices would drown the training progress bar. MLflow
     # sets its logger level when imported, so import it first.
     import mlflow  # noqa: F401
@@ -41,11 +41,17 @@ def _quiet_mlflow() -> None:
     logging.getLogger("pytorch_lightning.loggers.mlflow").setLevel(logging.ERROR)
 
 
-def create_logger(config: TrackingConfig, run_dir: Path, run_id: str | None = None) -> MLFlowLogger:
-    """A Lightning MLflow logger for the run folder `run_dir` (resumes `run_id` when given)."""
+def create_logger(
+    config: TrackingConfig,
+    run_dir: Path,
+    run_id: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> MLFlowLogger:
+    """A Lightning MLflow logger for the run folder `run_dir` (resumes `run_id` when given;
+    `tags` such as `mlflow.parentRunId` nest the run under a parent)."""
     from pytorch_lightning.loggers import MLFlowLogger
 
-    _quiet_mlflow()
+    quiet_mlflow()
     uri, artifacts = default_store(run_dir.parent)
     artifact_location: str | None = artifacts
     if config.uri:
@@ -56,6 +62,7 @@ def create_logger(config: TrackingConfig, run_dir: Path, run_id: str | None = No
         tracking_uri=uri,
         artifact_location=artifact_location,
         run_id=run_id,
+        tags=tags,
         log_model=False,
     )
 
@@ -66,13 +73,18 @@ def log_results(
     """Log final metrics, files and whole folders (under the given artifact paths) to the run."""
     client, run_id = logger.experiment, logger.run_id
     for key, value in metrics.items():
-        client.log_metric(run_id, key, float(value))
+        client.log_metric(run_id, metric_name(key), float(value))
     for path in files:
         if path.is_file():
             client.log_artifact(run_id, str(path))
     for artifact_path, folder in folders.items():
         if folder.is_dir():
             client.log_artifacts(run_id, str(folder), artifact_path)
+
+
+def metric_name(key: str) -> str:
+    """MLflow refuses '@' in names: `ap@0.5` is logged as `ap_at_0.5`."""
+    return key.replace("@", "_at_")
 
 
 def flat_params(config: dict[str, Any]) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from seglab.data.splits import load_split_data
 from seglab.data.transforms import build_augmentation
 from seglab.errors import ConfigError, SeglabError
 from seglab.fileutils import atomic_path, atomic_write_json, atomic_write_text
-from seglab.losses import class_weights_from_fraction, create_loss
+from seglab.losses import ChannelwiseLoss, class_weights_from_fraction, create_loss
 from seglab.metrics import confusion_counts_torch
 from seglab.models import create_model, model_summary
 from seglab.tuning import tune_threshold
@@ -83,7 +83,8 @@ class SegmentationTask(pl.LightningModule):
         logits = self(images)
         loss = self.loss(logits, masks)
         with torch.no_grad():
-            counts = confusion_counts_torch(logits > 0, masks > 0.5).sum(0)
+            # Channel 0 is the foreground (channel 1, when present, the borders).
+            counts = confusion_counts_torch(logits[:, :1] > 0, masks[:, :1] > 0.5).sum(0)
             self.counts[stage] = self.counts[stage].to(counts.device) + counts
         self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=len(images))
         return loss
@@ -172,13 +173,33 @@ class RunResult:
     test_metrics: dict[str, float] | None
 
 
-def _loaders(config: Config, train: list[Any], val: list[Any]) -> tuple[DataLoader, DataLoader]:
+def resolve_views(config: Config) -> list[str]:
+    """The input views of the run: the config's, else the model's default."""
+    from seglab.data.views import DEFAULT_EXTENDED_VIEWS, VIEWS
+
+    if config.data.views is not None:
+        views = list(config.data.views)
+    elif config.model.name == "unet_extended":
+        views = list(DEFAULT_EXTENDED_VIEWS)
+    else:
+        views = ["raw"]
+    unknown = [v for v in views if v not in VIEWS]
+    if unknown or not views:
+        raise ConfigError(
+            f"'data.views': unknown {unknown or 'empty list'}; valid: {', '.join(VIEWS)}"
+        )
+    return views
+
+
+def _loaders(
+    config: Config, train: list[Any], val: list[Any], views: list[str]
+) -> tuple[DataLoader, DataLoader]:
     data = config.data
     augment = build_augmentation(data.augment, seed=config.seed)
     train_set = SegmentationDataset(
-        train, data, augment, random_crop=data.crop is not None, seed=config.seed
+        train, data, augment, random_crop=data.crop is not None, seed=config.seed, views=views
     )
-    val_set = SegmentationDataset(val, data)
+    val_set = SegmentationDataset(val, data, views=views)
     generator = torch.Generator().manual_seed(config.seed)
     if not train_set.same_size():
         raise SeglabError(
@@ -226,7 +247,11 @@ def _prepare_run_dir(config: Config, out: Path, resume: bool) -> None:
 
 
 def train(
-    config: Config, out: str | Path, resume: bool = False, progress: bool = True
+    config: Config,
+    out: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    tags: dict[str, str] | None = None,
 ) -> RunResult:
     """Train, tune the threshold, write the bundle and (when there is a test split) evaluate.
 
@@ -235,6 +260,7 @@ def train(
         out: The run folder to create (or to continue, with `resume`).
         resume: Continue the run in `out` from `checkpoints/last.ckpt`.
         progress: Show progress bars.
+        tags: MLflow tags of the run (e.g. its parent run in a comparison).
 
     Example:
         >>> cfg = load_config("exp.yaml", ["train.epochs=3"])  # doctest: +SKIP
@@ -255,19 +281,28 @@ def train(
         log.warning("skipped %d bad samples, listed in skipped.json", len(split_data.skipped))
 
     channels = max(s.image.shape[2] for s in split_data.samples["train"])
+    borders = config.data.target == "boundary"
     prepared = {
-        name: prepare_samples(samples, channels, config.data.size)
+        name: prepare_samples(samples, channels, config.data.size, borders)
         for name, samples in split_data.samples.items()
     }
-    model_kwargs = {"in_channels": channels, "num_classes": 1, **config.model.params}
+    views = resolve_views(config)
+    outputs = ["foreground", "borders"] if borders else ["foreground"]
+    model_kwargs = {
+        "in_channels": channels * len(views),
+        "num_classes": len(outputs),
+        **config.model.params,
+    }
     try:
         model = create_model(config.model.name, **model_kwargs)
         loss = _build_loss(config, foreground_fraction(prepared["train"]))
+        if borders:
+            loss = ChannelwiseLoss(loss)
     except ValueError as exc:  # a bad value in model.params or loss.params
         raise ConfigError(str(exc)) from None
     sample_shape = prepared["train"][0].image.shape
     side = config.data.crop or None
-    summary_shape = (1, channels, side or sample_shape[0], side or sample_shape[1])
+    summary_shape = (1, channels * len(views), side or sample_shape[0], side or sample_shape[1])
     atomic_write_text(run_dir / "model_summary.txt", model_summary(model, summary_shape))
     if config.train.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -280,9 +315,9 @@ def train(
         scheduler=config.train.scheduler,
         channels_last=config.train.channels_last,
     )
-    train_loader, val_loader = _loaders(config, prepared["train"], prepared["val"])
+    train_loader, val_loader = _loaders(config, prepared["train"], prepared["val"], views)
 
-    logger = _tracking_logger(config, run_dir, resume)
+    logger = _tracking_logger(config, run_dir, resume, tags)
     last_ckpt = run_dir / "checkpoints" / "last.ckpt"
     start_epoch = _checkpoint_epoch(last_ckpt) if resume else 0
     trainer, checkpoint = _make_trainer(config, run_dir, logger, start_epoch, progress)
@@ -299,7 +334,16 @@ def train(
     task.load_state_dict(state)
     model = task.model.cpu()
 
-    return _finish(config, run_dir, model, model_kwargs, prepared["val"], split_data, logger)
+    preprocessing = {
+        "normalize": config.data.normalize,
+        "percentiles": list(config.data.percentiles),
+        "input_size": list(config.data.size) if config.data.size else None,
+        "channels": channels,
+        "views": views,
+    }
+    return _finish(
+        config, run_dir, model, model_kwargs, preprocessing, prepared["val"], split_data, logger
+    )
 
 
 def _make_trainer(
@@ -339,6 +383,7 @@ def _finish(
     run_dir: Path,
     model: torch.nn.Module,
     model_kwargs: dict[str, Any],
+    preprocessing: dict[str, Any],
     val: list[Any],
     split_data: Any,
     logger: Any,
@@ -347,11 +392,6 @@ def _finish(
     from seglab.evaluation import evaluate_samples
     from seglab.inference import Predictor
 
-    preprocessing = {
-        "normalize": config.data.normalize,
-        "percentiles": list(config.data.percentiles),
-        "input_size": list(config.data.size) if config.data.size else None,
-    }
     metadata = make_metadata(
         model_name=config.model.name,
         model_kwargs=model_kwargs,
@@ -359,6 +399,8 @@ def _finish(
         threshold=0.5,
         metrics={},
         config=config_to_dict(config),
+        instances=config.instances.model_dump(),
+        outputs=["foreground", "borders"] if config.data.target == "boundary" else None,
     )
     predictor = Predictor(model, metadata, device="cpu")
     threshold, val_metrics = tune_threshold(
@@ -388,14 +430,16 @@ def _finish(
     return RunResult(run_dir, bundle_path, threshold, val_metrics, test_metrics)
 
 
-def _tracking_logger(config: Config, run_dir: Path, resume: bool) -> Any:
+def _tracking_logger(
+    config: Config, run_dir: Path, resume: bool, tags: dict[str, str] | None
+) -> Any:
     if not config.tracking.enabled:
         return None
     from seglab.tracking import create_logger, flat_params
 
     id_file = run_dir / "mlflow_run.json"
     run_id = json.loads(id_file.read_text())["run_id"] if resume and id_file.is_file() else None
-    logger = create_logger(config.tracking, run_dir, run_id)
+    logger = create_logger(config.tracking, run_dir, run_id, tags)
     if run_id is None:
         logger.log_hyperparams(flat_params(config_to_dict(config)))
         atomic_write_json(id_file, {"run_id": logger.run_id, "tracking_uri": logger._tracking_uri})

@@ -10,6 +10,8 @@ import torch
 from torch.utils.data import Dataset
 
 from seglab.data.transforms import match_channels, normalize_image, resize_image, resize_mask
+from seglab.data.views import make_views
+from seglab.errors import ConfigError
 
 if TYPE_CHECKING:
     import albumentations as A
@@ -20,27 +22,47 @@ if TYPE_CHECKING:
 
 @dataclass
 class ArraySample:
-    """One decoded sample ready for batching: raw-dtype image (H, W, C) and boolean mask (H, W)."""
+    """One decoded sample ready for batching: raw-dtype image (H, W, C), boolean mask (H, W)
+    and, for the boundary-aware target, the boolean nucleus borders (H, W)."""
 
     id: str
     image: np.ndarray
     mask: np.ndarray
+    borders: np.ndarray | None = None
+
+
+def instance_borders(instances: np.ndarray) -> np.ndarray:
+    """Inner boundary pixels of every instance: where touching nuclei meet, a 2-pixel line."""
+    from skimage.segmentation import find_boundaries
+
+    return np.asarray(find_boundaries(instances, mode="inner"))
 
 
 def prepare_samples(
-    loaded: list[LoadedSample], channels: int, size: tuple[int, int] | None
+    loaded: list[LoadedSample],
+    channels: int,
+    size: tuple[int, int] | None,
+    borders: bool = False,
 ) -> list[ArraySample]:
-    """Match channels and resize once, so epochs never repeat this work."""
+    """Match channels, resize and (with `borders`) draw nucleus borders once, so epochs never
+    repeat this work."""
     prepared = []
     for sample in loaded:
         if sample.mask is None:
             raise ValueError(f"sample {sample.id} has no mask")
+        if borders and sample.instances is None:
+            raise ConfigError(
+                f"data.target=boundary needs one mask per nucleus (dsb2018 layout); "
+                f"sample {sample.id} has a single mask"
+            )
         image = match_channels(sample.image, channels)
-        mask = sample.mask
+        mask, instances = sample.mask, sample.instances
         if size is not None and image.shape[:2] != tuple(size):
             image = resize_image(image, size)
             mask = resize_mask(mask, size)
-        prepared.append(ArraySample(sample.id, image, mask))
+            instances = resize_mask(instances, size) if instances is not None else None
+        edges = instance_borders(instances) if borders and instances is not None else None
+        prepared.append(ArraySample(sample.id, image, mask, edges))
     return prepared
 
 
@@ -50,11 +72,13 @@ def _pad_to(image: np.ndarray, mask: np.ndarray, side: int) -> tuple[np.ndarray,
     if pad_h == 0 and pad_w == 0:
         return image, mask
     spec = ((0, pad_h), (0, pad_w))
-    return np.pad(image, (*spec, (0, 0))), np.pad(mask, spec)
+    mask_spec = spec if mask.ndim == 2 else (*spec, (0, 0))
+    return np.pad(image, (*spec, (0, 0))), np.pad(mask, mask_spec)
 
 
 class SegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """Batches of `(image (C, H, W) float32, mask (1, H, W) float32)` from in-memory samples.
+    """Batches of `(image (C, H, W) float32, target (T, H, W) float32)` from in-memory samples;
+    T = 1 (the mask), or 2 (mask and borders) for the boundary-aware target.
 
     Args:
         samples: Prepared samples.
@@ -62,6 +86,7 @@ class SegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         augment: albumentations pipeline for training, or None.
         random_crop: Take a random `data.crop` crop (training); otherwise whole images.
         seed: Seeds the crop positions.
+        views: Pre-processed copies stacked as channels (see `seglab.data.views`).
     """
 
     def __init__(
@@ -71,8 +96,10 @@ class SegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         augment: A.Compose | None = None,
         random_crop: bool = False,
         seed: int = 0,
+        views: list[str] | None = None,
     ) -> None:
         self.samples = samples
+        self.views = views or ["raw"]
         self.normalize = data.normalize
         self.percentiles = data.percentiles
         self.crop = data.crop if random_crop else None
@@ -86,6 +113,9 @@ class SegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         sample = self.samples[index]
         image = normalize_image(sample.image, self.normalize, self.percentiles)
         mask = sample.mask.astype(np.uint8)
+        if sample.borders is not None:
+            # One (H, W, 2) mask, so every geometric augmentation moves both targets alike.
+            mask = np.stack([mask, sample.borders.astype(np.uint8)], axis=2)
         if self.crop is not None:
             image, mask = _pad_to(image, mask, self.crop)
             top = int(self.rng.integers(0, image.shape[0] - self.crop + 1))
@@ -95,8 +125,10 @@ class SegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         if self.augment is not None:
             out = self.augment(image=image, mask=mask)
             image, mask = out["image"], out["mask"]
+        image = make_views(image, self.views)
         image_t = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-        mask_t = torch.from_numpy(np.ascontiguousarray(mask[None])).float()
+        target = mask[None] if mask.ndim == 2 else mask.transpose(2, 0, 1)
+        mask_t = torch.from_numpy(np.ascontiguousarray(target)).float()
         return image_t, mask_t
 
     def same_size(self) -> bool:

@@ -111,6 +111,8 @@ def build_augmentation(config: AugmentConfig, seed: int = 0) -> A.Compose | None
                 p=config.brightness_contrast,
             )
         )
+    if config.invert:
+        steps.append(A.InvertImg(p=config.invert))
     if config.blur:
         steps.append(A.GaussianBlur(blur_limit=(3, config.blur_limit | 1), p=config.blur))
     if config.noise:

@@ -6,13 +6,13 @@ import glob
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from seglab.data.io import IMAGE_SUFFIXES, read_image, write_png
+from seglab.data.io import IMAGE_SUFFIXES, read_image, write_label_png, write_png
 from seglab.data.layouts import find_samples
 from seglab.errors import DataError
-from seglab.inference.predictor import Predictor
 
 
 def collect_inputs(inputs: list[str | Path]) -> list[Path]:
@@ -61,28 +61,36 @@ def _output_names(paths: list[Path]) -> list[str]:
 
 
 def predict_files(
-    predictor: Predictor,
+    predictor: Any,
     inputs: list[str | Path],
     out: str | Path,
     probabilities: bool = False,
     overlays: bool = False,
+    instances: bool = False,
+    rle: str | Path | None = None,
     progress: bool = True,
 ) -> list[PredictedFile]:
     """Predict every input image and write `<stem>_mask.png` (0/255) into `out`.
 
     Args:
-        predictor: The model to apply.
+        predictor: The model to apply (see `load_predictor`).
         inputs: Files, folders or glob patterns.
         out: Output folder (created).
         probabilities: Also write `<stem>_prob.png` (probability × 255, 8-bit).
         overlays: Also write `<stem>_overlay.png` (the mask outlined over the image).
+        instances: Also write `<stem>_labels.png` (16-bit, one label per object) and
+            `<stem>_outlines.png` (each object outlined in its own colour).
+        rle: Write a Kaggle DSB2018 submission CSV here (one row per object; implies instances).
         progress: Show a progress bar.
     """
+    from seglab.postprocess import write_submission
     from seglab.viz import mask_overlay, save_png
 
     paths = collect_inputs(inputs)
     out = Path(out)
+    want_instances = instances or rle is not None
     results = []
+    submission: list[tuple[str, np.ndarray]] = []
     items: Iterable[tuple[Path, str]] = list(zip(paths, _output_names(paths)))
     if progress:
         from rich.progress import track
@@ -90,7 +98,7 @@ def predict_files(
         items = track(items, description="predicting")
     for path, name in items:
         image = read_image(path)
-        prediction = predictor.predict(image)
+        prediction = predictor.predict(image, instances=want_instances)
         mask_path = out / f"{name}_mask.png"
         write_png(mask_path, prediction.mask.astype(np.uint8) * 255)
         if probabilities:
@@ -98,5 +106,26 @@ def predict_files(
             write_png(out / f"{name}_prob.png", scaled)
         if overlays:
             save_png(out / f"{name}_overlay.png", mask_overlay(image, prediction.mask))
+        if want_instances and prediction.instances is not None:
+            if instances:
+                write_label_png(out / f"{name}_labels.png", prediction.instances)
+                save_png(out / f"{name}_outlines.png", outline_image(image, prediction.instances))
+            # Kaggle's ImageId is the image's file stem (its id folder name in DSB2018).
+            submission.append((path.stem, prediction.instances))
         results.append(PredictedFile(path, mask_path, float(prediction.mask.mean())))
+    if rle is not None:
+        write_submission(Path(rle), submission)
     return results
+
+
+def outline_image(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each instance's outline in its own colour over the image (RGB uint8)."""
+    from seglab.postprocess import outline
+    from seglab.viz import to_display
+
+    rgb = to_display(image).copy()
+    edges = outline(labels)
+    # A fixed palette by label, so the same label keeps its colour across images.
+    palette = np.random.default_rng(0).integers(64, 256, (int(labels.max()) + 1, 3))
+    rgb[edges] = palette[labels[edges]]
+    return rgb

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from seglab.data.transforms import match_channels, normalize_image, resize_image
+from seglab.data.views import make_views
 
 
 @dataclass
@@ -51,7 +52,8 @@ class Predictor:
         self.normalize = pre["normalize"]
         self.percentiles = tuple(pre["percentiles"])
         self.input_size = tuple(pre["input_size"]) if pre.get("input_size") else None
-        self.in_channels = int(metadata["in_channels"])
+        self.channels = int(pre.get("channels") or metadata["in_channels"])
+        self.views = list(pre.get("views") or ["raw"])
         self.threshold = float(metadata["threshold"])
 
     @classmethod
@@ -63,26 +65,68 @@ class Predictor:
 
     def predict_proba(self, image: np.ndarray) -> np.ndarray:
         """Foreground probabilities (H, W) float32 for an (H, W, C) or (H, W) image."""
+        return self.predict_channels(image)[0]
+
+    def predict_channels(self, image: np.ndarray) -> np.ndarray:
+        """Probabilities of every output channel (see metadata "outputs"), (C, H, W) float32."""
         if image.ndim == 2:
             image = image[:, :, None]
         height, width = image.shape[:2]
-        image = match_channels(image, self.in_channels)
+        image = match_channels(image, self.channels)
         if self.input_size is not None and (height, width) != self.input_size:
             image = resize_image(image, self.input_size)
-        data = normalize_image(image, self.normalize, self.percentiles)
+        data = make_views(normalize_image(image, self.normalize, self.percentiles), self.views)
         batch = torch.from_numpy(np.ascontiguousarray(data.transpose(2, 0, 1)))[None]
         batch = batch.to(self.device)
         if self.device.type == "cpu":
             batch = batch.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            probabilities = torch.sigmoid(self.model(batch))[0, 0].float().cpu().numpy()
-        if probabilities.shape != (height, width):
-            probabilities = resize_image(probabilities[:, :, None], (height, width))[:, :, 0]
+            probabilities = torch.sigmoid(self.model(batch))[0].float().cpu().numpy()
+        if probabilities.shape[1:] != (height, width):
+            resized = resize_image(probabilities.transpose(1, 2, 0), (height, width))
+            probabilities = resized.transpose(2, 0, 1)
         return np.ascontiguousarray(probabilities, dtype=np.float32)
 
-    def predict(self, image: np.ndarray, threshold: float | None = None) -> Prediction:
-        """Probabilities and the mask at the bundle's tuned threshold (or `threshold`)."""
-        probabilities = self.predict_proba(image)
+    def predict(
+        self, image: np.ndarray, threshold: float | None = None, instances: bool = False
+    ) -> Prediction:
+        """Probabilities, the mask at the tuned threshold (or `threshold`) and, with
+        `instances`, one label per object by the bundle's post-processing."""
+        channels = self.predict_channels(image)
+        probabilities = channels[0]
         cut = self.threshold if threshold is None else threshold
         # Compared in float64, as the threshold was tuned (NumPy would otherwise use float32).
-        return Prediction(probabilities, probabilities >= np.float64(cut))
+        mask = probabilities >= np.float64(cut)
+        labels = None
+        if instances:
+            # Boundary-aware models seed the watershed with "foreground minus borders".
+            seeds = mask & (channels[1] < 0.5) if len(channels) > 1 else None
+            labels = self.instances_from(mask, seeds)
+        return Prediction(probabilities, mask, labels)
+
+    def instances_from(self, mask: np.ndarray, seeds: np.ndarray | None = None) -> np.ndarray:
+        """Instance labels (H, W) int32 from a mask, with the bundle's instance settings."""
+        from seglab.config import InstanceConfig
+        from seglab.postprocess import instances_from_mask
+
+        settings = InstanceConfig(**self.metadata.get("instances", {}))
+        return instances_from_mask(mask, settings, seeds=seeds)
+
+
+def load_predictor(model: str | Path, device: str = "auto") -> Any:
+    """A predictor for a bundle folder, or for a baseline by name (e.g. "otsu": no training).
+
+    Baselines and networks share the interface `predict(image, threshold=None, instances=False)
+    -> Prediction`, `.threshold` and `.metadata`.
+    """
+    from seglab.baseline import BASELINES, create_baseline
+    from seglab.bundle import read_metadata
+
+    path = Path(model)
+    if not path.exists() and str(model) in BASELINES:
+        return create_baseline(str(model))
+    metadata = read_metadata(path)
+    name = metadata["model"]["name"]
+    if name in BASELINES:
+        return create_baseline(name, **metadata["model"]["kwargs"])
+    return Predictor.from_bundle(path, device)

@@ -11,18 +11,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from seglab.models.unet import UNet
+from seglab.models.unet import UNet, UNetExtended
 
 __all__ = [
     "MODELS",
     "UNet",
+    "UNetExtended",
     "count_parameters",
     "create_model",
     "model_parameters",
     "model_summary",
 ]
 
-MODELS: dict[str, type[nn.Module]] = {"unet": UNet}
+MODELS: dict[str, type[nn.Module]] = {"unet": UNet, "unet_extended": UNetExtended}
 
 
 def _model_class(name: str) -> type[nn.Module]:

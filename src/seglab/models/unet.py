@@ -8,7 +8,7 @@ from torch import nn
 
 from seglab.models.blocks import ConvBlock, Down, Up
 
-__all__ = ["UNet"]
+__all__ = ["UNet", "UNetExtended"]
 
 
 def _check_int(name: str, value: object, minimum: int) -> None:
@@ -101,3 +101,22 @@ class UNet(nn.Module):
         for up in self.ups:
             x = up(x, skips.pop())
         return self.head(x)[..., :height, :width]
+
+
+class UNetExtended(UNet):
+    """U-Net extended (seed 003): a U-Net fed with several pre-processed copies of the image.
+
+    The copies ("views": normalised raw, CLAHE-equalised, inverted, gradient; see
+    `seglab.data.views`) are stacked along the channels by the pre-processing, which the model
+    bundle records, so `in_channels` = image channels × number of views. The network itself is
+    the U-Net; registering it under its own name makes training pick the extended views by
+    default and keeps comparisons (`unet` vs `unet_extended`) readable.
+
+    Args:
+        Same as `UNet`.
+
+    Example:
+        >>> model = UNetExtended(in_channels=9, num_classes=1, n_filters=2)
+        >>> model(torch.zeros(1, 9, 64, 64)).shape
+        torch.Size([1, 1, 64, 64])
+    """
