@@ -100,7 +100,14 @@ def _distance_peaks(distance: np.ndarray, components: np.ndarray, min_distance: 
     """Markers at the distance map's significant maxima, one label per marker."""
     # Reconstruction lowers every dome by _MIN_DYNAMIC and flattens shallower bumps into the
     # dome they sit on, so each nucleus keeps one flat top however jagged its pixelated ridge.
-    flattened = reconstruction(distance - _MIN_DYNAMIC, distance, method="dilation")
+    # Objects never interact, and reconstructing each in its bounding box sorts only those
+    # pixels: ~10x faster than the whole image when nuclei cover ~10% of it. The background
+    # stays below every object, so no object's top merges with it.
+    flattened = np.full(distance.shape, -1.0)
+    for index, box in enumerate(ndi.find_objects(components), start=1):
+        inside = components[box] == index
+        local = np.where(inside, distance[box], 0.0)
+        flattened[box][inside] = reconstruction(local - _MIN_DYNAMIC, local)[inside]
     tops, _ = ndi.label(
         local_maxima(flattened, connectivity=2, allow_borders=True) & (components > 0),
         structure=_EIGHT_CONNECTED,
