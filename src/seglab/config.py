@@ -88,8 +88,12 @@ class InstanceConfig(_Section):
     # Objects smaller than this (pixels) are noise, not nuclei.
     min_area: int = Field(10, ge=0)
     fill_holes: bool = True
-    # Minimum distance (pixels) between two watershed seeds; about a nucleus radius.
-    min_distance: int = Field(4, ge=1)
+    # Minimum distance (pixels) between two watershed seeds; below a nucleus radius.
+    min_distance: int = Field(3, ge=1)
+    # A distance-map peak must rise this many pixels above the saddle to a higher one to seed
+    # a nucleus of its own. Lower splits more touching nuclei, and over-splits some elongated
+    # ones: on synthetic nuclei 0.5 gave DSB mAP 0.630 against 0.569 for 1.0 (see README).
+    min_dynamic: float = Field(0.5, ge=0)
 
 
 class ModelConfig(_Section):

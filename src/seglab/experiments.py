@@ -110,7 +110,8 @@ class _ParentRun:
         from seglab.tracking import default_store, flat_params, quiet_mlflow
 
         quiet_mlflow()
-        uri, artifacts = default_store(out)
+        uri, default_artifacts = default_store(out)
+        artifacts: str | None = default_artifacts
         if config.tracking.uri:
             uri, artifacts = config.tracking.uri, None
         self.client = mlflow.MlflowClient(uri)

@@ -403,6 +403,4 @@ class ChannelwiseLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         channels = logits.shape[1]
-        return sum(  # type: ignore[return-value]
-            self.loss(logits[:, c : c + 1], target[:, c : c + 1]) for c in range(channels)
-        )
+        return sum(self.loss(logits[:, c : c + 1], target[:, c : c + 1]) for c in range(channels))

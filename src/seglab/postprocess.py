@@ -32,10 +32,6 @@ from seglab.fileutils import atomic_path
 
 SUBMISSION_HEADER = ("ImageId", "EncodedPixels")
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
-# Distance maxima rising less than this (pixels) above the saddle joining them to a higher one
-# are digitisation noise: a pixelated ellipse's ridge has bumps of up to ~0.75 px (0.5 over-split
-# 32 of 400 random ellipses, 1.0 none); the neck between two touching nuclei is far deeper.
-_MIN_DYNAMIC = 1.0
 _INTEGER = re.compile(r"-?[0-9]+")
 
 
@@ -96,9 +92,11 @@ def label_components(mask: np.ndarray) -> np.ndarray:
     return labels.astype(np.int32)
 
 
-def _distance_peaks(distance: np.ndarray, components: np.ndarray, min_distance: int) -> np.ndarray:
+def _distance_peaks(
+    distance: np.ndarray, components: np.ndarray, min_distance: int, min_dynamic: float
+) -> np.ndarray:
     """Markers at the distance map's significant maxima, one label per marker."""
-    # Reconstruction lowers every dome by _MIN_DYNAMIC and flattens shallower bumps into the
+    # Reconstruction lowers every dome by min_dynamic and flattens shallower bumps into the
     # dome they sit on, so each nucleus keeps one flat top however jagged its pixelated ridge.
     # Objects never interact, and reconstructing each in its bounding box sorts only those
     # pixels: ~10x faster than the whole image when nuclei cover ~10% of it. The background
@@ -107,7 +105,7 @@ def _distance_peaks(distance: np.ndarray, components: np.ndarray, min_distance: 
     for index, box in enumerate(ndi.find_objects(components), start=1):
         inside = components[box] == index
         local = np.where(inside, distance[box], 0.0)
-        flattened[box][inside] = reconstruction(local - _MIN_DYNAMIC, local)[inside]
+        flattened[box][inside] = reconstruction(local - min_dynamic, local)[inside]
     tops, _ = ndi.label(
         local_maxima(flattened, connectivity=2, allow_borders=True) & (components > 0),
         structure=_EIGHT_CONNECTED,
@@ -124,13 +122,18 @@ def _distance_peaks(distance: np.ndarray, components: np.ndarray, min_distance: 
 
 
 def split_touching(
-    mask: np.ndarray, min_distance: int = 4, seeds: np.ndarray | None = None
+    mask: np.ndarray,
+    min_distance: int = 4,
+    seeds: np.ndarray | None = None,
+    min_dynamic: float = 1.0,
 ) -> np.ndarray:
     """Splits touching nuclei by a watershed of the negative distance transform.
 
     Markers are the maxima of the Euclidean distance transform at least ``min_distance`` apart,
-    those rising less than 1 pixel above the saddle to a higher one merged into it (so an
-    ellipse stays one nucleus); or, given ``seeds``, the 8-connected components of
+    those rising less than ``min_dynamic`` pixels above the saddle to a higher one merged into
+    it (so an ellipse stays one nucleus: a pixelated ellipse's ridge has bumps of up to ~0.75
+    px; 0.5 over-split 32 of 400 random ellipses, 1.0 none, while the neck between two touching
+    nuclei is usually deeper); or, given ``seeds``, the 8-connected components of
     ``seeds & mask``. An object without a marker (an unseeded blob) becomes one instance of its
     own. Deterministic.
 
@@ -153,7 +156,7 @@ def split_touching(
         return components
     distance = ndi.distance_transform_edt(foreground)
     if seeds is None:
-        markers = _distance_peaks(distance, components, min_distance)
+        markers = _distance_peaks(distance, components, min_distance, min_dynamic)
     else:
         seed_mask = _as_mask(seeds, "seeds")
         if seed_mask.shape != foreground.shape:
@@ -189,7 +192,7 @@ def instances_from_mask(
     """
     cleaned = clean_mask(mask, config.min_area, config.fill_holes)
     if config.method == "watershed":
-        labels = split_touching(cleaned, config.min_distance, seeds)
+        labels = split_touching(cleaned, config.min_distance, seeds, config.min_dynamic)
     else:
         labels = label_components(cleaned)
     # A watershed line can cut off slivers smaller than any real nucleus.
