@@ -53,6 +53,7 @@ def load_sample(sample: Sample) -> LoadedSample:
     height, width = image.shape[:2]
     instances = np.zeros((height, width), np.int32) if sample.instance_masks else None
     union = np.zeros((height, width), bool)
+    overlapping = 0
     for label, path in enumerate(sample.masks, start=1):
         mask = read_mask(path)
         if mask.shape != (height, width):
@@ -63,16 +64,16 @@ def load_sample(sample: Sample) -> LoadedSample:
                 "resize masks with nearest-neighbour interpolation or fix the export",
             )
         if instances is not None:
-            overlap = mask & union
-            if overlap.any():
-                logger.debug(
-                    "%s: %s overlaps earlier masks on %d pixels; they keep their label",
-                    sample.id,
-                    path.name,
-                    int(overlap.sum()),
-                )
+            overlapping += int((mask & union).sum())
             instances[mask & ~union] = label
         union |= mask
+    if overlapping:
+        logger.warning(
+            "%s: %d pixels belong to several nucleus masks; each keeps the label of the first "
+            "mask in file-name order",
+            sample.id,
+            overlapping,
+        )
     return LoadedSample(sample.id, image, union, instances)
 
 
