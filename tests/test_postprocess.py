@@ -285,3 +285,32 @@ def test_rejects_non_2d_input() -> None:
         rle_encode(np.zeros((2, 2, 2), bool))
     with pytest.raises(ValueError, match="integer"):
         labels_to_rles(np.zeros((2, 2), np.float32))
+
+
+def test_border_seeds_split_nuclei_the_distance_cannot() -> None:
+    # Two discs of radius 10 whose centres are 8 px apart overlap so much that the distance map
+    # has a single peak; a predicted border line between them still separates the interiors.
+    mask = np.zeros((40, 50), bool)
+    first, second = disk((20, 21), 10), disk((20, 29), 10)
+    mask[first] = True
+    mask[second] = True
+    assert instances_from_mask(mask, InstanceConfig()).max() == 1
+    borders = np.zeros(mask.shape, np.float32)
+    borders[:, 24:26] = 0.9
+    labels = instances_from_mask(
+        mask, InstanceConfig(), seeds=mask & (borders < 0.5), elevation=borders
+    )
+    assert labels.max() == 2
+    assert np.array_equal(labels > 0, mask)
+    assert set(np.unique(labels[:, :24][mask[:, :24]])) == {labels[20, 15]}
+    assert set(np.unique(labels[:, 26:][mask[:, 26:]])) == {labels[20, 35]}
+
+
+def test_border_seeds_keep_an_object_without_interior() -> None:
+    mask = np.zeros((30, 30), bool)
+    mask[disk((10, 10), 6)] = True
+    mask[disk((22, 22), 4)] = True
+    seeds = mask.copy()
+    seeds[16:, 16:] = False  # the second object is all border
+    labels = instances_from_mask(mask, InstanceConfig(), seeds=seeds)
+    assert labels.max() == 2 and np.array_equal(labels > 0, mask)

@@ -64,11 +64,14 @@ def _metrics_table(title: str, metrics: Mapping[str, object]) -> Table:
     for column in ("metric", "dataset", "mean per image"):
         table.add_column(column, justify="left" if column == "metric" else "right")
     for key, value in metrics.items():
-        if key.endswith("_per_image"):
+        if key.endswith("_per_image") or isinstance(value, dict):
             continue
         per_image = metrics.get(f"{key}_per_image")
         shown = f"{value:.4f}" if isinstance(value, float) else str(value)
         table.add_row(key, shown, f"{per_image:.4f}" if isinstance(per_image, float) else "")
+    for modality, values in metrics.get("per_modality", {}).items():  # type: ignore[attr-defined]
+        scores = ", ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float))
+        table.add_row(f"[dim]{modality}[/] ({values['n_images']} images)", scores, "")
     return table
 
 

@@ -174,15 +174,21 @@ def split_touching(
 
 
 def instances_from_mask(
-    mask: np.ndarray, config: InstanceConfig, seeds: np.ndarray | None = None
+    mask: np.ndarray,
+    config: InstanceConfig,
+    seeds: np.ndarray | None = None,
+    elevation: np.ndarray | None = None,
 ) -> np.ndarray:
     """One label per nucleus: clean the mask, split or label it, drop small instances.
 
     Args:
         mask: Binary foreground mask (a thresholded prediction), shape ``(H, W)``.
-        config: ``method``, ``min_area``, ``fill_holes`` and ``min_distance``.
-        seeds: Nucleus interiors for the watershed (see :func:`split_touching`); the
-            "components" method ignores them.
+        config: ``method``, ``min_area``, ``fill_holes``, ``min_distance``, ``min_dynamic``.
+        seeds: Nucleus interiors, e.g. "foreground minus predicted borders" of a
+            boundary-aware model. They are split into nuclei first (where borders were missed,
+            interiors still touch), then grown back over ``mask`` along ``elevation``.
+        elevation: Where seeds grow first (low values first), e.g. the border probability;
+            defaults to the negative distance to the background.
 
     Returns:
         int32 labels 1..N (0 is background), shape ``(H, W)``.
@@ -191,8 +197,14 @@ def instances_from_mask(
         >>> labels = instances_from_mask(prob > 0.5, InstanceConfig(method="components"))
     """
     cleaned = clean_mask(mask, config.min_area, config.fill_holes)
-    if config.method == "watershed":
-        labels = split_touching(cleaned, config.min_distance, seeds, config.min_dynamic)
+    if seeds is not None:
+        interiors = instances_from_mask(_as_mask(seeds, "seeds") & cleaned, config)
+        if elevation is None:
+            elevation = -ndi.distance_transform_edt(cleaned)
+        markers = _merge_markers(interiors, label_components(cleaned))
+        labels = watershed(elevation, markers, mask=cleaned)
+    elif config.method == "watershed":
+        labels = split_touching(cleaned, config.min_distance, None, config.min_dynamic)
     else:
         labels = label_components(cleaned)
     # A watershed line can cut off slivers smaller than any real nucleus.
@@ -200,6 +212,16 @@ def instances_from_mask(
     too_small[0] = False
     labels[too_small[labels]] = 0
     return relabel_sequential(labels)[0].astype(np.int32)
+
+
+def _merge_markers(interiors: np.ndarray, components: np.ndarray) -> np.ndarray:
+    """Interior labels, plus one marker per component that no interior falls in (so no object
+    is lost where the borders swallowed a whole nucleus)."""
+    markers = interiors.copy()
+    covered = np.unique(components[interiors > 0])
+    for offset, index in enumerate(np.setdiff1d(np.unique(components), [0, *covered]), start=1):
+        markers[components == index] = interiors.max() + offset
+    return markers
 
 
 def outline(labels: np.ndarray) -> np.ndarray:

@@ -99,18 +99,22 @@ class Predictor:
         mask = probabilities >= np.float64(cut)
         labels = None
         if instances:
-            # Boundary-aware models seed the watershed with "foreground minus borders".
-            seeds = mask & (channels[1] < 0.5) if len(channels) > 1 else None
-            labels = self.instances_from(mask, seeds)
+            labels = self.instances_from(mask, channels[1] if len(channels) > 1 else None)
         return Prediction(probabilities, mask, labels)
 
-    def instances_from(self, mask: np.ndarray, seeds: np.ndarray | None = None) -> np.ndarray:
-        """Instance labels (H, W) int32 from a mask, with the bundle's instance settings."""
+    def instances_from(self, mask: np.ndarray, borders: np.ndarray | None = None) -> np.ndarray:
+        """Instance labels (H, W) int32 from a mask, with the bundle's instance settings.
+
+        With the border probabilities of a boundary-aware model, the watershed is seeded by
+        "foreground minus borders" and floods along the border probability.
+        """
         from seglab.config import InstanceConfig
         from seglab.postprocess import instances_from_mask
 
         settings = InstanceConfig(**self.metadata.get("instances", {}))
-        return instances_from_mask(mask, settings, seeds=seeds)
+        if borders is None:
+            return instances_from_mask(mask, settings)
+        return instances_from_mask(mask, settings, seeds=mask & (borders < 0.5), elevation=borders)
 
 
 def load_predictor(model: str | Path, device: str = "auto") -> Any:
