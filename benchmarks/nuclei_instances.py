@@ -79,7 +79,7 @@ def main() -> None:
         "dsb_map bright",
         "seconds",
     ):
-        table.add_column(column, justify="left" if column == "model" else "right")
+        table.add_column(column, justify="left" if column == "model" else "right", no_wrap=True)
     for name, m in results.items():
         modality = m["per_modality"]
         table.add_row(
