@@ -1,4 +1,4 @@
-"""Training with Lightning: `SegmentationTask` and `train()`, which fills a run folder.
+"""Training: `train()` fills a run folder (the Lightning module itself is in `seglab.task`).
 
 The run folder contract is in DESIGN.md: config.yaml, splits.json, train_log.csv, curves.png,
 checkpoints/{best,last}.ckpt, model/ (the bundle), threshold.png, eval/test/.
@@ -6,10 +6,8 @@ checkpoints/{best,last}.ckpt, model/ (the bundle), threshold.png, eval/test/.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +26,10 @@ from seglab.data.dataset import (
 from seglab.data.splits import load_split_data
 from seglab.data.transforms import build_augmentation
 from seglab.errors import ConfigError, SeglabError
-from seglab.fileutils import atomic_path, atomic_write_json, atomic_write_text
+from seglab.fileutils import atomic_write_json, atomic_write_text
 from seglab.losses import ChannelwiseLoss, class_weights_from_fraction, create_loss
-from seglab.metrics import confusion_counts_torch
 from seglab.models import create_model, model_summary
+from seglab.task import EpochLog, SegmentationTask
 from seglab.tuning import tune_threshold
 
 log = logging.getLogger(__name__)
@@ -45,121 +43,6 @@ RUN_FILES = (
     "threshold.png",
     "model_summary.txt",
 )
-LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "train_dice", "val_dice", "lr", "seconds"]
-
-
-class SegmentationTask(pl.LightningModule):
-    """Binary segmentation: one logit channel, a loss on logits, Dice from summed counts.
-
-    Confusion counts are summed on the device over the epoch (no per-step host sync), so the
-    epoch Dice is the dataset-level (micro) Dice, not a mean of batch Dice values.
-    """
-
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        loss: torch.nn.Module,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        scheduler: str = "none",
-        channels_last: bool = True,
-    ) -> None:
-        super().__init__()
-        self.model = model
-        self.loss = loss
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.scheduler = scheduler
-        self.channels_last = channels_last
-        self.counts = {"train": torch.zeros(4), "val": torch.zeros(4)}
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        return self.model(images)
-
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
-        images, masks = batch
-        logits = self(images)
-        loss = self.loss(logits, masks)
-        with torch.no_grad():
-            # Channel 0 is the foreground (channel 1, when present, the borders).
-            counts = confusion_counts_torch(logits[:, :1] > 0, masks[:, :1] > 0.5).sum(0)
-            self.counts[stage] = self.counts[stage].to(counts.device) + counts
-        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=len(images))
-        return loss
-
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "val")
-
-    def on_train_epoch_start(self) -> None:
-        self.counts["train"] = torch.zeros(4)
-
-    def on_validation_epoch_start(self) -> None:
-        self.counts["val"] = torch.zeros(4)
-
-    def on_validation_epoch_end(self) -> None:
-        # Validation ends each training epoch, after the last training batch, so both sums are
-        # complete here (callbacks' on_train_epoch_end runs before the module's).
-        stages = ["val"] if self.trainer.sanity_checking else ["train", "val"]
-        for stage in stages:
-            tp, fp, fn, _ = self.counts[stage].double().unbind()
-            total = 2 * tp + fp + fn
-            dice = torch.where(total > 0, 2 * tp / total.clamp(min=1), torch.ones_like(tp))
-            self.log(f"{stage}_dice", dice.float(), prog_bar=stage == "val")
-        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"])
-
-    def configure_optimizers(self) -> Any:
-        optimizer = torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        if self.scheduler == "cosine":
-            epochs = self.trainer.max_epochs or 1
-            cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-            return {"optimizer": optimizer, "lr_scheduler": cosine}
-        if self.scheduler == "plateau":
-            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=2)
-            return {
-                "optimizer": optimizer,
-                "lr_scheduler": {"scheduler": plateau, "monitor": "val_loss"},
-            }
-        return optimizer
-
-
-class EpochLog(pl.Callback):
-    """Writes `train_log.csv` (one row per epoch) and redraws `curves.png` after every epoch."""
-
-    def __init__(self, run_dir: Path, start_epoch: int = 0) -> None:
-        self.csv_path = run_dir / "train_log.csv"
-        self.curves_path = run_dir / "curves.png"
-        self.rows = [r for r in read_train_log(self.csv_path) if r["epoch"] <= start_epoch]
-        self.started = time.perf_counter()
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.started = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        metrics = trainer.callback_metrics
-        row: dict[str, float] = {"epoch": trainer.current_epoch + 1}
-        for key in LOG_COLUMNS[1:-1]:
-            row[key] = float(metrics[key]) if key in metrics else float("nan")
-        row["seconds"] = round(time.perf_counter() - self.started, 3)
-        self.rows.append(row)
-        with atomic_path(self.csv_path) as temporary, temporary.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
-            writer.writeheader()
-            writer.writerows(self.rows)
-        from seglab.viz import plot_curves
-
-        plot_curves(self.rows, self.curves_path)
-
-
-def read_train_log(path: Path) -> list[dict[str, float]]:
-    if not path.is_file():
-        return []
-    with path.open(newline="") as handle:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
 @dataclass
