@@ -81,14 +81,26 @@ def demo(
     n: Annotated[int, typer.Option(help="Number of synthetic images.")] = 240,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Config override.")] = None,
     no_track: Annotated[bool, typer.Option("--no-track", help="Do not log to MLflow.")] = False,
+    task: Annotated[
+        str, typer.Option(help="segmentation (nuclei) or classification (digits).")
+    ] = "segmentation",
     progress: Progress = True,
 ) -> None:
-    """Synthesize nuclei, train a small U-Net, tune, evaluate and predict (a few minutes on CPU).
+    """Synthesize nuclei, train a small U-Net, tune, evaluate and predict (a few minutes on CPU);
+    or, with `--task classification`, train the seed-004 CNN on the bundled digits.
 
-    Example: `seglab demo --out runs/demo`
+    Examples: `seglab demo --out runs/demo`, `seglab demo --task classification`
     """
-    from seglab.demo import run_demo
+    from seglab.demo import run_classification_demo, run_demo
 
+    if task == "classification":
+        outcome = run_classification_demo(out, set_ or [], track=not no_track, progress=progress)
+        console.print(
+            f"[bold green]Demo done[/] in {outcome.seconds:.0f} s: test accuracy "
+            f"{outcome.test_score:.4f}"
+        )
+        console.print(f"  run folder : {outcome.run_dir}\n  report     : {outcome.report}")
+        return
     result = run_demo(out, n, set_ or [], track=not no_track, progress=progress)
     console.print(
         f"[bold green]Demo done[/] in {result.seconds:.0f} s: test Dice {result.test_dice:.4f}"
@@ -101,7 +113,13 @@ def demo(
 @app.command()
 def train(
     data: Annotated[Path | None, typer.Option(help="Data folder (sets data.root).")] = None,
-    layout: Annotated[str | None, typer.Option(help="auto, folders or dsb2018.")] = None,
+    task: Annotated[
+        str | None, typer.Option(help="segmentation (default) or classification.")
+    ] = None,
+    layout: Annotated[
+        str | None,
+        typer.Option(help="auto, folders, dsb2018; idx, class_folders, digits (classification)."),
+    ] = None,
     model: Annotated[str | None, typer.Option(help="Model name, e.g. unet.")] = None,
     loss: Annotated[str | None, typer.Option(help="Loss name, e.g. bce_dice.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Maximum number of epochs.")] = None,
@@ -125,6 +143,7 @@ def train(
     * `seglab train --data data/nuclei --epochs 30 --out runs/nuclei`
     * `seglab train --config exp.yaml --set train.lr=0.0003 --set model.params.n_filters=4`
     * `seglab train --resume runs/nuclei`
+    * `seglab train --task classification --data digits --model cnn --out runs/digits`
     """
     import time
 
@@ -132,6 +151,7 @@ def train(
 
     overrides = []
     for key, value in (
+        ("task", task),
         ("data.root", data),
         ("data.layout", layout),
         ("model.name", model),
@@ -222,6 +242,12 @@ def predict(
     from seglab.inference.predictor import load_predictor
 
     predictor = load_predictor(model)
+    if predictor.metadata.get("task") == "classification":
+        from seglab.classification_report import predict_image_files
+
+        written = predict_image_files(predictor, list(inputs), out)
+        console.print(f"wrote classes and probabilities to {written}")
+        return
     if threshold is not None:
         predictor.threshold = threshold
     results = predict_files(
@@ -278,6 +304,55 @@ def compare(
         )
     console.print(table)
     console.print(f"wrote {folder / 'comparison.csv'}, comparison.md, comparison.png")
+
+
+@app.command()
+def cv(
+    folds: Annotated[int, typer.Option(help="Number of folds.")] = 5,
+    data: Annotated[Path | None, typer.Option(help="Data folder (sets data.root).")] = None,
+    task: Annotated[
+        str | None, typer.Option(help="segmentation (default) or classification.")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Model name.")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config.")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override, e.g. train.epochs=10 (repeat).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder (default runs/cv-<time>).")] = None,
+    no_track: Annotated[bool, typer.Option("--no-track", help="Do not log to MLflow.")] = False,
+    progress: Progress = True,
+) -> None:
+    """K-fold cross-validation (stratified for classification): mean ± std of every metric.
+
+    Examples:
+
+    * `seglab cv --folds 5 --task classification --data digits --model mlp_dropout`
+    * `seglab cv --folds 3 --data data/nuclei --set train.epochs=10`
+    """
+    import time
+
+    from seglab.config import load_config
+
+    overrides = [
+        f"{k}={v}"
+        for k, v in (("task", task), ("data.root", data), ("model.name", model))
+        if v is not None
+    ]
+    if no_track:
+        overrides.append("tracking.enabled=false")
+    cfg = load_config(config, [*overrides, *(set_ or [])])
+    from seglab.crossval import cross_validate
+
+    folder = out or Path("runs") / time.strftime("cv-%Y%m%d-%H%M%S")
+    result = cross_validate(cfg, folds, folder, progress=progress)
+    table = Table(title=f"{folds}-fold cross-validation ({folder})")
+    for column in ("metric", "mean", "std"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for key, value in result.mean.items():
+        if not key.endswith("_per_image"):
+            table.add_row(key, f"{value:.4f}", f"{result.std[key]:.4f}")
+    console.print(table)
+    console.print(f"wrote {folder / 'cv.csv'}, cv.md, cv.png")
 
 
 @data_app.command("synth")

@@ -46,7 +46,9 @@ class DataConfig(_Section):
     """Where the data is and how it becomes batches."""
 
     root: Path | None = None
-    layout: Literal["auto", "folders", "dsb2018"] = "auto"
+    # Segmentation: folders, dsb2018. Classification: idx (MNIST files), class_folders, digits
+    # (scikit-learn's 8x8 digits, shipped offline).
+    layout: Literal["auto", "folders", "dsb2018", "idx", "class_folders", "digits"] = "auto"
     # Used only when the data has no train/val/test sub-folders.
     val_fraction: float = Field(0.15, ge=0, lt=1)
     test_fraction: float = Field(0.15, ge=0, lt=1)
@@ -145,6 +147,9 @@ class TrackingConfig(_Section):
 class Config(_Section):
     """The whole configuration of a run."""
 
+    # "classification" (seed 004: one label per image) runs on the same engine, run folder,
+    # tracking and reports; its model defaults to `cnn` and its loss is cross-entropy.
+    task: Literal["segmentation", "classification"] = "segmentation"
     seed: int = 0
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
@@ -175,19 +180,46 @@ def validate_config(raw: dict[str, Any]) -> Config:
     except ValidationError as exc:
         lines = [_describe_error(error, Config) for error in exc.errors()]
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+    _apply_task_defaults(config)
     _check_component_params(config)
     return config
+
+
+def _apply_task_defaults(config: Config) -> None:
+    """Classification runs default to the seed-004 CNN and cross-entropy, unless set."""
+    if config.task != "classification":
+        return
+    if "name" not in config.model.model_fields_set:
+        config.model = ModelConfig(name="cnn", params={})
+    if "name" not in config.loss.model_fields_set:
+        config.loss = LossConfig(name="ce")
 
 
 def _check_component_params(config: Config) -> None:
     # Imported here: the registries import torch, which `seglab --help` must not pay for.
     from seglab.losses import LOSSES, loss_parameters
-    from seglab.models import MODELS, model_parameters
+    from seglab.models import MODELS, model_parameters, model_task
 
-    for kind, registry, get_params, section in (
-        ("model", MODELS, model_parameters, config.model),
-        ("loss", LOSSES, loss_parameters, config.loss),
-    ):
+    if config.model.name in MODELS and model_task(config.model.name) != config.task:
+        raise ConfigError(
+            f"'model.name': {config.model.name} is a {model_task(config.model.name)} model but "
+            f"task is {config.task}; set task={model_task(config.model.name)} or pick a "
+            f"{config.task} model"
+        )
+    if config.task == "classification":
+        if config.loss.name != "ce":
+            raise ConfigError("'loss.name': classification trains with cross-entropy: use ce")
+        if config.loss.params:
+            raise ConfigError("'loss.params': ce takes no parameters")
+        # Only the model is left to check.
+        registries = (("model", MODELS, model_parameters, config.model),)
+    else:
+        registries = (
+            ("model", MODELS, model_parameters, config.model),
+            ("loss", LOSSES, loss_parameters, config.loss),
+        )
+
+    for kind, registry, get_params, section in registries:
         if section.name not in registry:
             raise ConfigError(
                 f"'{kind}.name': unknown {kind} '{section.name}'; valid: {', '.join(registry)}"

@@ -50,7 +50,7 @@ def compare(
         valid = ", ".join([*BASELINES, *MODELS])
         raise ConfigError(f"--models: unknown {unknown or 'empty list'}; valid: {valid}")
     out = Path(out)
-    parent = _parent_run(config, out, models)
+    parent = _parent_run(config, out, "compare " + ",".join(models))
     rows = []
     for name in models:
         started = time.perf_counter()
@@ -67,9 +67,9 @@ def compare(
         rows.append(row)
         if parent is not None and name in BASELINES:
             parent.log_child(name, metrics, out / name / "eval" / "test")
-    _write_outputs(rows, out)
+    _write_outputs(rows, out, "comparison")
     if parent is not None:
-        parent.finish(out)
+        parent.finish([out / f"comparison.{ext}" for ext in ("csv", "md", "png")])
     return ComparisonResult(rows, out)
 
 
@@ -104,7 +104,7 @@ def _train_network(
 class _ParentRun:
     """The MLflow parent run of a comparison; children carry its id as `mlflow.parentRunId`."""
 
-    def __init__(self, config: Config, out: Path, models: list[str]) -> None:
+    def __init__(self, config: Config, out: Path, label: str) -> None:
         import mlflow
 
         from seglab.tracking import default_store, flat_params, quiet_mlflow
@@ -121,10 +121,10 @@ class _ParentRun:
             if experiment is not None
             else self.client.create_experiment(config.tracking.experiment, artifacts)
         )
-        run = self.client.create_run(self.experiment_id, run_name=f"compare-{out.name}")
+        run = self.client.create_run(self.experiment_id, run_name=out.name)
         self.run_id = run.info.run_id
         params = flat_params(config_to_dict(config))
-        params["compare.models"] = ",".join(models)
+        params["experiment"] = label
         for key, value in params.items():
             self.client.log_param(self.run_id, key, value)
 
@@ -142,14 +142,14 @@ class _ParentRun:
         self.client.log_artifacts(run.info.run_id, str(folder), "eval/test")
         self.client.set_terminated(run.info.run_id)
 
-    def finish(self, out: Path) -> None:
-        for name in ("comparison.csv", "comparison.md", "comparison.png"):
-            self.client.log_artifact(self.run_id, str(out / name))
+    def finish(self, files: list[Path]) -> None:
+        for path in files:
+            self.client.log_artifact(self.run_id, str(path))
         self.client.set_terminated(self.run_id)
 
 
-def _parent_run(config: Config, out: Path, models: list[str]) -> _ParentRun | None:
-    return _ParentRun(config, out, models) if config.tracking.enabled else None
+def _parent_run(config: Config, out: Path, label: str) -> _ParentRun | None:
+    return _ParentRun(config, out, label) if config.tracking.enabled else None
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[str]:
@@ -165,16 +165,17 @@ def _cell(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def _write_outputs(rows: list[dict[str, Any]], out: Path) -> None:
+def _write_outputs(rows: list[dict[str, Any]], out: Path, stem: str) -> None:
     columns = _columns(rows)
-    with atomic_path(out / "comparison.csv") as temporary, temporary.open("w", newline="") as f:
+    with atomic_path(out / f"{stem}.csv") as temporary, temporary.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(columns)
         writer.writerows([[_cell(row.get(c)) for c in columns] for row in rows])
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
-    atomic_write_text(out / "comparison.md", "\n".join(lines) + "\n")
-    atomic_write_bytes(out / "comparison.png", _bar_chart(rows))
+    atomic_write_text(out / f"{stem}.md", "\n".join(lines) + "\n")
+    if stem == "comparison":
+        atomic_write_bytes(out / f"{stem}.png", _bar_chart(rows))
 
 
 def _bar_chart(rows: list[dict[str, Any]]) -> bytes:

@@ -13,7 +13,10 @@ import torch
 from seglab.fileutils import atomic_path
 from seglab.metrics import confusion_counts_torch
 
-LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "train_dice", "val_dice", "lr", "seconds"]
+
+def log_columns(metric: str = "dice") -> list[str]:
+    """Columns of train_log.csv for a task whose epoch metric is `metric`."""
+    return ["epoch", "train_loss", "val_loss", f"train_{metric}", f"val_{metric}", "lr", "seconds"]
 
 
 class SegmentationTask(pl.LightningModule):
@@ -81,24 +84,87 @@ class SegmentationTask(pl.LightningModule):
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"])
 
     def configure_optimizers(self) -> Any:
-        optimizer = torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        if self.scheduler == "cosine":
-            epochs = self.trainer.max_epochs or 1
-            cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-            return {"optimizer": optimizer, "lr_scheduler": cosine}
-        if self.scheduler == "plateau":
-            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=2)
-            return {
-                "optimizer": optimizer,
-                "lr_scheduler": {"scheduler": plateau, "monitor": "val_loss"},
-            }
-        return optimizer
+        return make_optimizer(self, self.lr, self.weight_decay, self.scheduler)
+
+
+def make_optimizer(
+    module: pl.LightningModule, lr: float, weight_decay: float, scheduler: str
+) -> Any:
+    """Adam, with an optional cosine or plateau learning-rate schedule."""
+    optimizer = torch.optim.Adam(module.parameters(), lr=lr, weight_decay=weight_decay)
+    if scheduler == "cosine":
+        epochs = module.trainer.max_epochs or 1
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+        return {"optimizer": optimizer, "lr_scheduler": cosine}
+    if scheduler == "plateau":
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=2)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": plateau, "monitor": "val_loss"},
+        }
+    return optimizer
+
+
+class ClassificationTask(pl.LightningModule):
+    """Image classification: cross-entropy on logits, accuracy from summed correct counts."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        scheduler: str = "none",
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.scheduler = scheduler
+        self.correct = {"train": torch.zeros(2), "val": torch.zeros(2)}
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        images, labels = batch
+        logits = self(images)
+        loss = torch.nn.functional.cross_entropy(logits, labels)
+        with torch.no_grad():
+            hits = (logits.argmax(1) == labels).sum().to(torch.float32)
+            tally = torch.stack([hits, torch.tensor(float(len(labels)), device=hits.device)])
+            self.correct[stage] = self.correct[stage].to(hits.device) + tally
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=len(images))
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "val")
+
+    def on_train_epoch_start(self) -> None:
+        self.correct["train"] = torch.zeros(2)
+
+    def on_validation_epoch_start(self) -> None:
+        self.correct["val"] = torch.zeros(2)
+
+    def on_validation_epoch_end(self) -> None:
+        stages = ["val"] if self.trainer.sanity_checking else ["train", "val"]
+        for stage in stages:
+            hits, total = self.correct[stage].unbind()
+            self.log(f"{stage}_accuracy", hits / total.clamp(min=1), prog_bar=stage == "val")
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+
+    def configure_optimizers(self) -> Any:
+        return make_optimizer(self, self.lr, self.weight_decay, self.scheduler)
 
 
 class EpochLog(pl.Callback):
     """Writes `train_log.csv` (one row per epoch) and redraws `curves.png` after every epoch."""
 
-    def __init__(self, run_dir: Path, start_epoch: int = 0) -> None:
+    def __init__(self, run_dir: Path, start_epoch: int = 0, metric: str = "dice") -> None:
+        self.metric = metric
+        self.columns = log_columns(metric)
         self.csv_path = run_dir / "train_log.csv"
         self.curves_path = run_dir / "curves.png"
         self.rows = [r for r in read_train_log(self.csv_path) if r["epoch"] <= start_epoch]
@@ -110,17 +176,17 @@ class EpochLog(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         metrics = trainer.callback_metrics
         row: dict[str, float] = {"epoch": trainer.current_epoch + 1}
-        for key in LOG_COLUMNS[1:-1]:
+        for key in self.columns[1:-1]:
             row[key] = float(metrics[key]) if key in metrics else float("nan")
         row["seconds"] = round(time.perf_counter() - self.started, 3)
         self.rows.append(row)
         with atomic_path(self.csv_path) as temporary, temporary.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
+            writer = csv.DictWriter(handle, fieldnames=self.columns)
             writer.writeheader()
             writer.writerows(self.rows)
         from seglab.viz import plot_curves
 
-        plot_curves(self.rows, self.curves_path)
+        plot_curves(self.rows, self.curves_path, self.metric)
 
 
 def read_train_log(path: Path) -> list[dict[str, float]]:

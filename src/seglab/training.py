@@ -135,6 +135,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     tags: dict[str, str] | None = None,
+    assignment: dict[str, Any] | None = None,
 ) -> RunResult:
     """Train, tune the threshold, write the bundle and (when there is a test split) evaluate.
 
@@ -144,6 +145,8 @@ def train(
         resume: Continue the run in `out` from `checkpoints/last.ckpt`.
         progress: Show progress bars.
         tags: MLflow tags of the run (e.g. its parent run in a comparison).
+        assignment: Explicit splits (cross-validation folds): split name -> sample ids for
+            segmentation, or -> index array into the pooled data for classification.
 
     Example:
         >>> cfg = load_config("exp.yaml", ["train.epochs=3"])  # doctest: +SKIP
@@ -154,7 +157,14 @@ def train(
         logging.getLogger(name).setLevel(logging.WARNING)
     _prepare_run_dir(config, run_dir, resume)
     pl.seed_everything(config.seed, workers=True, verbose=False)
-    split_data = load_split_data(config.data, config.seed, progress=progress)
+    if config.task == "classification":
+        from seglab.classification import train_classification
+
+        result: RunResult = train_classification(
+            config, run_dir, resume, progress, tags, assignment
+        )
+        return result
+    split_data = load_split_data(config.data, config.seed, progress, assignment)
     atomic_write_json(run_dir / "splits.json", split_data.splits_json())
     if split_data.skipped:
         atomic_write_json(
@@ -230,7 +240,12 @@ def train(
 
 
 def _make_trainer(
-    config: Config, run_dir: Path, logger: Any, start_epoch: int, progress: bool
+    config: Config,
+    run_dir: Path,
+    logger: Any,
+    start_epoch: int,
+    progress: bool,
+    metric: str = "dice",
 ) -> tuple[pl.Trainer, pl.callbacks.ModelCheckpoint]:
     checkpoint = pl.callbacks.ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
@@ -239,7 +254,7 @@ def _make_trainer(
         save_last=True,
         enable_version_counter=False,
     )
-    callbacks: list[pl.Callback] = [checkpoint, EpochLog(run_dir, start_epoch)]
+    callbacks: list[pl.Callback] = [checkpoint, EpochLog(run_dir, start_epoch, metric)]
     if config.train.patience > 0:
         callbacks.append(
             pl.callbacks.EarlyStopping(monitor="val_loss", patience=config.train.patience)

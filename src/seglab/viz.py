@@ -193,8 +193,8 @@ def _column(history: Sequence[dict[str, float]], key: str) -> np.ndarray:
     return np.array([math.nan if v is None else float(v) for v in values], np.float64)
 
 
-def plot_curves(history: list[dict[str, float]], path: str | Path) -> None:
-    """Plots loss and Dice per epoch, train against validation, and writes a PNG.
+def plot_curves(history: list[dict[str, float]], path: str | Path, metric: str = "dice") -> None:
+    """Plots loss and a metric (Dice by default) per epoch, train against validation, to a PNG.
 
     Keys missing from a row, ``None`` and NaN are skipped, so a series logged every few epochs
     still draws as one line and an absent one (say ``train_dice``) is left out. The epoch of the
@@ -202,8 +202,10 @@ def plot_curves(history: list[dict[str, float]], path: str | Path) -> None:
 
     Args:
         history: One row per epoch with ``epoch`` (the row index if absent) and any of
-            ``train_loss``, ``val_loss``, ``train_dice``, ``val_dice``; other keys are ignored.
+            ``train_loss``, ``val_loss``, ``train_<metric>``, ``val_<metric>``; other keys are
+            ignored.
         path: Destination PNG.
+        metric: The second panel's metric, e.g. "dice" or "accuracy".
 
     Raises:
         ValueError: If ``history`` is empty.
@@ -219,13 +221,14 @@ def plot_curves(history: list[dict[str, float]], path: str | Path) -> None:
     fig = _new_figure(10.0, 4.0)
     # Shared x: a panel with nothing logged (no Dice, say) still spans the epochs of the other.
     axes = fig.subplots(1, 2, sharex=True)
-    for ax, metric, label in zip(axes, ("loss", "dice"), ("Loss", "Dice"), strict=True):
+    panels = (("loss", "Loss"), (metric, metric.replace("_", " ").capitalize()))
+    for ax, (key, label) in zip(axes, panels, strict=True):
         ax.set(title=label, xlabel="Epoch", ylabel=label)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
         drawn = False
         for split, marker in (("train", "o"), ("val", "s")):
-            y = _column(history, f"{split}_{metric}")
+            y = _column(history, f"{split}_{key}")
             ok = np.isfinite(y) & np.isfinite(epochs)
             if ok.any():
                 ax.plot(epochs[ok], y[ok], marker=marker, markersize=4, label=split)

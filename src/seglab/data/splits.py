@@ -46,12 +46,24 @@ def assign_splits(
     return splits
 
 
-def load_split_data(data: DataConfig, seed: int, progress: bool = False) -> SplitData:
-    """Find, split and decode every sample of `data.root` once."""
+def load_split_data(
+    data: DataConfig,
+    seed: int,
+    progress: bool = False,
+    assignment: dict[str, list[str]] | None = None,
+) -> SplitData:
+    """Find, split and decode every sample of `data.root` once.
+
+    `assignment` (split name -> sample ids) overrides the split, e.g. for cross-validation.
+    """
     if data.root is None:
         raise ConfigError("'data.root' is not set; pass --data DIR or set data.root in the config")
     found = find_samples(Path(data.root), data.layout, skip_bad=data.skip_bad)
-    files = assign_splits(found.splits, data, seed)
+    if assignment is not None:
+        by_id = {s.id: s for split in found.splits.values() for s in split}
+        files = {name: [by_id[i] for i in ids] for name, ids in assignment.items()}
+    else:
+        files = assign_splits(found.splits, data, seed)
     skipped = list(found.skipped)
     samples: dict[str, list[LoadedSample]] = {}
     for name, split_files in files.items():

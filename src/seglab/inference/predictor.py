@@ -133,4 +133,10 @@ def load_predictor(model: str | Path, device: str = "auto") -> Any:
     name = metadata["model"]["name"]
     if name in BASELINES:
         return create_baseline(name, **metadata["model"]["kwargs"])
+    if metadata.get("task") == "classification":
+        from seglab.bundle import load_bundle
+        from seglab.classification import Classifier
+
+        model, metadata = load_bundle(path)
+        return Classifier(model, metadata)
     return Predictor.from_bundle(path, device)

@@ -1,6 +1,8 @@
-"""Segmentation networks: the `MODELS` registry, `create_model` and model inspection helpers.
+"""Networks: the `MODELS` registry, `create_model` and model inspection helpers.
 
-Every model takes `(N, in_channels, H, W)` images and returns `(N, num_classes, H, W)` logits.
+Every model takes `(N, in_channels, H, W)` images. Segmentation models (the U-Nets) return
+`(N, num_classes, H, W)` logits; classification models (a class attribute `task =
+"classification"`) return `(N, num_classes)` logits. `model_task` tells which.
 """
 
 from __future__ import annotations
@@ -11,19 +13,30 @@ from typing import Any
 import torch
 from torch import nn
 
+from seglab.models.classifiers import CNN, MLP, MLPDropout
 from seglab.models.unet import UNet, UNetExtended
 
 __all__ = [
+    "CNN",
+    "MLP",
     "MODELS",
+    "MLPDropout",
     "UNet",
     "UNetExtended",
     "count_parameters",
     "create_model",
     "model_parameters",
     "model_summary",
+    "model_task",
 ]
 
-MODELS: dict[str, type[nn.Module]] = {"unet": UNet, "unet_extended": UNetExtended}
+MODELS: dict[str, type[nn.Module]] = {
+    "unet": UNet,
+    "unet_extended": UNetExtended,
+    "mlp": MLP,
+    "mlp_dropout": MLPDropout,
+    "cnn": CNN,
+}
 
 
 def _model_class(name: str) -> type[nn.Module]:
@@ -51,6 +64,16 @@ def model_parameters(name: str) -> dict[str, object]:
         for p in signature.parameters.values()
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     }
+
+
+def model_task(name: str) -> str:
+    """The task a model solves: `"classification"` or `"segmentation"` (the default).
+
+    Example:
+        >>> model_task("cnn"), model_task("unet")
+        ('classification', 'segmentation')
+    """
+    return str(getattr(_model_class(name), "task", "segmentation"))
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:

@@ -1,0 +1,128 @@
+"""`cross_validate`: k folds (stratified for classification), mean ± std of every metric.
+
+Each fold trains on the other k − 1 folds and is scored on its own (which also drives early
+stopping and, for segmentation, threshold tuning). The test split, if any, joins the pool:
+cross-validation estimates generalisation from all labelled data.
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seglab.config import Config
+from seglab.errors import ConfigError
+from seglab.experiments import _parent_run, _write_outputs
+from seglab.fileutils import atomic_write_bytes
+
+
+@dataclass
+class CrossValidationResult:
+    """One row per fold, the mean and std of every metric, and the output folder."""
+
+    folds: list[dict[str, Any]]
+    mean: dict[str, float]
+    std: dict[str, float]
+    out_dir: Path
+
+
+def fold_assignments(config: Config, k: int) -> list[dict[str, Any]]:
+    """For each fold, {"train": ..., "val": ...} as indices (classification) or sample ids."""
+    if k < 2:
+        raise ConfigError(f"--folds must be at least 2, got {k}")
+    rng = np.random.default_rng(config.seed)
+    if config.task == "classification":
+        from seglab.data.classification import load_classification, stratified_folds
+
+        _, found = load_classification(config.data.root, config.data.layout)
+        labels = np.concatenate([d.labels for d in found.values()])
+        folds = stratified_folds(labels, k, config.seed)
+    else:
+        from seglab.data.layouts import find_samples
+
+        if config.data.root is None:
+            raise ConfigError("'data.root' is not set; pass --data DIR")
+        found_samples = find_samples(Path(config.data.root), config.data.layout)
+        ids = np.array(sorted(s.id for split in found_samples.splits.values() for s in split))
+        if len(ids) < k:
+            raise ConfigError(f"{len(ids)} samples cannot make {k} folds")
+        folds = [ids[part] for part in np.array_split(rng.permutation(len(ids)), k)]
+    assignments = []
+    for index, held_out in enumerate(folds):
+        rest = np.concatenate([f for j, f in enumerate(folds) if j != index])
+        if config.task == "classification":
+            assignments.append({"train": rest, "val": held_out})
+        else:
+            assignments.append({"train": list(rest), "val": list(held_out)})
+    return assignments
+
+
+def cross_validate(
+    config: Config, k: int, out: str | Path, progress: bool = True
+) -> CrossValidationResult:
+    """Train one run per fold into `out/fold-<i>` and summarise (cv.csv, cv.md, cv.png).
+
+    Example:
+        >>> cfg = load_config(None, ["task=classification"])  # doctest: +SKIP
+        >>> cross_validate(cfg, 5, "runs/cv").mean["accuracy"]  # doctest: +SKIP
+    """
+    from seglab.training import train
+
+    out = Path(out)
+    settings = config.model_copy(deep=True)
+    settings.train.evaluate_test = False
+    parent = _parent_run(settings, out, f"cv {k} folds")
+    tags = parent.child_tags() if parent is not None else None
+    rows = []
+    for index, assignment in enumerate(fold_assignments(settings, k), start=1):
+        result = train(
+            settings, out / f"fold-{index}", progress=progress, tags=tags, assignment=assignment
+        )
+        scores = {key: v for key, v in result.val_metrics.items() if isinstance(v, float)}
+        rows.append({"fold": index, **scores})
+    keys = [key for key in rows[0] if key != "fold"]
+    mean = {key: statistics.fmean(r[key] for r in rows) for key in keys}
+    std = {key: statistics.stdev(r[key] for r in rows) for key in keys}
+    table = [*rows, {"fold": "mean", **mean}, {"fold": "std", **std}]
+    _write_outputs(table, out, "cv")
+    atomic_write_bytes(out / "cv.png", _folds_chart(rows, keys))
+    if parent is not None:
+        for key in keys:
+            parent.client.log_metric(parent.run_id, f"{key}_mean", mean[key])
+            parent.client.log_metric(parent.run_id, f"{key}_std", std[key])
+        parent.finish([out / "cv.csv", out / "cv.md", out / "cv.png"])
+    return CrossValidationResult(rows, mean, std, out)
+
+
+def _folds_chart(rows: list[dict[str, Any]], keys: list[str]) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    shown = [k for k in keys if not k.endswith("_per_image")][:8]
+    figure = Figure(figsize=(1.5 + 1.1 * len(shown), 4))
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
+    for position, key in enumerate(shown):
+        values = [r[key] for r in rows]
+        axes.bar(
+            position,
+            statistics.fmean(values),
+            0.6,
+            color="0.8",
+            yerr=statistics.stdev(values),
+            capsize=4,
+        )
+        axes.scatter([position] * len(values), values, s=14, zorder=3)
+    axes.set_xticks(range(len(shown)), shown, rotation=30, ha="right")
+    axes.set_ylim(0, 1.05)
+    axes.set_title(f"{len(rows)}-fold cross-validation: mean ± std, one dot per fold")
+    axes.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
