@@ -355,6 +355,17 @@ def test_stratified_split_golden() -> None:
     assert not np.array_equal(parts["val"], other["val"])
 
 
+def test_stratified_split_rounds_halves_up_and_keeps_one_for_train() -> None:
+    # 10 * 0.25 = 2.5 exactly: halves go up (as split_samples does), not to even.
+    parts = stratified_split(np.zeros(10, int), 0.25, 0.25)
+    assert [len(parts[k]) for k in ("train", "val", "test")] == [4, 3, 3]
+    # Test would take every image (round(2 * 0.9) = 2, round(1 * 0.9) = 1): train keeps one.
+    labels = np.array([0, 0, 1])
+    parts = stratified_split(labels, 0.0, 0.9)
+    assert np.bincount(labels[parts["train"]]).tolist() == [1, 1]
+    assert labels[parts["test"]].tolist() == [0] and len(parts["val"]) == 0
+
+
 def test_stratified_split_without_test_and_bad_fractions() -> None:
     labels = np.repeat([0, 1], 10)
     parts = stratified_split(labels, 0.2, 0.0)

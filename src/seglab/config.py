@@ -190,7 +190,10 @@ def _apply_task_defaults(config: Config) -> None:
     if config.task != "classification":
         return
     if "name" not in config.model.model_fields_set:
-        config.model = ModelConfig(name="cnn", params={})
+        config.model.name = "cnn"
+    if "params" not in config.model.model_fields_set:
+        # The default params are the U-Net's; classifiers start from their own defaults.
+        config.model.params = {}
     if "name" not in config.loss.model_fields_set:
         config.loss = LossConfig(name="ce")
 
@@ -206,18 +209,16 @@ def _check_component_params(config: Config) -> None:
             f"task is {config.task}; set task={model_task(config.model.name)} or pick a "
             f"{config.task} model"
         )
+    registries: list[tuple[str, dict[str, Any], Any, ModelConfig | LossConfig]] = [
+        ("model", MODELS, model_parameters, config.model)
+    ]
     if config.task == "classification":
         if config.loss.name != "ce":
             raise ConfigError("'loss.name': classification trains with cross-entropy: use ce")
         if config.loss.params:
             raise ConfigError("'loss.params': ce takes no parameters")
-        # Only the model is left to check.
-        registries = (("model", MODELS, model_parameters, config.model),)
     else:
-        registries = (
-            ("model", MODELS, model_parameters, config.model),
-            ("loss", LOSSES, loss_parameters, config.loss),
-        )
+        registries.append(("loss", LOSSES, loss_parameters, config.loss))
 
     for kind, registry, get_params, section in registries:
         if section.name not in registry:

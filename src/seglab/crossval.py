@@ -52,7 +52,7 @@ def fold_assignments(config: Config, k: int) -> list[dict[str, Any]]:
         if len(ids) < k:
             raise ConfigError(f"{len(ids)} samples cannot make {k} folds")
         folds = [ids[part] for part in np.array_split(rng.permutation(len(ids)), k)]
-    assignments = []
+    assignments: list[dict[str, Any]] = []
     for index, held_out in enumerate(folds):
         rest = np.concatenate([f for j, f in enumerate(folds) if j != index])
         if config.task == "classification":
@@ -78,7 +78,7 @@ def cross_validate(
     settings.train.evaluate_test = False
     parent = _parent_run(settings, out, f"cv {k} folds")
     tags = parent.child_tags() if parent is not None else None
-    rows = []
+    rows: list[dict[str, Any]] = []
     for index, assignment in enumerate(fold_assignments(settings, k), start=1):
         result = train(
             settings, out / f"fold-{index}", progress=progress, tags=tags, assignment=assignment
@@ -88,7 +88,7 @@ def cross_validate(
     keys = [key for key in rows[0] if key != "fold"]
     mean = {key: statistics.fmean(r[key] for r in rows) for key in keys}
     std = {key: statistics.stdev(r[key] for r in rows) for key in keys}
-    table = [*rows, {"fold": "mean", **mean}, {"fold": "std", **std}]
+    table: list[dict[str, Any]] = [*rows, {"fold": "mean", **mean}, {"fold": "std", **std}]
     _write_outputs(table, out, "cv")
     atomic_write_bytes(out / "cv.png", _folds_chart(rows, keys))
     if parent is not None:

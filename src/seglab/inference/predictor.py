@@ -137,6 +137,6 @@ def load_predictor(model: str | Path, device: str = "auto") -> Any:
         from seglab.bundle import load_bundle
         from seglab.classification import Classifier
 
-        model, metadata = load_bundle(path)
-        return Classifier(model, metadata)
+        network, metadata = load_bundle(path)
+        return Classifier(network, metadata)
     return Predictor.from_bundle(path, device)
