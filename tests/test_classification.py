@@ -16,7 +16,7 @@ from seglab.classification_report import classification_metrics, confusion_matri
 from seglab.config import load_config
 from seglab.crossval import cross_validate, fold_assignments
 from seglab.errors import ConfigError
-from seglab.inference.predictor import load_predictor
+from seglab.inference.loading import load_predictor
 from seglab.training import train
 
 FAST = ["task=classification", "data.layout=digits", "train.epochs=1", "tracking.enabled=false"]

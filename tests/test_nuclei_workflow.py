@@ -20,7 +20,7 @@ from seglab.config import load_config
 from seglab.errors import DataError
 from seglab.evaluation import evaluate
 from seglab.inference.files import predict_files
-from seglab.inference.predictor import load_predictor
+from seglab.inference.loading import load_predictor
 from seglab.postprocess import read_submission, rle_decode
 from seglab.training import train
 

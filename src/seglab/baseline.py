@@ -27,7 +27,7 @@ from seglab.data.views import detect_modality, normalized_gray
 
 if TYPE_CHECKING:
     # Imported for typing only: the predictor module imports torch, which a baseline never needs.
-    from seglab.inference.predictor import Prediction
+    from seglab.inference.base import Prediction
 
 # Stretching each image between its 1st and 99th percentiles makes dim acquisitions usable
 # while a few saturated pixels cannot squash the rest of the range.
@@ -112,7 +112,7 @@ class OtsuBaseline:
         Returns:
             A `Prediction` whose ``mask`` is the union of its ``instances`` (int32, 1..N).
         """
-        from seglab.inference.predictor import Prediction
+        from seglab.inference.base import Prediction
         from seglab.postprocess import instances_from_mask
 
         intensity = self.predict_proba(image)

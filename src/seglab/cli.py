@@ -239,7 +239,7 @@ def predict(
     * `seglab predict --model runs/nuclei/model stage1_test/ --out pred/ --instances --rle sub.csv`
     """
     from seglab.inference.files import predict_files
-    from seglab.inference.predictor import load_predictor
+    from seglab.inference.loading import load_predictor
 
     predictor = load_predictor(model)
     if predictor.metadata.get("task") == "classification":

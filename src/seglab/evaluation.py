@@ -105,7 +105,7 @@ def evaluate(
         >>> result = evaluate("runs/demo/run/model", "data/nuclei", "eval/")  # doctest: +SKIP
         >>> result.metrics["dice"]  # doctest: +SKIP
     """
-    from seglab.inference.predictor import load_predictor
+    from seglab.inference.loading import load_predictor
 
     predictor = load_predictor(model) if isinstance(model, str | Path) else model
     found = find_samples(Path(data), layout, skip_bad=skip_bad, require_masks=False)

@@ -7,7 +7,7 @@ from typing import Protocol
 
 import numpy as np
 
-from seglab.inference import Predictor
+from seglab.inference.base import BasePredictor as Predictor
 from seglab.metrics import confusion_counts, summarize, threshold_sweep
 
 

@@ -1,0 +1,96 @@
+"""Backend-free prediction: a bundle's pre-processing, thresholding and instances around any
+forward pass (torch or ONNX Runtime). Nothing here imports torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from seglab.data.transforms import match_channels, normalize_image, resize_image
+from seglab.data.views import make_views
+
+
+@dataclass
+class Prediction:
+    """Outputs for one image: foreground probabilities (H, W) float32, the thresholded mask and,
+    when asked for, instance labels (H, W) int32 (0 = background, 1..N)."""
+
+    probabilities: np.ndarray
+    mask: np.ndarray
+    instances: np.ndarray | None = None
+
+
+class BasePredictor:
+    """Applies a binary segmentation model to images of any size; subclasses provide `forward`.
+
+    Args:
+        metadata: The bundle's `seglab.json` content (pre-processing and threshold).
+    """
+
+    def __init__(self, metadata: dict[str, Any]) -> None:
+        self.metadata = metadata
+        pre = metadata["preprocessing"]
+        self.normalize = pre["normalize"]
+        self.percentiles = tuple(pre["percentiles"])
+        self.input_size = tuple(pre["input_size"]) if pre.get("input_size") else None
+        self.channels = int(pre.get("channels") or metadata["in_channels"])
+        self.views = list(pre.get("views") or ["raw"])
+        self.threshold = float(metadata["threshold"])
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        """(1, C, H, W) float32 input -> (1, K, H, W) float32 probabilities (sigmoid applied)."""
+        raise NotImplementedError
+
+    def preprocess(self, image: np.ndarray) -> np.ndarray:
+        """(H, W, C) or (H, W) image -> (1, C', H', W') float32 model input."""
+        if image.ndim == 2:
+            image = image[:, :, None]
+        image = match_channels(image, self.channels)
+        if self.input_size is not None and image.shape[:2] != self.input_size:
+            image = resize_image(image, self.input_size)
+        data = make_views(normalize_image(image, self.normalize, self.percentiles), self.views)
+        return np.ascontiguousarray(data.transpose(2, 0, 1)[None], dtype=np.float32)
+
+    def predict_proba(self, image: np.ndarray) -> np.ndarray:
+        """Foreground probabilities (H, W) float32 for an (H, W, C) or (H, W) image."""
+        return self.predict_channels(image)[0]
+
+    def predict_channels(self, image: np.ndarray) -> np.ndarray:
+        """Probabilities of every output channel (see metadata "outputs"), (C, H, W) float32."""
+        height, width = image.shape[:2]
+        probabilities = self.forward(self.preprocess(image))[0]
+        if probabilities.shape[1:] != (height, width):
+            resized = resize_image(probabilities.transpose(1, 2, 0), (height, width))
+            probabilities = resized.transpose(2, 0, 1)
+        return np.ascontiguousarray(probabilities, dtype=np.float32)
+
+    def predict(
+        self, image: np.ndarray, threshold: float | None = None, instances: bool = False
+    ) -> Prediction:
+        """Probabilities, the mask at the tuned threshold (or `threshold`) and, with
+        `instances`, one label per object by the bundle's post-processing."""
+        channels = self.predict_channels(image)
+        probabilities = channels[0]
+        cut = self.threshold if threshold is None else threshold
+        # Compared in float64, as the threshold was tuned (NumPy would otherwise use float32).
+        mask = probabilities >= np.float64(cut)
+        labels = None
+        if instances:
+            labels = self.instances_from(mask, channels[1] if len(channels) > 1 else None)
+        return Prediction(probabilities, mask, labels)
+
+    def instances_from(self, mask: np.ndarray, borders: np.ndarray | None = None) -> np.ndarray:
+        """Instance labels (H, W) int32 from a mask, with the bundle's instance settings.
+
+        With the border probabilities of a boundary-aware model, the watershed is seeded by
+        "foreground minus borders" and floods along the border probability.
+        """
+        from seglab.config import InstanceConfig
+        from seglab.postprocess import instances_from_mask
+
+        settings = InstanceConfig(**self.metadata.get("instances", {}))
+        if borders is None:
+            return instances_from_mask(mask, settings)
+        return instances_from_mask(mask, settings, seeds=mask & (borders < 0.5), elevation=borders)

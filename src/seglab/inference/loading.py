@@ -1,0 +1,55 @@
+"""Pick the right predictor for a bundle or a baseline name, without importing torch unless the
+torch backend is the one chosen."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from seglab.errors import ConfigError
+
+
+def load_predictor(model: str | Path, device: str = "auto", backend: str = "auto") -> Any:
+    """A predictor for a bundle folder, or for a baseline by name (e.g. "otsu": no training).
+
+    Baselines and networks share the interface `predict(image, threshold=None, instances=False)
+    -> Prediction`, `.threshold` and `.metadata`.
+
+    Args:
+        model: Bundle folder or baseline name.
+        device: For the torch backend: "auto", "cpu", "cuda", ...
+        backend: "torch", "onnx" (ONNX Runtime only, torch is never imported) or "auto"
+            (onnx when the bundle has `model.onnx` and onnxruntime is installed, else torch).
+    """
+    from seglab.baseline import BASELINES, create_baseline
+    from seglab.bundle import read_metadata
+
+    path = Path(model)
+    if not path.exists() and str(model) in BASELINES:
+        return create_baseline(str(model))
+    metadata = read_metadata(path)
+    name = metadata["model"]["name"]
+    if name in BASELINES:
+        return create_baseline(name, **metadata["model"]["kwargs"])
+    if metadata.get("task") == "classification":
+        from seglab.bundle import load_bundle
+        from seglab.classification import Classifier
+
+        network, metadata = load_bundle(path)
+        return Classifier(network, metadata)
+    if backend == "onnx" or (backend == "auto" and _onnx_ready(path)):
+        from seglab.inference.onnx_backend import OnnxPredictor
+
+        return OnnxPredictor.from_bundle(path)
+    if backend not in ("auto", "torch"):
+        raise ConfigError(f"--backend: unknown '{backend}'; valid: auto, torch, onnx")
+    from seglab.inference.predictor import Predictor
+
+    return Predictor.from_bundle(path, device)
+
+
+def _onnx_ready(path: Path) -> bool:
+    if not (path / "model.onnx").is_file():
+        return False
+    return importlib.util.find_spec("onnxruntime") is not None
