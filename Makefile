@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed-stamp
 export NO_ALBUMENTATIONS_UPDATE := 1
 export MPLBACKEND := Agg
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean browser
 
 # torch goes first and pinned: an unpinned resolve would fetch CUDA wheels.
 $(STAMP): pyproject.toml
@@ -18,7 +18,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/seglab demo --out runs/demo
 
-test: $(STAMP)
+# The web page test drives Debian's chromium; install it when missing (the test skips, saying
+# so, if it cannot be installed).
+browser:
+	@command -v chromedriver >/dev/null 2>&1 || \
+	  { (apt-get update -qq && apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1 \
+	    || echo "note: could not install chromium + chromium-driver; the browser test will skip"; }
+
+test: $(STAMP) browser
 	$(PY) -m pytest -n 2 --durations=15 tests
 
 lint: $(STAMP)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING, Any
 
 from seglab import __version__
 from seglab.errors import BundleError
 from seglab.fileutils import atomic_directory, atomic_write_json
+
+if TYPE_CHECKING:
+    import torch
 
 FORMAT = "seglab-bundle"
 FORMAT_VERSION = 1
@@ -55,6 +55,8 @@ def make_metadata(
 
 def save_bundle(model: torch.nn.Module, metadata: dict[str, Any], path: str | Path) -> Path:
     """Write the bundle folder atomically (temp folder, then rename) and return its path."""
+    from safetensors.torch import save_file
+
     path = Path(path)
     # safetensors wants contiguous tensors; channels_last weights are not.
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -89,6 +91,8 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
 def load_bundle(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Rebuild the model of a bundle with its weights, in eval mode, on the CPU."""
+    from safetensors.torch import load_file
+
     from seglab.models import create_model
 
     path = Path(path)

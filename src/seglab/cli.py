@@ -227,6 +227,9 @@ def predict(
     rle: Annotated[
         Path | None, typer.Option(help="Write a Kaggle DSB2018 submission CSV (run-length).")
     ] = None,
+    backend: Annotated[
+        str, typer.Option(help="auto (onnx when the bundle has model.onnx), torch or onnx.")
+    ] = "auto",
     progress: Progress = True,
 ) -> None:
     """Predict masks (and instances) for images of any size.
@@ -241,7 +244,7 @@ def predict(
     from seglab.inference.files import predict_files
     from seglab.inference.loading import load_predictor
 
-    predictor = load_predictor(model)
+    predictor = load_predictor(model, backend=backend)
     if predictor.metadata.get("task") == "classification":
         from seglab.classification_report import predict_image_files
 
@@ -353,6 +356,43 @@ def cv(
             table.add_row(key, f"{value:.4f}", f"{result.std[key]:.4f}")
     console.print(table)
     console.print(f"wrote {folder / 'cv.csv'}, cv.md, cv.png")
+
+
+@app.command()
+def export(
+    model: Annotated[Path, typer.Option(help="Bundle folder (a run's model/).")],
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 18,
+) -> None:
+    """Export a bundle to ONNX (`model/model.onnx`, dynamic batch and size) with a parity check.
+
+    Example: `seglab export --model runs/nuclei/model`, then `seglab predict --backend onnx ...`
+    """
+    from seglab.export import export_onnx
+
+    result = export_onnx(model, opset=opset)
+    console.print(
+        f"wrote {result.path} in {result.seconds:.1f} s; parity with torch: max abs difference "
+        f"of probabilities {result.max_abs_diff:.2e} (limit 1e-4)"
+    )
+
+
+@app.command()
+def serve(
+    model: Annotated[Path, typer.Option(help="Bundle folder, or `otsu`.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Server processes.")] = 1,
+    backend: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
+    max_upload_mb: Annotated[float, typer.Option(help="Largest accepted upload (MB).")] = 20.0,
+) -> None:
+    """Serve a model over HTTP: web page at /, POST /predict, GET /health, /model, /docs.
+
+    Example: `seglab serve --model runs/nuclei/model --port 8000`, then open http://127.0.0.1:8000
+    """
+    from seglab.serve import run
+
+    console.print(f"serving {model} on http://{host}:{port} (Ctrl+C to stop)")
+    run(model, host=host, port=port, workers=workers, backend=backend, max_upload_mb=max_upload_mb)
 
 
 @data_app.command("synth")
