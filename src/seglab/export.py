@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,18 +174,22 @@ def _export(wrapper: nn.Module, in_channels: int, opset: int, path: Path, name: 
     # Named dims make torch.export fail loudly if the model specialises a size, where the
     # TorchScript exporter (dynamo=False) silently bakes the traced size's branches in.
     dims = {0: Dim("batch"), 2: Dim("height"), 3: Dim("width")}
+    # The exporter warns about torchvision ops and deprecated pytree classes: noise for U-Nets.
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     try:
-        program = torch.onnx.export(
-            wrapper,
-            (example,),
-            dynamo=True,
-            opset_version=opset,
-            input_names=["image"],
-            output_names=["probabilities"],
-            dynamic_shapes={"image": dims},
-            external_data=False,
-            verbose=False,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            program = torch.onnx.export(
+                wrapper,
+                (example,),
+                dynamo=True,
+                opset_version=opset,
+                input_names=["image"],
+                output_names=["probabilities"],
+                dynamic_shapes={"image": dims},
+                external_data=False,
+                verbose=False,
+            )
         if program is None:  # only None when given a file name, which is not done here
             raise RuntimeError("torch.onnx.export returned no program")
         # One self-contained file: U-Nets are far below protobuf's 2 GB limit.
