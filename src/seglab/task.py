@@ -1,4 +1,5 @@
-"""Lightning pieces of training: the `SegmentationTask` module and the `EpochLog` callback."""
+"""Lightning pieces of training: the segmentation and classification modules and the
+`EpochLog` callback."""
 
 from __future__ import annotations
 
@@ -19,12 +20,69 @@ def log_columns(metric: str = "dice") -> list[str]:
     return ["epoch", "train_loss", "val_loss", f"train_{metric}", f"val_{metric}", "lr", "seconds"]
 
 
-class SegmentationTask(pl.LightningModule):
+class _TallyTask(pl.LightningModule):
+    """Shared training loop: a loss per batch, and a tally summed on the device over the epoch
+    (no per-step host sync) from which subclasses compute the epoch metric."""
+
+    metric = ""
+    tally_size = 0
+
+    def __init__(
+        self, model: torch.nn.Module, lr: float, weight_decay: float, scheduler: str
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.scheduler = scheduler
+        self.tally = {stage: torch.zeros(self.tally_size) for stage in ("train", "val")}
+
+    def _loss_and_tally(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def _epoch_metric(self, tally: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _step(self, batch: Any, stage: str) -> torch.Tensor:
+        loss, tally = self._loss_and_tally(batch)
+        self.tally[stage] = self.tally[stage].to(tally.device) + tally
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[0]))
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "val")
+
+    def on_train_epoch_start(self) -> None:
+        self.tally["train"] = torch.zeros(self.tally_size)
+
+    def on_validation_epoch_start(self) -> None:
+        self.tally["val"] = torch.zeros(self.tally_size)
+
+    def on_validation_epoch_end(self) -> None:
+        # Validation ends each training epoch, after the last training batch, so both tallies
+        # are complete here (callbacks' on_train_epoch_end runs before the module's).
+        stages = ["val"] if self.trainer.sanity_checking else ["train", "val"]
+        for stage in stages:
+            value = self._epoch_metric(self.tally[stage]).float()
+            self.log(f"{stage}_{self.metric}", value, prog_bar=stage == "val")
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+
+    def configure_optimizers(self) -> Any:
+        return make_optimizer(self, self.lr, self.weight_decay, self.scheduler)
+
+
+class SegmentationTask(_TallyTask):
     """Binary segmentation: one logit channel, a loss on logits, Dice from summed counts.
 
-    Confusion counts are summed on the device over the epoch (no per-step host sync), so the
-    epoch Dice is the dataset-level (micro) Dice, not a mean of batch Dice values.
+    The epoch Dice is the dataset-level (micro) Dice of the summed confusion counts, not a mean
+    of batch Dice values.
     """
+
+    metric = "dice"
+    tally_size = 4
 
     def __init__(
         self,
@@ -35,56 +93,58 @@ class SegmentationTask(pl.LightningModule):
         scheduler: str = "none",
         channels_last: bool = True,
     ) -> None:
-        super().__init__()
-        self.model = model
+        super().__init__(model, lr, weight_decay, scheduler)
         self.loss = loss
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.scheduler = scheduler
         self.channels_last = channels_last
-        self.counts = {"train": torch.zeros(4), "val": torch.zeros(4)}
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return self.model(images)
 
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+    def _loss_and_tally(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         images, masks = batch
         logits = self(images)
-        loss = self.loss(logits, masks)
         with torch.no_grad():
             # Channel 0 is the foreground (channel 1, when present, the borders).
             counts = confusion_counts_torch(logits[:, :1] > 0, masks[:, :1] > 0.5).sum(0)
-            self.counts[stage] = self.counts[stage].to(counts.device) + counts
-        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=len(images))
-        return loss
+        return self.loss(logits, masks), counts
 
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
+    def _epoch_metric(self, tally: torch.Tensor) -> torch.Tensor:
+        tp, fp, fn, _ = tally.double().unbind()
+        total = 2 * tp + fp + fn
+        return torch.where(total > 0, 2 * tp / total.clamp(min=1), torch.ones_like(tp))
 
-    def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "val")
 
-    def on_train_epoch_start(self) -> None:
-        self.counts["train"] = torch.zeros(4)
+class ClassificationTask(_TallyTask):
+    """Image classification: cross-entropy on logits, accuracy from summed correct counts."""
 
-    def on_validation_epoch_start(self) -> None:
-        self.counts["val"] = torch.zeros(4)
+    metric = "accuracy"
+    tally_size = 2
 
-    def on_validation_epoch_end(self) -> None:
-        # Validation ends each training epoch, after the last training batch, so both sums are
-        # complete here (callbacks' on_train_epoch_end runs before the module's).
-        stages = ["val"] if self.trainer.sanity_checking else ["train", "val"]
-        for stage in stages:
-            tp, fp, fn, _ = self.counts[stage].double().unbind()
-            total = 2 * tp + fp + fn
-            dice = torch.where(total > 0, 2 * tp / total.clamp(min=1), torch.ones_like(tp))
-            self.log(f"{stage}_dice", dice.float(), prog_bar=stage == "val")
-        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        scheduler: str = "none",
+    ) -> None:
+        super().__init__(model, lr, weight_decay, scheduler)
 
-    def configure_optimizers(self) -> Any:
-        return make_optimizer(self, self.lr, self.weight_decay, self.scheduler)
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)
+
+    def _loss_and_tally(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = batch
+        logits = self(images)
+        with torch.no_grad():
+            hits = (logits.argmax(1) == labels).sum().to(torch.float32)
+            tally = torch.stack([hits, torch.tensor(float(len(labels)), device=hits.device)])
+        return torch.nn.functional.cross_entropy(logits, labels), tally
+
+    def _epoch_metric(self, tally: torch.Tensor) -> torch.Tensor:
+        hits, total = tally.unbind()
+        return hits / total.clamp(min=1)
 
 
 def make_optimizer(
@@ -103,60 +163,6 @@ def make_optimizer(
             "lr_scheduler": {"scheduler": plateau, "monitor": "val_loss"},
         }
     return optimizer
-
-
-class ClassificationTask(pl.LightningModule):
-    """Image classification: cross-entropy on logits, accuracy from summed correct counts."""
-
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        scheduler: str = "none",
-    ) -> None:
-        super().__init__()
-        self.model = model
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.scheduler = scheduler
-        self.correct = {"train": torch.zeros(2), "val": torch.zeros(2)}
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(images)
-
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
-        images, labels = batch
-        logits = self(images)
-        loss = torch.nn.functional.cross_entropy(logits, labels)
-        with torch.no_grad():
-            hits = (logits.argmax(1) == labels).sum().to(torch.float32)
-            tally = torch.stack([hits, torch.tensor(float(len(labels)), device=hits.device)])
-            self.correct[stage] = self.correct[stage].to(hits.device) + tally
-        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=len(images))
-        return loss
-
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "val")
-
-    def on_train_epoch_start(self) -> None:
-        self.correct["train"] = torch.zeros(2)
-
-    def on_validation_epoch_start(self) -> None:
-        self.correct["val"] = torch.zeros(2)
-
-    def on_validation_epoch_end(self) -> None:
-        stages = ["val"] if self.trainer.sanity_checking else ["train", "val"]
-        for stage in stages:
-            hits, total = self.correct[stage].unbind()
-            self.log(f"{stage}_accuracy", hits / total.clamp(min=1), prog_bar=stage == "val")
-        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"])
-
-    def configure_optimizers(self) -> Any:
-        return make_optimizer(self, self.lr, self.weight_decay, self.scheduler)
 
 
 class EpochLog(pl.Callback):

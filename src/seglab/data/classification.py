@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from seglab.data.io import IMAGE_SUFFIXES, read_image
+from seglab.data.layouts import SPLIT_NAMES, check_root, visible_files
 from seglab.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
-SPLIT_NAMES = ("train", "val", "test")
 _LAYOUT_SKETCHES = {
     "idx": "ROOT/train-images-idx3-ubyte[.gz] + ROOT/train-labels-idx1-ubyte[.gz] (+ t10k-*)",
     "class_folders": "ROOT/<class>/<image>.png, optionally inside ROOT/train|val|test/",
@@ -134,7 +134,7 @@ def load_idx(root: str | Path) -> dict[str, ClassificationData]:
         DataError: No IDX files, an images file without its labels file (or the reverse),
             differing image and label counts, or a bad IDX file.
     """
-    root = _check_root(Path(root))
+    root = check_root(Path(root))
     arrays: dict[str, tuple[np.ndarray, np.ndarray, Path]] = {}
     for split, prefix in _IDX_SPLITS.items():
         images_path = _find_idx(root, prefix, "images", 3)
@@ -181,19 +181,21 @@ def load_class_folders(root: str | Path) -> dict[str, ClassificationData]:
         DataError: The root is missing or has no class folders, a class folder holds no images,
             or the images differ in size or channel count (we never resize silently).
     """
-    root = _check_root(Path(root))
+    root = check_root(Path(root))
     split_dirs = {s: root / s for s in SPLIT_NAMES if (root / s).is_dir()} or {"all": root}
     files: dict[str, dict[str, list[Path]]] = {}
     for split, folder in split_dirs.items():
-        class_dirs = sorted(p for p in _visible(folder) if p.is_dir())
+        class_dirs = sorted(p for p in visible_files(folder) if p.is_dir())
         if not class_dirs:
             sketch = _LAYOUT_SKETCHES["class_folders"]
             raise DataError(folder, "no class sub-folders", f"expected {sketch}")
-        if any(_is_image(p) for p in _visible(folder)):
+        if any(_is_image(p) for p in visible_files(folder)):
             logger.warning("ignoring the images directly in %s: not in a class folder", folder)
         files[split] = {}
         for class_dir in class_dirs:
-            files[split][class_dir.name] = sorted(p for p in _visible(class_dir) if _is_image(p))
+            files[split][class_dir.name] = sorted(
+                p for p in visible_files(class_dir) if _is_image(p)
+            )
             if not files[split][class_dir.name]:
                 raise DataError(
                     class_dir,
@@ -254,11 +256,11 @@ def detect_classification_layout(root: str | Path) -> str:
     Raises:
         DataError: The folder is missing or matches no layout.
     """
-    root = _check_root(Path(root))
+    root = check_root(Path(root))
     if any(_find_idx(root, prefix, "images", 3) for prefix in _IDX_SPLITS.values()):
         return "idx"
     if any((root / s).is_dir() for s in SPLIT_NAMES) or any(
-        p.is_dir() and any(_is_image(f) for f in _visible(p)) for p in _visible(root)
+        p.is_dir() and any(_is_image(f) for f in visible_files(p)) for p in visible_files(root)
     ):
         return "class_folders"
     sketches = "\n".join(f"    {name:13s} {tree}" for name, tree in _LAYOUT_SKETCHES.items())
@@ -381,18 +383,6 @@ def _find_idx(root: Path, prefix: str, kind: str, ndim: int) -> Path | None:
             if path.is_file():
                 return path
     return None
-
-
-def _check_root(root: Path) -> Path:
-    if not root.exists():
-        raise DataError(root, "dataset folder not found", "check the path")
-    if not root.is_dir():
-        raise DataError(root, "is a file, expected a dataset folder", "pass the folder instead")
-    return root
-
-
-def _visible(folder: Path) -> list[Path]:
-    return [p for p in folder.iterdir() if not p.name.startswith((".", "__MACOSX"))]
 
 
 def _is_image(path: Path) -> bool:

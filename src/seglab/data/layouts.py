@@ -129,7 +129,7 @@ def find_dsb2018(root: Path, require_masks: bool = True) -> Found:
     """
     problems: list[Skipped] = []
     samples = []
-    for folder in sorted(_visible(root)):
+    for folder in sorted(visible_files(root)):
         if not folder.is_dir():
             logger.debug("ignoring %s: not a sample folder", folder)
             continue
@@ -167,12 +167,12 @@ def detect_layout(root: str | Path) -> str:
     Raises:
         DataError: The folder is missing or matches no layout.
     """
-    root = _check_root(Path(root))
+    root = check_root(Path(root))
     bases = [root] + [root / s for s in SPLIT_NAMES if (root / s).is_dir()]
     if any((base / "images").is_dir() for base in bases):
         return "folders"
     for base in bases:
-        for folder in _visible(base):
+        for folder in visible_files(base):
             if folder.is_dir() and any(
                 (folder / "images" / f"{folder.name}{s}").is_file() for s in IMAGE_SUFFIXES
             ):
@@ -206,7 +206,7 @@ def find_samples(
         DataError: The folder is missing or empty, or (without ``skip_bad``) a sample is bad.
         ValueError: Unknown layout name.
     """
-    root = _check_root(Path(root))
+    root = check_root(Path(root))
     if layout == "auto":
         layout = detect_layout(root)
     if layout not in LAYOUTS:
@@ -293,7 +293,8 @@ def split_samples(
     return {"train": train, "val": val, "test": test}
 
 
-def _check_root(root: Path) -> Path:
+def check_root(root: Path) -> Path:
+    """`root` if it is an existing folder, else a DataError saying what to pass."""
     if not root.exists():
         raise DataError(root, "dataset folder not found", "check the path")
     if not root.is_dir():
@@ -301,14 +302,15 @@ def _check_root(root: Path) -> Path:
     return root
 
 
-def _visible(folder: Path) -> list[Path]:
+def visible_files(folder: Path) -> list[Path]:
+    """Entries of `folder`, without hidden files and macOS archive debris."""
     return [p for p in folder.iterdir() if not p.name.startswith((".", "__MACOSX"))]
 
 
 def _list_images(folder: Path, problems: list[Skipped]) -> list[Path]:
     """Image files of a folder; unsupported image formats are problems, other files are ignored."""
     files = []
-    for path in sorted(_visible(folder)):
+    for path in sorted(visible_files(folder)):
         suffix = path.suffix.lower()
         if path.is_file() and suffix in IMAGE_SUFFIXES:
             files.append(path)
