@@ -12,6 +12,7 @@ from PIL import Image
 from seglab.data.transforms import match_channels, normalize_image
 from seglab.errors import BundleError, DataError
 from seglab.inference import Predictor
+from seglab.inference.base import BasePredictor
 from seglab.inference.files import collect_inputs
 from seglab.models import create_model
 
@@ -86,3 +87,35 @@ def test_missing_bundle_is_clear(tmp_path: Path) -> None:
     (tmp_path / "b" / "seglab.json").write_text("{not json")
     with pytest.raises(BundleError, match="not valid JSON"):
         Predictor.from_bundle(tmp_path / "b")
+
+
+class _PointwisePredictor(BasePredictor):
+    """A pixel-wise "model" (sigmoid of the channel mean), so tiling cannot change it."""
+
+    calls = 0
+
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        return 1 / (1 + np.exp(-(batch.mean(axis=1, keepdims=True) * 6 - 3)))
+
+
+def test_large_images_go_through_the_sliding_window() -> None:
+    meta = {
+        "in_channels": 3,
+        "threshold": 0.5,
+        "preprocessing": {
+            "normalize": "scale",
+            "percentiles": [1, 99],
+            "input_size": None,
+            "tile": 64,
+        },
+    }
+    image = np.random.default_rng(2).integers(0, 255, (150, 97, 3), dtype=np.uint8)
+    tiled = _PointwisePredictor(meta)
+    whole = _PointwisePredictor({**meta, "preprocessing": {**meta["preprocessing"], "tile": 512}})
+    assert np.allclose(tiled.predict_proba(image), whole.predict_proba(image), atol=1e-5)
+    assert whole.calls == 1
+    # 150 x 97 at tile 64, overlap 0.5: 4 x 3 tiles in batches of 4 -> 3 forward calls.
+    assert tiled.calls == 3
+    tiled.tta = True
+    assert tiled.predict_proba(image).shape == (150, 97)

@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -38,6 +38,22 @@ data_app = typer.Typer(help="Make and inspect datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
+TileOption = Annotated[
+    int | None, typer.Option(help="Sliding-window tile side (default: the bundle's, 1024).")
+]
+OverlapOption = Annotated[float, typer.Option(help="Sliding-window tile overlap.")]
+TtaOption = Annotated[bool, typer.Option("--tta", help="Average over flipped predictions.")]
+
+
+def _inference_settings(predictor: Any, tile: int | None, overlap: float, tta: bool) -> None:
+    """Apply sliding-window and TTA options to network predictors (baselines have none)."""
+    if hasattr(predictor, "tile"):
+        if tile is not None:
+            predictor.tile = tile
+        predictor.overlap = overlap
+        predictor.tta = tta
+
+
 LayoutOption = Annotated[
     str, typer.Option("--layout", help="Data layout: auto, folders or dsb2018.")
 ]
@@ -194,6 +210,9 @@ def evaluate(
     split: Annotated[str, typer.Option(help="Split sub-folder to evaluate.")] = "test",
     layout: LayoutOption = "auto",
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip bad samples.")] = False,
+    tile: TileOption = None,
+    overlap: OverlapOption = 0.5,
+    tta: TtaOption = False,
     progress: Progress = True,
 ) -> None:
     """Score a model on labelled data: metrics.json, per_image.csv, confusion images, report.
@@ -201,9 +220,12 @@ def evaluate(
     Example: `seglab evaluate --model runs/nuclei/model --data data/nuclei --out eval/`
     """
     from seglab.evaluation import evaluate as evaluate_run
+    from seglab.inference.loading import load_predictor
 
+    predictor = load_predictor(model)
+    _inference_settings(predictor, tile, overlap, tta)
     result = evaluate_run(
-        model, data, out, layout=layout, split=split, skip_bad=skip_bad, progress=progress
+        predictor, data, out, layout=layout, split=split, skip_bad=skip_bad, progress=progress
     )
     console.print(_metrics_table(f"{split} ({result.metrics['n_images']} images)", result.metrics))
     console.print(f"report: {result.out_dir / 'report.html'}")
@@ -230,6 +252,9 @@ def predict(
     backend: Annotated[
         str, typer.Option(help="auto (onnx when the bundle has model.onnx), torch or onnx.")
     ] = "auto",
+    tile: TileOption = None,
+    overlap: OverlapOption = 0.5,
+    tta: TtaOption = False,
     progress: Progress = True,
 ) -> None:
     """Predict masks (and instances) for images of any size.
@@ -245,6 +270,7 @@ def predict(
     from seglab.inference.loading import load_predictor
 
     predictor = load_predictor(model, backend=backend)
+    _inference_settings(predictor, tile, overlap, tta)
     if predictor.metadata.get("task") == "classification":
         from seglab.classification_report import predict_image_files
 

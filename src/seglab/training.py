@@ -27,6 +27,7 @@ from seglab.data.splits import load_split_data
 from seglab.data.transforms import build_augmentation
 from seglab.errors import ConfigError, SeglabError
 from seglab.fileutils import atomic_write_json, atomic_write_text
+from seglab.inference.base import DEFAULT_TILE
 from seglab.losses import ChannelwiseLoss, class_weights_from_fraction, create_loss
 from seglab.models import create_model, model_summary
 from seglab.task import EpochLog, SegmentationTask
@@ -233,6 +234,12 @@ def train(
         "input_size": list(config.data.size) if config.data.size else None,
         "channels": channels,
         "views": views,
+        # Larger inputs are predicted by sliding window; at least the training image size.
+        "tile": max(
+            DEFAULT_TILE,
+            *(s.image.shape[0] for s in prepared["train"]),
+            *(s.image.shape[1] for s in prepared["train"]),
+        ),
     }
     return _finish(
         config, run_dir, model, model_kwargs, preprocessing, prepared["val"], split_data, logger
