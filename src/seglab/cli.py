@@ -27,7 +27,8 @@ errors = Console(stderr=True)
 
 app = typer.Typer(
     name="seglab",
-    help="U-Net segmentation: prepare data, train, tune, evaluate, predict.\n\n"
+    help="U-Net segmentation (and image classification): prepare data, train, tune, evaluate, "
+    "compare, predict, export and serve.\n\n"
     "Start with `seglab demo`, then `seglab train --data DIR`.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
