@@ -42,6 +42,8 @@ def evaluate_samples(
 
     Writes `metrics.json`, `per_image.csv`, `confusion/<id>.png` (true positives, false positives
     and false negatives in three colours over the image) and a self-contained `report.html`.
+    Samples with one mask per object (dsb2018) also get instance metrics (Kaggle DSB2018 mAP,
+    `per_threshold.csv`, `instances/<id>.png`); every result is also split by imaging modality.
     """
     from seglab.data.views import detect_modality
     from seglab.instance_metrics import per_threshold_table, score_image, summarize_instances
