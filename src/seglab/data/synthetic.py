@@ -119,7 +119,7 @@ def write_synthetic(
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(out, "already exists and is not empty", "choose a new folder or delete it")
-    counts = _split_counts(n, splits)
+    counts = split_counts(n, splits)
     spec = SYNTHETIC_KINDS[kind]
     partial = out.with_name(out.name + ".partial")
     if partial.exists():
@@ -143,7 +143,8 @@ def _rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, index])
 
 
-def _split_counts(n: int, splits: tuple[float, float, float] | None) -> dict[str, int]:
+def split_counts(n: int, splits: tuple[float, float, float] | None) -> dict[str, int]:
+    """How many of `n` generated samples go to train / val / test (or "all" without splits)."""
     if splits is None:
         return {"all": n}
     if len(splits) != 3 or min(splits) < 0 or not np.isclose(sum(splits), 1.0):
