@@ -145,3 +145,39 @@ def test_user_errors_are_one_clear_message(args: list[str], expected: str, tmp_p
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert expected in result.stderr
+
+
+def test_plan_and_blobs3d_commands(tmp_path: Path) -> None:
+    estimate = seglab(
+        "plan",
+        "--model",
+        "unet3d",
+        "--patch",
+        "32,32,32",
+        "--batch",
+        "2",
+        "--budget",
+        "1GiB",
+        "--n-filters",
+        "1",
+    )
+    assert "activations" in estimate.stdout and "yes" in estimate.stdout
+    planned = seglab("plan", "--model", "unet3d", "--budget", "256MiB", "--n-filters", "1")
+    assert "largest patch side" in planned.stdout
+    bad = seglab("plan", "--patch", "32,32", check=False)
+    assert bad.returncode == 2 and "needs 3 sizes" in bad.stderr
+    seglab(
+        "data",
+        "synth",
+        "--kind",
+        "blobs3d",
+        "--n",
+        "4",
+        "--size",
+        "24",
+        "--no-split",
+        "--out",
+        str(tmp_path / "blobs"),
+    )
+    assert len(list((tmp_path / "blobs" / "images").glob("*.tif"))) == 4
+    assert len(list((tmp_path / "blobs" / "labels").glob("*.tif"))) == 4
