@@ -114,11 +114,7 @@ def write_synthetic(
         raise ConfigError(
             f"unknown synthetic kind {kind!r}; choose one of {', '.join(SYNTHETIC_KINDS)}"
         )
-    if n < 1:
-        raise ConfigError(f"n must be at least 1, got {n}")
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DataError(out, "already exists and is not empty", "choose a new folder or delete it")
+    out = check_output(out, n)
     counts = split_counts(n, splits)
     spec = SYNTHETIC_KINDS[kind]
     partial = out.with_name(out.name + ".partial")
@@ -141,6 +137,16 @@ def write_synthetic(
 
 def _rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, index])
+
+
+def check_output(out: str | Path, n: int) -> Path:
+    """Refuse a bad count or a non-empty output folder before generating anything."""
+    if n < 1:
+        raise ConfigError(f"n must be at least 1, got {n}")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DataError(out, "already exists and is not empty", "choose a new folder or delete it")
+    return out
 
 
 def split_counts(n: int, splits: tuple[float, float, float] | None) -> dict[str, int]:

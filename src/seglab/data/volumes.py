@@ -21,8 +21,8 @@ import numpy as np
 import tifffile
 from scipy import ndimage
 
-from seglab.data.synthetic import split_counts
-from seglab.errors import ConfigError, DataError
+from seglab.data.synthetic import check_output, split_counts
+from seglab.errors import DataError
 from seglab.fileutils import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -311,11 +311,7 @@ def write_blobs3d(
         ConfigError: ``n < 1`` or bad split fractions.
         DataError: ``out`` exists and is not an empty folder.
     """
-    if n < 1:
-        raise ConfigError(f"n must be at least 1, got {n}")
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DataError(out, "already exists and is not empty", "choose a new folder or delete it")
+    out = check_output(out, n)
     counts = split_counts(n, splits)
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)  # left by an interrupted run
