@@ -14,7 +14,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from seglab.models.unet import _check_int
+from seglab.models.checks import check_dropout, check_int
 
 __all__ = ["CNN", "MLP", "MLPDropout"]
 
@@ -34,12 +34,6 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_dropout(dropout: float) -> None:
-    is_number = isinstance(dropout, int | float) and not isinstance(dropout, bool)
-    if not (is_number and 0 <= dropout < 1):
-        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-
-
 class _Classifier(nn.Module):
     """Argument checks and the input check shared by the classifiers; `layers` does the work."""
 
@@ -50,8 +44,8 @@ class _Classifier(nn.Module):
         self, in_channels: int, num_classes: int, image_size: tuple[int, int] | list[int]
     ) -> None:
         super().__init__()
-        _check_int("in_channels", in_channels, 1)
-        _check_int("num_classes", num_classes, 1)
+        check_int("in_channels", in_channels, 1)
+        check_int("num_classes", num_classes, 1)
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.image_size = _check_image_size(image_size)
@@ -134,7 +128,7 @@ class MLPDropout(_Classifier):
         super().__init__(in_channels, num_classes, image_size)
         if not (isinstance(hidden, tuple | list) and all(_is_int(w) and w >= 1 for w in hidden)):
             raise ValueError(f"hidden must be a list of integers >= 1, got {hidden!r}")
-        _check_dropout(dropout)
+        check_dropout(dropout)
         height, width = self.image_size
         widths = [in_channels * height * width, *hidden]
         layers: OrderedDict[str, nn.Module] = OrderedDict(flatten=nn.Flatten())
@@ -181,7 +175,7 @@ class CNN(_Classifier):
         dropout: float = 0.2,
     ) -> None:
         super().__init__(in_channels, num_classes, image_size)
-        _check_dropout(dropout)
+        check_dropout(dropout)
         minimum = 2 ** len(self.widths)
         if min(self.image_size) < minimum:
             raise ValueError(

@@ -7,14 +7,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from seglab.models.blocks import ConvBlock, Down, Up
+from seglab.models.checks import check_unet
 
 __all__ = ["UNet", "UNetExtended"]
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    # bool is an int subclass; `depth=True` is a config mistake, not a depth of 1.
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 class UNet(nn.Module):
@@ -60,13 +55,7 @@ class UNet(nn.Module):
         bilinear: bool = False,
     ) -> None:
         super().__init__()
-        _check_int("in_channels", in_channels, 1)
-        _check_int("num_classes", num_classes, 1)
-        _check_int("n_filters", n_filters, 1)
-        _check_int("depth", depth, 1)
-        is_number = isinstance(dropout, int | float) and not isinstance(dropout, bool)
-        if not (is_number and 0 <= dropout < 1):
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        check_unet(in_channels, num_classes, n_filters, depth, dropout)
         self.depth = depth
         widths = [4 * n_filters * 2**i for i in range(depth + 1)]
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seglab.models.unet import _check_int
+from seglab.models.checks import check_unet
 
 __all__ = ["NORMS", "UNet3D"]
 
@@ -108,15 +108,9 @@ class UNet3D(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        _check_int("in_channels", in_channels, 1)
-        _check_int("num_classes", num_classes, 1)
-        _check_int("n_filters", n_filters, 1)
-        _check_int("depth", depth, 1)
+        check_unet(in_channels, num_classes, n_filters, depth, dropout)
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
-        is_number = isinstance(dropout, int | float) and not isinstance(dropout, bool)
-        if not (is_number and 0 <= dropout < 1):
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         self.depth = depth
         widths = [4 * n_filters * 2**i for i in range(depth + 1)]
 
