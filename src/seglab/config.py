@@ -46,9 +46,11 @@ class DataConfig(_Section):
     """Where the data is and how it becomes batches."""
 
     root: Path | None = None
-    # Segmentation: folders, dsb2018. Classification: idx (MNIST files), class_folders, digits
-    # (scikit-learn's 8x8 digits, shipped offline).
-    layout: Literal["auto", "folders", "dsb2018", "idx", "class_folders", "digits"] = "auto"
+    # Segmentation: folders, dsb2018, cityscapes (multi-class), volumes (3D). Classification:
+    # idx (MNIST files), class_folders, digits (scikit-learn's 8x8 digits, shipped offline).
+    layout: Literal[
+        "auto", "folders", "dsb2018", "cityscapes", "volumes", "idx", "class_folders", "digits"
+    ] = "auto"
     # Used only when the data has no train/val/test sub-folders.
     val_fraction: float = Field(0.15, ge=0, lt=1)
     test_fraction: float = Field(0.15, ge=0, lt=1)
@@ -66,6 +68,25 @@ class DataConfig(_Section):
     # Pre-processed copies stacked as input channels (see seglab.data.views); null means the
     # model's default: ["raw"], or ["raw", "clahe", "invert"] for unet_extended.
     views: list[str] | None = None
+    # Multi-class segmentation (softmax over C channels): masks hold class indices 0..C-1.
+    # null means binary (mask > 0 is foreground), except for the cityscapes layout, whose
+    # classes come from `labels`.
+    num_classes: int | None = Field(None, ge=2)
+    # Label mapping of multi-class masks: "categories" (Cityscapes' 8 groups, as seed 001),
+    # "train_ids" (the 19 Cityscapes benchmark classes), or a YAML file mapping mask values to
+    # class names (see seglab.data.labels).
+    labels: str = "categories"
+    # Void pixels: "ignore" (the Cityscapes benchmark convention: no loss, not scored) or
+    # "class" (a trained class of its own, as seed 001).
+    void: Literal["ignore", "class"] = "ignore"
+    # Label value of ignored pixels in class-index masks.
+    ignore_index: int = Field(255, ge=0, le=255)
+    # Volumes: the training patch [D, H, W] ("auto": the largest that fits, see `seglab plan`).
+    patch: list[int] | Literal["auto"] | None = None
+    # Random patches drawn from each training volume per epoch.
+    patches_per_volume: int = Field(8, ge=1)
+    # Share of patches centred on a foreground voxel (nnU-Net uses 1/3).
+    foreground_share: float = Field(0.33, ge=0, le=1)
     batch_size: int = Field(8, ge=1)
     # Arrays are decoded once and held in memory, so worker processes rarely pay off on CPU.
     num_workers: int = Field(0, ge=0)
