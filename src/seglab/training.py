@@ -165,6 +165,11 @@ def train(
             config, run_dir, resume, progress, tags, assignment
         )
         return result
+    if config.data.layout == "volumes":
+        from seglab.volume_training import train_volumes
+
+        volume_result: RunResult = train_volumes(config, run_dir, resume, progress, tags)
+        return volume_result
     split_data = load_split_data(config.data, config.seed, progress, assignment)
     atomic_write_json(run_dir / "splits.json", split_data.splits_json())
     if split_data.skipped:
