@@ -33,8 +33,24 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/mypy src
 
-bench: $(STAMP)
+# seed 000's Keras U-Net runs in its own venv (TensorFlow CPU), never in seglab's; the check
+# fails the build if anything pulled torch into it.
+BENCH_VENV  := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed-stamp
+
+$(BENCH_STAMP): benchmarks/requirements-keras.txt
+	test -x $(BENCH_VENV)/bin/python || python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r benchmarks/requirements-keras.txt
+	$(BENCH_VENV)/bin/python -c "import importlib.util as u, sys; \
+	  sys.exit('torch found in $(BENCH_VENV)' if u.find_spec('torch') else 0)"
+	touch $(BENCH_STAMP)
+
+# Timings on a shared machine are noisy: run when the cores are otherwise idle.
+bench: $(STAMP) $(BENCH_STAMP)
 	$(PY) benchmarks/unet_throughput.py
+	$(PY) benchmarks/vs_keras.py
+	$(PY) benchmarks/predict_memory.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -24,9 +24,18 @@ from seglab.export import export_onnx
 from seglab.inference.loading import load_predictor
 from seglab.inference.onnx_backend import OnnxPredictor
 from seglab.inference.predictor import Predictor
-from seglab.models import MODELS, create_model, model_task
+from seglab.models import (
+    MODELS,
+    create_model,
+    model_parameters,
+    model_spatial_dims,
+    model_task,
+)
 
-SEGMENTATION_MODELS = [name for name in MODELS if model_task(name) == "segmentation"]
+# ONNX export is of 2D models: `(N, C, H, W)` images with dynamic height and width.
+SEGMENTATION_MODELS = [
+    name for name in MODELS if model_task(name) == "segmentation" and model_spatial_dims(name) == 2
+]
 # The extended U-Net is fed three views of an RGB image, hence 9 input channels.
 VIEWS = {"unet_extended": ["raw", "clahe", "invert"]}
 TINY = {"num_classes": 1, "n_filters": 1, "depth": 2}
@@ -36,7 +45,8 @@ REST: dict[str, Any] = {"threshold": 0.5, "metrics": {}, "config": {}}
 
 def make_bundle(path: Path, name: str, seed: int = 0, **kwargs: object) -> Path:
     views = VIEWS.get(name, ["raw"])
-    model_kwargs = {"in_channels": 3 * len(views), **TINY, **kwargs}
+    tiny = {k: v for k, v in TINY.items() if k in model_parameters(name)}
+    model_kwargs = {"in_channels": 3 * len(views), **tiny, **kwargs}
     torch.manual_seed(seed)
     model = create_model(name, **model_kwargs)
     with torch.no_grad():

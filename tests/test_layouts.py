@@ -98,10 +98,10 @@ def test_dsb2018_in_split_folders(tmp_path: Path) -> None:
 
 
 def test_layouts_registry_and_unknown_layout(tmp_path: Path) -> None:
-    assert set(LAYOUTS) == {"folders", "dsb2018"}
+    assert set(LAYOUTS) == {"folders", "dsb2018", "cityscapes"}
     make_folders(tmp_path, ["a"])
     with pytest.raises(ValueError, match="folders"):
-        find_samples(tmp_path, layout="cityscapes")
+        find_samples(tmp_path, layout="kitti")
 
 
 def test_unrecognised_layout_lists_the_layouts(tmp_path: Path) -> None:

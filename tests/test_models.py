@@ -15,13 +15,15 @@ from seglab.models import (
     count_parameters,
     create_model,
     model_parameters,
+    model_spatial_dims,
     model_summary,
     model_task,
 )
 
-# The contract below is the segmentation one ((N, C, H, W) in and out); the classifiers have theirs
-# in test_classifiers.py.
-NAMES = sorted(n for n in MODELS if model_task(n) == "segmentation")
+# The contract below is the 2D segmentation one ((N, C, H, W) in and out); the classifiers have
+# theirs in test_classifiers.py, and the volume models ((N, C, D, H, W)) theirs below.
+NAMES = sorted(n for n in MODELS if model_task(n) == "segmentation" and model_spatial_dims(n) == 2)
+NAMES_3D = sorted(n for n in MODELS if model_spatial_dims(n) == 3)
 
 
 def small_model(name: str, seed: int = 0, **kwargs: Any) -> nn.Module:
@@ -113,6 +115,48 @@ def test_summary_lists_totals_and_leaves_model_untouched(name: str) -> None:
     assert "Output shape: (1, 1, 32, 32)" in text
     assert model.training  # eval() during the summary is undone
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+# --- contract: every registered volume model ---------------------------------------------------
+
+
+def test_volume_models_are_registered() -> None:
+    assert "unet3d" in NAMES_3D
+    assert all(model_task(name) == "segmentation" for name in NAMES_3D)
+
+
+@pytest.mark.parametrize("name", NAMES_3D)
+def test_volume_model_shape_backward_and_round_trip(name: str) -> None:
+    assert {"in_channels", "num_classes"} <= set(model_parameters(name))
+    model = small_model(name, in_channels=2, num_classes=3)
+    out = model(images(2, 2, 9, 6, 11))  # odd sides, none a multiple of any divisor
+    assert out.shape == (2, 3, 9, 6, 11)
+    out.mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    model.eval()
+    fresh = small_model(name, seed=123, in_channels=2, num_classes=3).eval()
+    fresh.load_state_dict(model.state_dict())
+    x = images(1, 2, 16, 8, 12)  # instance norm needs > 1 voxel at the deepest level
+    with torch.no_grad():
+        assert torch.equal(fresh(x), model(x))
+
+
+@pytest.mark.parametrize("name", NAMES_3D)
+def test_volume_model_channels_last_3d_gives_same_output(name: str) -> None:
+    model = small_model(name).eval()
+    x = images(2, 1, 8, 12, 10)
+    with torch.no_grad():
+        expected = model(x)
+        model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
+        actual = model_cl(x.contiguous(memory_format=torch.channels_last_3d))
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_model_spatial_dims() -> None:
+    assert model_spatial_dims("unet3d") == 3
+    assert model_spatial_dims("unet") == model_spatial_dims("cnn") == 2
+    with pytest.raises(ValueError, match="unknown model"):
+        model_spatial_dims("vnet")
 
 
 # --- registry and factory ----------------------------------------------------------------------

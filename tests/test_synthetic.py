@@ -68,9 +68,9 @@ def test_some_nuclei_touch() -> None:
 def test_unknown_variant_and_kind(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="brightfield"):
         make_nuclei(1, variant="phase")
-    with pytest.raises(ConfigError, match="circles, nuclei"):
-        write_synthetic("streets", tmp_path / "out", 2)
-    assert set(SYNTHETIC_KINDS) == {"circles", "nuclei"}
+    with pytest.raises(ConfigError, match="circles, nuclei, streets"):
+        write_synthetic("roads", tmp_path / "out", 2)
+    assert set(SYNTHETIC_KINDS) == {"circles", "nuclei", "streets"}
 
 
 def test_write_circles_round_trip(tmp_path: Path) -> None:

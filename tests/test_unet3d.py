@@ -1,10 +1,12 @@
-"""Tests of seglab.models.unet3d: shapes at odd sizes, gradients, norms, validation, save/load."""
+"""Tests of seglab.models.unet3d: shapes at odd sizes, gradients, norms, validation, save/load,
+the registry entry and parameter counts."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from seglab.models import MODELS, count_parameters, create_model, model_parameters
 from seglab.models.unet3d import NORMS, UNet3D
 
 
@@ -73,3 +75,38 @@ def test_state_dict_round_trip_gives_identical_outputs() -> None:
     copy.eval()
     x = torch.randn(1, 1, 8, 10, 6)
     assert torch.equal(model(x), copy(x))
+
+
+def test_registered_as_unet3d_with_its_defaults() -> None:
+    assert MODELS["unet3d"] is UNet3D
+    assert model_parameters("unet3d") == {
+        "in_channels": 1,
+        "num_classes": 1,
+        "n_filters": 2,
+        "depth": 3,
+        "norm": "instance",
+        "dropout": 0.0,
+    }
+    model = create_model("unet3d", n_filters=1, depth=2)
+    assert isinstance(model, UNet3D) and model.divisor == 4
+
+
+def test_parameter_count_by_hand() -> None:
+    # n_filters=1, depth=1, norm "none" (convolutions keep their bias): widths 4, 8.
+    #   stem  1->4: 27*1*4 + 4 = 112;  4->4: 27*4*4 + 4 = 436              ->   548
+    #   down  4->8: 27*4*8 + 8 = 872;  8->8: 27*8*8 + 8 = 1,736           -> 2,608
+    #   up    transposed 8->4 (2x2x2): 8*4*8 + 4 = 260
+    #         block 8->4: 27*8*4 + 4 = 868;  4->4: 436                     -> 1,564
+    #   head  1x1x1 4->1: 4 + 1 = 5.          Total 548 + 2,608 + 1,564 + 5 = 4,725
+    assert count_parameters(UNet3D(n_filters=1, depth=1, norm="none")) == 4_725
+    # Instance norm (affine) drops each conv bias (-4 -4 -8 -8 -4 -4 = -32) and adds a scale
+    # and a shift per channel (2 * (4 + 4 + 8 + 8 + 4 + 4) = 64): 4,725 - 32 + 64 = 4,757.
+    assert count_parameters(UNet3D(n_filters=1, depth=1)) == 4_757
+
+
+def test_padding_is_zeros_at_the_far_end() -> None:
+    model = small(depth=2, norm="none").eval()
+    x = torch.randn(1, 1, 5, 9, 6, generator=torch.Generator().manual_seed(0))
+    padded = torch.nn.functional.pad(x, (0, 2, 0, 3, 0, 3))  # 5, 9, 6 -> 8, 12, 8
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), model(padded)[..., :5, :9, :6])

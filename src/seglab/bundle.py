@@ -31,14 +31,21 @@ def make_metadata(
     class_names: list[str] | None = None,
     instances: dict[str, Any] | None = None,
     outputs: list[str] | None = None,
+    labels: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Describe a binary segmentation model so a bundle can be used without its run folder."""
+    """Describe a segmentation model so a bundle can be used without its run folder.
+
+    `labels` (a `LabelMapping.to_dict()`: class names, palette, ignore index) makes it a
+    multi-class model (softmax, argmax); without it the model is binary (sigmoid, threshold).
+    """
+    if labels is not None:
+        class_names = list(labels["names"])
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "seglab_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "task": "binary",
+        "task": "multiclass" if labels is not None else "binary",
         "model": {"name": model_name, "kwargs": model_kwargs},
         "in_channels": model_kwargs["in_channels"],
         "num_classes": model_kwargs["num_classes"],
@@ -48,6 +55,7 @@ def make_metadata(
         "instances": instances or {},
         # What each logit channel means: the foreground, then (boundary-aware models) borders.
         "outputs": outputs or ["foreground"],
+        "labels": labels,
         "metrics": metrics,
         "config": config,
     }

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from seglab import __version__
@@ -89,6 +90,9 @@ def _metrics_table(title: str, metrics: Mapping[str, object]) -> Table:
     for modality, values in metrics.get("per_modality", {}).items():  # type: ignore[attr-defined]
         scores = ", ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float))
         table.add_row(f"[dim]{modality}[/] ({values['n_images']} images)", scores, "")
+    for name, values in metrics.get("per_class", {}).items():  # type: ignore[attr-defined]
+        iou = values.get("iou")
+        table.add_row(f"[dim]IoU {name}[/]", "n/a" if iou is None else f"{iou:.4f}", "")
     return table
 
 
@@ -135,7 +139,10 @@ def train(
     ] = None,
     layout: Annotated[
         str | None,
-        typer.Option(help="auto, folders, dsb2018; idx, class_folders, digits (classification)."),
+        typer.Option(
+            help="auto, folders, dsb2018, cityscapes, volumes; idx, class_folders, digits "
+            "(classification)."
+        ),
     ] = None,
     model: Annotated[str | None, typer.Option(help="Model name, e.g. unet.")] = None,
     loss: Annotated[str | None, typer.Option(help="Loss name, e.g. bce_dice.")] = None,
@@ -222,12 +229,18 @@ def evaluate(
     """
     from seglab.evaluation import evaluate as evaluate_run
     from seglab.inference.loading import load_predictor
+    from seglab.inference.volumes import VolumePredictor
 
     predictor = load_predictor(model)
     _inference_settings(predictor, tile, overlap, tta)
-    result = evaluate_run(
-        predictor, data, out, layout=layout, split=split, skip_bad=skip_bad, progress=progress
-    )
+    if isinstance(predictor, VolumePredictor):
+        from seglab.volume_evaluation import evaluate_volumes
+
+        result = evaluate_volumes(predictor, data, out, split=split, progress=progress)
+    else:
+        result = evaluate_run(
+            predictor, data, out, layout=layout, split=split, skip_bad=skip_bad, progress=progress
+        )
     console.print(_metrics_table(f"{split} ({result.metrics['n_images']} images)", result.metrics))
     console.print(f"report: {result.out_dir / 'report.html'}")
 
@@ -269,9 +282,16 @@ def predict(
     """
     from seglab.inference.files import predict_files
     from seglab.inference.loading import load_predictor
+    from seglab.inference.volumes import VolumePredictor, predict_volume_files
 
     predictor = load_predictor(model, backend=backend)
     _inference_settings(predictor, tile, overlap, tta)
+    if isinstance(predictor, VolumePredictor):
+        if threshold is not None:
+            predictor.threshold = threshold
+        masks = predict_volume_files(predictor, list(inputs), out, probabilities)
+        console.print(f"wrote {len(masks)} volume masks to {out}")
+        return
     if predictor.metadata.get("task") == "classification":
         from seglab.classification_report import predict_image_files
 
@@ -288,9 +308,18 @@ def predict(
 
 @app.command()
 def compare(
-    models: Annotated[str, typer.Option(help="Comma-separated models, e.g. otsu,unet.")],
+    models: Annotated[
+        str | None, typer.Option(help="Comma-separated models, e.g. otsu,unet (default: config's).")
+    ] = None,
+    losses: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated losses, e.g. dice,ce_dice,jaccard (default: config's)."),
+    ] = None,
+    seeds: Annotated[
+        int, typer.Option(help="Repeat each run with this many seeds: mean ± std.", min=1)
+    ] = 1,
     data: Annotated[Path | None, typer.Option(help="Data folder (sets data.root).")] = None,
-    config: Annotated[Path | None, typer.Option(help="YAML config shared by all models.")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config shared by all runs.")] = None,
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Override, e.g. train.epochs=10 (repeat).")
     ] = None,
@@ -298,9 +327,15 @@ def compare(
     no_track: Annotated[bool, typer.Option("--no-track", help="Do not log to MLflow.")] = False,
     progress: Progress = True,
 ) -> None:
-    """Train and evaluate several models on the same split: comparison.csv/.md/.png, MLflow.
+    """Train and evaluate models or losses on the same split: comparison.csv/.md/.png, MLflow.
 
-    Example: `seglab compare --models otsu,unet,unet_extended --data data/nuclei --out runs/cmp`
+    Every run trains with its own model and loss (recorded in its config.yaml and MLflow
+    params), on the same data, split, seed and epochs.
+
+    Examples:
+      `seglab compare --models otsu,unet,unet_extended --data data/nuclei --out runs/cmp`
+      `seglab compare --losses dice,ce_dice,jaccard,tversky,focal_tversky --data data/streets
+      --set model.name=unet_mini --seeds 3 --out runs/losses`
     """
     import time
 
@@ -313,27 +348,30 @@ def compare(
     from seglab.experiments import compare as compare_models
 
     folder = out or Path("runs") / time.strftime("compare-%Y%m%d-%H%M%S")
-    names = [m.strip() for m in models.split(",") if m.strip()]
-    result = compare_models(cfg, names, folder, progress=progress)
+    result = compare_models(
+        cfg, _names(models), folder, progress=progress, losses=_names(losses), seeds=seeds
+    )
     table = Table(title=f"comparison on the test set ({folder})")
-    columns = [
-        c
-        for c in ("model", "dice", "iou", "dsb_map", "ap@0.5", "ap@0.75", "seconds")
-        if any(row.get(c) is not None for row in result.rows)
-    ]
+    candidates = ("run", "val_loss", "miou", "dice", "iou", "dsb_map", "ap@0.5", "seconds")
+    columns = [c for c in candidates if any(row.get(c) is not None for row in result.rows)]
     for column in columns:
-        table.add_column(column, justify="left" if column == "model" else "right")
+        table.add_column(column, justify="left" if column == "run" else "right")
     for row in result.rows:
-        table.add_row(
-            *[
-                f"{row[c]:.4f}"
-                if isinstance(row.get(c), float) and c != "seconds"
-                else str(row.get(c, ""))
-                for c in columns
-            ]
-        )
+        table.add_row(*[_score_cell(row, c) for c in columns])
     console.print(table)
     console.print(f"wrote {folder / 'comparison.csv'}, comparison.md, comparison.png")
+
+
+def _names(text: str | None) -> list[str] | None:
+    return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
+
+
+def _score_cell(row: dict[str, Any], column: str) -> str:
+    value = row.get(column)
+    if not isinstance(value, float) or column == "seconds":
+        return "" if value is None else str(value)
+    spread = row.get(f"{column}_std")
+    return f"{value:.4f}" + (f" ± {spread:.4f}" if spread is not None else "")
 
 
 @app.command()
@@ -506,10 +544,15 @@ def plan(
 def data_synth(
     out: Annotated[Path, typer.Option(help="Folder to create.")],
     kind: Annotated[
-        str, typer.Option(help="circles (folders), nuclei (dsb2018) or blobs3d (volumes).")
+        str,
+        typer.Option(
+            help="circles (folders), nuclei (dsb2018), streets (cityscapes) or blobs3d (volumes)."
+        ),
     ] = "nuclei",
     n: Annotated[int, typer.Option(help="Number of images.")] = 200,
-    size: Annotated[int, typer.Option(help="Image side in pixels.")] = 128,
+    size: Annotated[
+        int, typer.Option(help="Image side in pixels (streets: the height; width = 2 x size).")
+    ] = 128,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     no_split: Annotated[
         bool, typer.Option("--no-split", help="No train/val/test sub-folders.")
@@ -518,6 +561,7 @@ def data_synth(
     """Write a synthetic dataset in a real layout (deterministic for a seed).
 
     Examples: `seglab data synth --kind nuclei --n 200 --out data/nuclei`,
+    `seglab data synth --kind streets --n 200 --out data/streets` (128 x 256 street scenes),
     `seglab data synth --kind blobs3d --n 20 --size 64 --out data/blobs`
     """
     splits = None if no_split else (0.7, 0.15, 0.15)
@@ -570,12 +614,45 @@ def ui(
     raise typer.Exit(launch_ui(runs, host, port))
 
 
+@app.command()
+def view(
+    image: Annotated[
+        Path, typer.Argument(help="Image (PNG, JPEG, TIFF) or volume (TIFF stack, .npy, NIfTI).")
+    ],
+    model: Annotated[
+        str | None, typer.Option(help="Bundle folder (a run's model/) or `otsu`.")
+    ] = None,
+    truth: Annotated[
+        Path | None, typer.Option(help="Ground-truth mask or label image to compare with.")
+    ] = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="Override the bundle's tuned threshold.")
+    ] = None,
+    backend: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
+) -> None:
+    """Open napari with the image, the probabilities, the mask and the instances (labels
+    layers), the ground truth, and a dock widget to run other models on any image layer.
+
+    Needs the viewer extra: `pip install 'seglab[viewer]'`.
+
+    Examples:
+
+    * `seglab view data/nuclei/test/img_0001/images/img_0001.png --model runs/nuclei/model`
+    * `seglab view cells.png --model otsu --truth cells_mask.png`
+    """
+    from seglab.viewer import import_napari, open_viewer
+
+    napari = import_napari()
+    open_viewer(image, model, truth, threshold=threshold, backend=backend)
+    napari.run()
+
+
 def main() -> None:
     """Entry point: user errors are printed without a traceback."""
     try:
         app()
     except SeglabError as exc:
-        errors.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        errors.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         errors.print("interrupted")

@@ -206,8 +206,32 @@ def validate_config(raw: dict[str, Any]) -> Config:
     return config
 
 
+def is_multiclass(data: DataConfig) -> bool:
+    """Whether the masks hold classes (softmax over C channels) rather than a binary foreground:
+    the cityscapes layout, a `data.num_classes`, or a YAML label mapping."""
+    return (
+        data.layout == "cityscapes"
+        or data.num_classes is not None
+        or data.labels.endswith((".yaml", ".yml"))
+    )
+
+
+def apply_multiclass_defaults(config: Config) -> None:
+    """Multi-class segmentation trains with the seeds' "Total loss" (CE + 3 Dice), unless set."""
+    multiclass = config.task == "segmentation" and is_multiclass(config.data)
+    if multiclass and "name" not in config.loss.model_fields_set:
+        config.loss = LossConfig(name="ce_dice")
+
+
 def _apply_task_defaults(config: Config) -> None:
-    """Classification runs default to the seed-004 CNN and cross-entropy, unless set."""
+    """Classification runs default to the seed-004 CNN and cross-entropy, and multi-class
+    segmentation to ce_dice, unless set."""
+    apply_multiclass_defaults(config)
+    if config.task == "segmentation" and config.data.layout == "volumes":
+        if "name" not in config.model.model_fields_set:
+            config.model.name = "unet3d"
+        if config.model.name == "unet3d" and "params" not in config.model.model_fields_set:
+            config.model.params = {}  # the 2D U-Net defaults (n_filters, batch_norm) do not apply
     if config.task != "classification":
         return
     if "name" not in config.model.model_fields_set:
@@ -223,6 +247,7 @@ def _check_component_params(config: Config) -> None:
     # Imported here: the registries import torch, which `seglab --help` must not pay for.
     from seglab.losses import LOSSES, loss_parameters
     from seglab.models import MODELS, model_parameters, model_task
+    from seglab.multiclass_losses import MULTICLASS_LOSSES, multiclass_loss_parameters
 
     if config.model.name in MODELS and model_task(config.model.name) != config.task:
         raise ConfigError(
@@ -238,6 +263,11 @@ def _check_component_params(config: Config) -> None:
             raise ConfigError("'loss.name': classification trains with cross-entropy: use ce")
         if config.loss.params:
             raise ConfigError("'loss.params': ce takes no parameters")
+    elif is_multiclass(config.data):
+        registries.append(("loss", MULTICLASS_LOSSES, multiclass_loss_parameters, config.loss))
+    elif config.data.layout == "auto" and config.loss.name in MULTICLASS_LOSSES:
+        # The layout (binary or cityscapes) is known once the data is found: train() checks.
+        registries.append(("loss", MULTICLASS_LOSSES, multiclass_loss_parameters, config.loss))
     else:
         registries.append(("loss", LOSSES, loss_parameters, config.loss))
 

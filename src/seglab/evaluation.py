@@ -44,6 +44,8 @@ def evaluate_samples(
     and false negatives in three colours over the image) and a self-contained `report.html`.
     Samples with one mask per object (dsb2018) also get instance metrics (Kaggle DSB2018 mAP,
     `per_threshold.csv`, `instances/<id>.png`); every result is also split by imaging modality.
+    Multi-class models are scored by `seglab.multiclass_evaluation` (mIoU, per-class scores,
+    confusion matrix, palette panels).
     """
     from seglab.data.views import detect_modality
     from seglab.instance_metrics import per_threshold_table, score_image, summarize_instances
@@ -53,6 +55,11 @@ def evaluate_samples(
     labelled = [s for s in samples if s.mask is not None]
     if not labelled:
         raise DataError(out_dir, "no labelled image to evaluate", "evaluation needs masks")
+    if getattr(predictor, "multiclass", False):
+        from seglab.multiclass_evaluation import evaluate_multiclass_samples
+
+        scores, table = evaluate_multiclass_samples(predictor, labelled, out_dir, progress)
+        return EvaluationResult(scores, table, out_dir)
     rows: list[dict[str, Any]] = []
     all_counts = []
     instance_scores = []
@@ -130,7 +137,12 @@ def evaluate(
         )
     if len(labelled) < len(files):
         log.warning("%d images without masks are not evaluated", len(files) - len(labelled))
-    samples, skipped = load_samples(labelled, skip_bad=skip_bad, progress=progress)
+    mapping = None
+    if getattr(predictor, "multiclass", False):
+        from seglab.data.labels import LabelMapping
+
+        mapping = LabelMapping.from_dict(predictor.metadata["labels"])
+    samples, skipped = load_samples(labelled, skip_bad=skip_bad, progress=progress, mapping=mapping)
     for bad in [*found.skipped, *skipped]:
         log.warning("skipped %s: %s", bad.path, bad.reason)
     return evaluate_samples(predictor, samples, out, progress=progress)

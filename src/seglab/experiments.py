@@ -1,14 +1,18 @@
-"""`compare`: models on one split and test set; one table, one chart, one MLflow parent run.
+"""`compare`: models and losses on one split and test set; one table, one chart, one MLflow
+parent run with a child run per training.
 
-Every network is trained with its own settings and the same seed, so the split (written to each
-run's splits.json) and the test set are identical; baselines such as `otsu` need no training and
-are evaluated on that same test set.
+Every network is trained with its own settings (its own model and its own loss, recorded in its
+config.yaml and MLflow params) and the same seed, so the split (written to each run's
+splits.json) and the test set are identical; baselines such as `otsu` need no training and are
+evaluated on that same test set. With several seeds every run is repeated and the table gives
+mean and standard deviation, so a difference can be told from noise.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,59 +22,160 @@ from seglab.config import Config, config_to_dict
 from seglab.errors import ConfigError
 from seglab.fileutils import atomic_path, atomic_write_bytes, atomic_write_text
 
-# Columns of comparison.csv besides the model name, in order; absent values stay empty.
-SCORE_COLUMNS = ["dice", "iou", "precision", "recall", "dsb_map", "ap@0.5", "ap@0.75"]
+# Columns of comparison.csv besides the run names, in order; absent values stay empty.
+SCORE_COLUMNS = [
+    "val_loss",
+    "miou",
+    "dice",
+    "iou",
+    "f1",
+    "precision",
+    "recall",
+    "pixel_accuracy",
+    "dsb_map",
+    "ap@0.5",
+    "ap@0.75",
+]
+# Scores drawn in the bar chart, when present.
+CHART_SCORES = ("miou", "dice", "iou", "f1", "dsb_map", "ap@0.5", "ap@0.75")
 
 
 @dataclass
 class ComparisonResult:
-    """One row per model and the folder holding comparison.csv / .md / .png and the runs."""
+    """One row per model (or loss) and the folder holding comparison.csv / .md / .png and the
+    runs."""
 
     rows: list[dict[str, Any]]
     out_dir: Path
 
 
 def compare(
-    config: Config, models: list[str], out: str | Path, progress: bool = True
+    config: Config,
+    models: list[str] | None,
+    out: str | Path,
+    progress: bool = True,
+    losses: list[str] | None = None,
+    seeds: int = 1,
 ) -> ComparisonResult:
-    """Train what needs training, evaluate every model on the same test set, tabulate.
+    """Train what needs training, evaluate every run on the same test set, tabulate.
 
     Args:
-        config: The shared configuration (data, seed, training); `model.name` is replaced by
-            each entry of `models`.
-        models: Model or baseline names, e.g. `["otsu", "unet", "unet_extended"]`.
-        out: Folder for one run folder per model and the comparison files.
+        config: The shared configuration (data, seed, training); `model.name` and `loss.name`
+            are replaced by each entry of `models` and `losses`.
+        models: Model or baseline names, e.g. `["otsu", "unet", "unet_extended"]`; None: the
+            config's model.
+        out: Folder for one run folder per model / loss (and seed) and the comparison files.
         progress: Show progress bars.
+        losses: Loss names, e.g. `["dice", "ce_dice", "jaccard"]`; None: the config's loss.
+        seeds: Train every network this many times, with seeds `config.seed`, `+1`, ...; the
+            table gives the mean and the standard deviation (`<score>_std`).
+
+    Example:
+        >>> compare(cfg, None, "runs/losses", losses=["dice", "tversky"], seeds=3)  # doctest: +SKIP
     """
     from seglab.baseline import BASELINES
     from seglab.models import MODELS
 
+    models = models if models is not None else [config.model.name]
     unknown = [m for m in models if m not in MODELS and m not in BASELINES]
     if unknown or not models:
         valid = ", ".join([*BASELINES, *MODELS])
         raise ConfigError(f"--models: unknown {unknown or 'empty list'}; valid: {valid}")
+    if losses is not None and not losses:
+        raise ConfigError("--losses: empty list")
+    if seeds < 1:
+        raise ConfigError(f"--seeds: at least 1, got {seeds}")
     out = Path(out)
-    parent = _parent_run(config, out, "compare " + ",".join(models))
+    label = " ".join(
+        part
+        for part in (
+            "compare",
+            ",".join(models),
+            f"losses={','.join(losses)}" if losses else "",
+            f"seeds={seeds}" if seeds > 1 else "",
+        )
+        if part
+    )
+    parent = _parent_run(config, out, label)
     rows = []
-    for name in models:
+    for model, loss in _runs(models, losses, BASELINES):
+        name = _run_name(model, loss, models, losses)
         started = time.perf_counter()
-        if name in BASELINES:
-            metrics = _evaluate_baseline(config, name, out / name, progress)
+        if model in BASELINES:
+            results = [_evaluate_baseline(config, model, out / name, progress)]
         else:
-            metrics = _train_network(config, name, out / name, parent, progress)
-        row = {"model": name, "trained": name in MODELS}
-        row.update({key: metrics.get(key) for key in SCORE_COLUMNS})
-        for modality, values in metrics.get("per_modality", {}).items():
-            row[f"dice_{modality}"] = values.get("dice")
-            row[f"dsb_map_{modality}"] = values.get("dsb_map")
-        row["seconds"] = round(time.perf_counter() - started, 1)
+            results = [
+                _train_network(config, model, loss, config.seed + k, run_dir, parent, progress)
+                for k, run_dir in enumerate(_seed_dirs(out / name, seeds))
+            ]
+        trained = model in MODELS
+        used = _loss_of(_seed_dirs(out / name, seeds)[0]) if trained else None
+        row: dict[str, Any] = {"run": name, "model": model, "loss": used, "trained": trained}
+        row.update(_aggregate(results))
+        row["seeds"] = len(results)
+        row["seconds"] = round((time.perf_counter() - started) / len(results), 1)
         rows.append(row)
-        if parent is not None and name in BASELINES:
-            parent.log_child(name, metrics, out / name / "eval" / "test")
+        if parent is not None and model in BASELINES:
+            parent.log_child(model, results[0], out / name / "eval" / "test")
     _write_outputs(rows, out, "comparison")
     if parent is not None:
         parent.finish([out / f"comparison.{ext}" for ext in ("csv", "md", "png")])
     return ComparisonResult(rows, out)
+
+
+def _runs(
+    models: list[str], losses: list[str] | None, baselines: Any
+) -> list[tuple[str, str | None]]:
+    """(model, loss) pairs: every network with every loss; a baseline once, with no loss."""
+    pairs: list[tuple[str, str | None]] = []
+    for model in models:
+        if model in baselines or losses is None:
+            pairs.append((model, None))
+        else:
+            pairs += [(model, loss) for loss in losses]
+    return pairs
+
+
+def _run_name(model: str, loss: str | None, models: list[str], losses: list[str] | None) -> str:
+    if loss is None:
+        return model
+    return loss if len(models) == 1 else f"{model}-{loss}"
+
+
+def _seed_dirs(folder: Path, seeds: int) -> list[Path]:
+    return [folder] if seeds == 1 else [folder / f"seed{k}" for k in range(seeds)]
+
+
+def _loss_of(run_dir: Path) -> str:
+    """The loss a run trained with, as its config.yaml records it."""
+    import yaml
+
+    return str(yaml.safe_load((run_dir / "config.yaml").read_text())["loss"]["name"])
+
+
+def _flat_scores(metrics: dict[str, Any]) -> dict[str, float]:
+    """The comparable scores of one run: SCORE_COLUMNS, Dice per modality, IoU per class."""
+    scores = {k: float(metrics[k]) for k in SCORE_COLUMNS if metrics.get(k) is not None}
+    for modality, values in metrics.get("per_modality", {}).items():
+        for key in ("dice", "dsb_map"):
+            if values.get(key) is not None:
+                scores[f"{key}_{modality}"] = float(values[key])
+    for name, values in metrics.get("per_class", {}).items():
+        if values.get("iou") is not None:
+            scores[f"iou_{name}"] = float(values["iou"])
+    return scores
+
+
+def _aggregate(results: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean of every score over seeds, and its sample standard deviation when seeds > 1."""
+    flat = [_flat_scores(metrics) for metrics in results]
+    row: dict[str, float] = {}
+    for key in dict.fromkeys(k for scores in flat for k in scores):
+        values = [scores[key] for scores in flat if key in scores]
+        row[key] = statistics.fmean(values)
+        if len(results) > 1:
+            row[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else float("nan")
+    return row
 
 
 def _evaluate_baseline(config: Config, name: str, run_dir: Path, progress: bool) -> dict:
@@ -87,18 +192,31 @@ def _evaluate_baseline(config: Config, name: str, run_dir: Path, progress: bool)
 
 
 def _train_network(
-    config: Config, name: str, run_dir: Path, parent: _ParentRun | None, progress: bool
+    config: Config,
+    model: str,
+    loss: str | None,
+    seed: int,
+    run_dir: Path,
+    parent: _ParentRun | None,
+    progress: bool,
 ) -> dict:
+    from seglab.config import LossConfig
+    from seglab.task import read_train_log
     from seglab.training import train
 
     settings = config.model_copy(deep=True)
-    settings.model.name = name
+    settings.model.name = model
+    settings.seed = seed
+    if loss is not None:
+        settings.loss = LossConfig(name=loss)
     settings.train.evaluate_test = True
     tags = parent.child_tags() if parent is not None else None
     result = train(settings, run_dir, progress=progress, tags=tags)
     if result.test_metrics is None:
         raise ConfigError("compare needs a test split: set data.test_fraction > 0 or add test/")
-    return result.test_metrics
+    val_losses = [r["val_loss"] for r in read_train_log(run_dir / "train_log.csv")]
+    # The checkpoint kept is the one with the lowest validation loss.
+    return {**result.test_metrics, "val_loss": min(val_losses)}
 
 
 class _ParentRun:
@@ -183,8 +301,7 @@ def _bar_chart(rows: list[dict[str, Any]]) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    candidates = ("dice", "iou", "dsb_map", "ap@0.5", "ap@0.75")
-    scores = [c for c in candidates if any(row.get(c) is not None for row in rows)]
+    scores = [c for c in CHART_SCORES if any(row.get(c) is not None for row in rows)]
     figure = Figure(figsize=(1.6 + 1.4 * len(scores) * len(rows) / 2, 4))
     FigureCanvasAgg(figure)
     axes = figure.subplots()
@@ -192,12 +309,17 @@ def _bar_chart(rows: list[dict[str, Any]]) -> bytes:
     positions = np.arange(len(scores))
     for index, row in enumerate(rows):
         values = [row.get(c) or 0.0 for c in scores]
-        bars = axes.bar(positions + index * width, values, width, label=row["model"])
+        errors = [row.get(f"{c}_std") or 0.0 for c in scores]
+        bars = axes.bar(
+            positions + index * width, values, width, yerr=errors, capsize=2, label=row["run"]
+        )
         axes.bar_label(bars, fmt="%.3f", fontsize=7)
     axes.set_xticks(positions + width * (len(rows) - 1) / 2, scores)
     axes.set_ylim(0, 1.05)
     axes.set_ylabel("score on the test set")
-    axes.set_title("Model comparison (same split, same test set)")
+    seeds = max(int(row.get("seeds", 1)) for row in rows)
+    spread = f"; mean ± std over {seeds} seeds" if seeds > 1 else ""
+    axes.set_title(f"Comparison (same split, same test set{spread})")
     axes.legend(loc="lower right", fontsize=8)
     axes.grid(axis="y", alpha=0.3)
     figure.tight_layout()

@@ -66,7 +66,7 @@ class ExportResult:
 
 
 class _Probabilities(nn.Module):
-    """A U-Net that pads, applies the sigmoid and crops in the exported graph.
+    """A U-Net that pads, applies the sigmoid (softmax for multi-class) and crops in the graph.
 
     The U-Net pads only `if pad_h or pad_w`; an exporter traces that branch once for the example
     size and bakes it in, so a graph traced at 64×64 fails at 45×61. Padding here unconditionally
@@ -74,17 +74,21 @@ class _Probabilities(nn.Module):
     model's own check then always sees a multiple of its divisor, which is true for every input.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, multiclass: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.multiclass = multiclass
         self.divisor = int(getattr(model, "divisor", 1))
+
+    def activation(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.softmax(1) if self.multiclass else torch.sigmoid(logits)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         height, width = image.shape[-2], image.shape[-1]
         pad_h = (height + self.divisor - 1) // self.divisor * self.divisor - height
         pad_w = (width + self.divisor - 1) // self.divisor * self.divisor - width
         padded = F.pad(image, (0, pad_w, 0, pad_h))
-        return torch.sigmoid(self.model(padded))[..., :height, :width]
+        return self.activation(self.model(padded))[..., :height, :width]
 
 
 def export_onnx(bundle: str | Path, opset: int = 18, check: bool = True) -> ExportResult:
@@ -116,7 +120,7 @@ def export_onnx(bundle: str | Path, opset: int = 18, check: bool = True) -> Expo
     name = str(metadata["model"]["name"])
     _check_exportable(bundle, metadata)
     model, _ = load_bundle(bundle)
-    wrapper = _Probabilities(model).eval()
+    wrapper = _Probabilities(model, metadata.get("task") == "multiclass").eval()
     in_channels = int(metadata["in_channels"])
 
     target = bundle / ONNX_FILE
@@ -163,6 +167,10 @@ def _check_exportable(bundle: Path, metadata: dict[str, Any]) -> None:
         raise SeglabError(
             f"{bundle}: '{name}' is a classification model; ONNX export supports segmentation "
             f"bundles only (classification export is not supported yet)"
+        )
+    if int(metadata.get("spatial_dims", 2)) == 3:
+        raise SeglabError(
+            f"{bundle}: '{name}' is a volume model; ONNX export supports 2D models only"
         )
 
 
@@ -222,7 +230,7 @@ def _parity(wrapper: _Probabilities, path: Path, in_channels: int, name: str) ->
             image = torch.rand(batch, in_channels, height, width, generator=generator)
             with torch.inference_mode():
                 # The plain model, not the wrapper: the wrapper's padding is part of the check.
-                expected = torch.sigmoid(wrapper.model(image)).numpy()
+                expected = wrapper.activation(wrapper.model(image)).numpy()
             (actual,) = session.run(["probabilities"], {"image": image.numpy()})
             if actual.shape != expected.shape:
                 raise ValueError(

@@ -156,6 +156,8 @@ class _Segmenter:
             prediction = self.predictor.predict(image, instances=instances)
             milliseconds = (time.perf_counter() - start) * 1e3
         mask = prediction.mask
+        if getattr(self.predictor, "multiclass", False):
+            return self._classes(image, mask, fmt, milliseconds), milliseconds
         if fmt == "png":
             return _png(mask.astype(np.uint8) * 255), milliseconds
         if fmt == "overlay":
@@ -171,6 +173,24 @@ class _Segmenter:
             rles = labels_to_rles(prediction.instances)
             summary |= {"instances": len(rles), "rle": rles}
         return summary, milliseconds
+
+    def _classes(
+        self, image: np.ndarray, mask: np.ndarray, fmt: str, milliseconds: float
+    ) -> bytes | dict[str, Any]:
+        """A multi-class answer: the palette-coloured classes, their overlay, or a summary."""
+        from seglab.inference.files import class_overlay
+
+        coloured = self.predictor.colour(mask)
+        if fmt == "png":
+            return _png(coloured)
+        if fmt == "overlay":
+            return _png(class_overlay(image, coloured))
+        return {
+            "width": int(mask.shape[1]),
+            "height": int(mask.shape[0]),
+            "class_fractions": self.predictor.class_fractions(mask),
+            "inference_ms": round(milliseconds, 3),
+        }
 
 
 def _backend_name(predictor: Any) -> str:

@@ -17,20 +17,29 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from seglab.config import Config, config_to_dict, dump_config, load_config
+from seglab.config import (
+    Config,
+    apply_multiclass_defaults,
+    config_to_dict,
+    dump_config,
+    load_config,
+)
 from seglab.data.dataset import (
+    ArraySample,
     SegmentationDataset,
+    class_pixel_counts,
     foreground_fraction,
     prepare_samples,
 )
+from seglab.data.labels import LabelMapping
 from seglab.data.splits import load_split_data
 from seglab.data.transforms import build_augmentation
 from seglab.errors import ConfigError, SeglabError
 from seglab.fileutils import atomic_write_json, atomic_write_text
 from seglab.inference.base import DEFAULT_TILE
 from seglab.losses import ChannelwiseLoss, class_weights_from_fraction, create_loss
-from seglab.models import create_model, model_summary
-from seglab.task import EpochLog, SegmentationTask
+from seglab.models import create_model, model_spatial_dims, model_summary
+from seglab.task import EpochLog, MulticlassSegmentationTask, SegmentationTask
 from seglab.tuning import tune_threshold
 
 log = logging.getLogger(__name__)
@@ -76,14 +85,24 @@ def resolve_views(config: Config) -> list[str]:
 
 
 def _loaders(
-    config: Config, train: list[Any], val: list[Any], views: list[str]
+    config: Config,
+    train: list[Any],
+    val: list[Any],
+    views: list[str],
+    ignore_index: int | None = None,
 ) -> tuple[DataLoader, DataLoader]:
     data = config.data
     augment = build_augmentation(data.augment, seed=config.seed)
     train_set = SegmentationDataset(
-        train, data, augment, random_crop=data.crop is not None, seed=config.seed, views=views
+        train,
+        data,
+        augment,
+        random_crop=data.crop is not None,
+        seed=config.seed,
+        views=views,
+        ignore_index=ignore_index,
     )
-    val_set = SegmentationDataset(val, data, views=views)
+    val_set = SegmentationDataset(val, data, views=views, ignore_index=ignore_index)
     generator = torch.Generator().manual_seed(config.seed)
     if not train_set.same_size():
         raise SeglabError(
@@ -109,12 +128,35 @@ def _loaders(
     return train_loader, val_loader
 
 
-def _build_loss(config: Config, train_fraction: float) -> torch.nn.Module:
+def _build_loss(
+    config: Config, train: list[ArraySample], mapping: LabelMapping | None
+) -> torch.nn.Module:
     params = dict(config.loss.params)
+    if mapping is not None:
+        from seglab.multiclass_losses import create_multiclass_loss, inverse_frequency_weights
+
+        if config.loss.name == "weighted_ce" and "weights" not in params:
+            counts = class_pixel_counts(train, mapping.num_classes)
+            params["weights"] = [float(w) for w in inverse_frequency_weights(counts)]
+            log.info("weighted_ce class weights from the training masks: %s", params["weights"])
+        return create_multiclass_loss(config.loss.name, ignore_index=mapping.ignore_index, **params)
     if config.loss.name == "weighted_bce" and "pos_weight" not in params:
-        params["pos_weight"], params["neg_weight"] = class_weights_from_fraction(train_fraction)
+        fraction = foreground_fraction(train)
+        params["pos_weight"], params["neg_weight"] = class_weights_from_fraction(fraction)
         log.info("weighted_bce weights from the training masks: %s", params)
     return create_loss(config.loss.name, **params)
+
+
+def _resolve_layout(config: Config) -> Config:
+    """A copy of `config` with the detected layout written in (and the multi-class loss default
+    it implies), so config.yaml states what the run used."""
+    from seglab.data.layouts import detect_layout
+
+    config = config.model_copy(deep=True)
+    if config.data.layout == "auto" and config.data.root is not None:
+        config.data.layout = detect_layout(config.data.root)  # type: ignore[assignment]
+        apply_multiclass_defaults(config)
+    return config
 
 
 def _prepare_run_dir(config: Config, out: Path, resume: bool) -> None:
@@ -156,6 +198,8 @@ def train(
     run_dir = Path(out)
     for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    if not resume and config.task == "segmentation":
+        config = _resolve_layout(config)
     _prepare_run_dir(config, run_dir, resume)
     pl.seed_everything(config.seed, workers=True, verbose=False)
     if config.task == "classification":
@@ -170,6 +214,10 @@ def train(
 
         volume_result: RunResult = train_volumes(config, run_dir, resume, progress, tags)
         return volume_result
+    if model_spatial_dims(config.model.name) == 3:
+        raise ConfigError(
+            f"'model.name': {config.model.name} is a volume model; set data.layout=volumes"
+        )
     split_data = load_split_data(config.data, config.seed, progress, assignment)
     atomic_write_json(run_dir / "splits.json", split_data.splits_json())
     if split_data.skipped:
@@ -181,12 +229,17 @@ def train(
 
     channels = max(s.image.shape[2] for s in split_data.samples["train"])
     borders = config.data.target == "boundary"
+    mapping = split_data.mapping
+    if mapping is not None and borders:
+        raise ConfigError(
+            "'data.target': boundary is for binary nucleus masks; multi-class data uses mask"
+        )
     prepared = {
         name: prepare_samples(samples, channels, config.data.size, borders)
         for name, samples in split_data.samples.items()
     }
     views = resolve_views(config)
-    outputs = ["foreground", "borders"] if borders else ["foreground"]
+    outputs = _outputs(config, mapping)
     model_kwargs = {
         "in_channels": channels * len(views),
         "num_classes": len(outputs),
@@ -194,7 +247,7 @@ def train(
     }
     try:
         model = create_model(config.model.name, **model_kwargs)
-        loss = _build_loss(config, foreground_fraction(prepared["train"]))
+        loss = _build_loss(config, prepared["train"], mapping)
         if borders:
             loss = ChannelwiseLoss(loss)
     except ValueError as exc:  # a bad value in model.params or loss.params
@@ -206,20 +259,37 @@ def train(
     if config.train.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
-    task = SegmentationTask(
-        model,
-        loss,
-        lr=config.train.lr,
-        weight_decay=config.train.weight_decay,
-        scheduler=config.train.scheduler,
-        channels_last=config.train.channels_last,
+    train_settings = config.train
+    task: SegmentationTask
+    if mapping is not None:
+        task = MulticlassSegmentationTask(
+            model,
+            loss,
+            mapping.num_classes,
+            mapping.ignore_index,
+            train_settings.lr,
+            train_settings.weight_decay,
+            train_settings.scheduler,
+            train_settings.channels_last,
+        )
+    else:
+        task = SegmentationTask(
+            model,
+            loss,
+            train_settings.lr,
+            train_settings.weight_decay,
+            train_settings.scheduler,
+            train_settings.channels_last,
+        )
+    ignore_index = mapping.ignore_index if mapping is not None else None
+    train_loader, val_loader = _loaders(
+        config, prepared["train"], prepared["val"], views, ignore_index
     )
-    train_loader, val_loader = _loaders(config, prepared["train"], prepared["val"], views)
 
     logger = _tracking_logger(config, run_dir, resume, tags)
     last_ckpt = run_dir / "checkpoints" / "last.ckpt"
     start_epoch = _checkpoint_epoch(last_ckpt) if resume else 0
-    trainer, checkpoint = _make_trainer(config, run_dir, logger, start_epoch, progress)
+    trainer, checkpoint = _make_trainer(config, run_dir, logger, start_epoch, progress, task.metric)
     with warnings.catch_warnings():
         # Lightning's advice for large GPU jobs is noise for in-memory CPU training.
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -249,6 +319,13 @@ def train(
     return _finish(
         config, run_dir, model, model_kwargs, preprocessing, prepared["val"], split_data, logger
     )
+
+
+def _outputs(config: Config, mapping: LabelMapping | None) -> list[str]:
+    """What each logit channel means: the classes, or the foreground (and nucleus borders)."""
+    if mapping is not None:
+        return list(mapping.names)
+    return ["foreground", "borders"] if config.data.target == "boundary" else ["foreground"]
 
 
 def _make_trainer(
@@ -302,6 +379,7 @@ def _finish(
     from seglab.evaluation import evaluate_samples
     from seglab.inference import Predictor
 
+    mapping = split_data.mapping
     metadata = make_metadata(
         model_name=config.model.name,
         model_kwargs=model_kwargs,
@@ -310,12 +388,18 @@ def _finish(
         metrics={},
         config=config_to_dict(config),
         instances=config.instances.model_dump(),
-        outputs=["foreground", "borders"] if config.data.target == "boundary" else None,
+        outputs=_outputs(config, mapping),
+        labels=mapping.to_dict() if mapping is not None else None,
     )
     predictor = Predictor(model, metadata, device="cpu")
-    threshold, val_metrics = tune_threshold(
-        predictor, val, config.train.threshold_range, run_dir / "threshold.png"
-    )
+    if mapping is not None:
+        # Classes come from the argmax: no threshold to tune; score the validation split.
+        threshold = 0.5
+        val_metrics = evaluate_samples(predictor, val, run_dir / "eval" / "val").metrics
+    else:
+        threshold, val_metrics = tune_threshold(
+            predictor, val, config.train.threshold_range, run_dir / "threshold.png"
+        )
     metadata["threshold"] = threshold
     metadata["metrics"] = {"val": val_metrics}
     bundle_path = save_bundle(model, metadata, run_dir / "model")

@@ -22,8 +22,9 @@ if TYPE_CHECKING:
 
 @dataclass
 class ArraySample:
-    """One decoded sample ready for batching: raw-dtype image (H, W, C), boolean mask (H, W)
-    and, for the boundary-aware target, the boolean nucleus borders (H, W)."""
+    """One decoded sample ready for batching: raw-dtype image (H, W, C), mask (H, W) (boolean,
+    or uint8 class indices for multi-class) and, for the boundary-aware target, the boolean
+    nucleus borders (H, W)."""
 
     id: str
     image: np.ndarray
@@ -66,19 +67,24 @@ def prepare_samples(
     return prepared
 
 
-def _pad_to(image: np.ndarray, mask: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
+def _pad_to(
+    image: np.ndarray, mask: np.ndarray, side: int, mask_fill: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     pad_h = max(0, side - image.shape[0])
     pad_w = max(0, side - image.shape[1])
     if pad_h == 0 and pad_w == 0:
         return image, mask
     spec = ((0, pad_h), (0, pad_w))
     mask_spec = spec if mask.ndim == 2 else (*spec, (0, 0))
-    return np.pad(image, (*spec, (0, 0))), np.pad(mask, mask_spec)
+    return np.pad(image, (*spec, (0, 0))), np.pad(mask, mask_spec, constant_values=mask_fill)
 
 
 class SegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """Batches of `(image (C, H, W) float32, target (T, H, W) float32)` from in-memory samples;
-    T = 1 (the mask), or 2 (mask and borders) for the boundary-aware target.
+    """Batches of `(image (C, H, W) float32, target)` from in-memory samples.
+
+    The binary target is (T, H, W) float32: T = 1 (the mask), or 2 (mask and borders) for the
+    boundary-aware target. The multi-class target (`ignore_index` given) is (H, W) int64 class
+    indices; padding gets `ignore_index`.
 
     Args:
         samples: Prepared samples.
@@ -87,6 +93,7 @@ class SegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         random_crop: Take a random `data.crop` crop (training); otherwise whole images.
         seed: Seeds the crop positions.
         views: Pre-processed copies stacked as channels (see `seglab.data.views`).
+        ignore_index: Multi-class: the label of ignored pixels; None for binary masks.
     """
 
     def __init__(
@@ -97,8 +104,10 @@ class SegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         random_crop: bool = False,
         seed: int = 0,
         views: list[str] | None = None,
+        ignore_index: int | None = None,
     ) -> None:
         self.samples = samples
+        self.ignore_index = ignore_index
         self.views = views or ["raw"]
         self.normalize = data.normalize
         self.percentiles = data.percentiles
@@ -117,7 +126,7 @@ class SegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             # One (H, W, 2) mask, so every geometric augmentation moves both targets alike.
             mask = np.stack([mask, sample.borders.astype(np.uint8)], axis=2)
         if self.crop is not None:
-            image, mask = _pad_to(image, mask, self.crop)
+            image, mask = _pad_to(image, mask, self.crop, self.ignore_index or 0)
             top = int(self.rng.integers(0, image.shape[0] - self.crop + 1))
             left = int(self.rng.integers(0, image.shape[1] - self.crop + 1))
             image = image[top : top + self.crop, left : left + self.crop]
@@ -127,6 +136,8 @@ class SegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             image, mask = out["image"], out["mask"]
         image = make_views(image, self.views)
         image_t = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        if self.ignore_index is not None:
+            return image_t, torch.from_numpy(np.ascontiguousarray(mask)).long()
         target = mask[None] if mask.ndim == 2 else mask.transpose(2, 0, 1)
         mask_t = torch.from_numpy(np.ascontiguousarray(target)).float()
         return image_t, mask_t
@@ -136,6 +147,14 @@ class SegmentationDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         if self.crop is not None:
             return True
         return len({s.image.shape[:2] for s in self.samples}) <= 1
+
+
+def class_pixel_counts(samples: list[ArraySample], num_classes: int) -> np.ndarray:
+    """Pixels of each class over all samples (ignored pixels not counted), shape (C,)."""
+    counts = np.zeros(num_classes, np.int64)
+    for sample in samples:
+        counts += np.bincount(sample.mask.ravel(), minlength=256)[:num_classes]
+    return counts
 
 
 def foreground_fraction(samples: list[ArraySample]) -> float:

@@ -1,8 +1,9 @@
 """Read and write 2D images and masks; every bad input raises a `DataError` naming the file.
 
 Images come back as ``(H, W, C)`` arrays with C = 1 (grayscale) or 3 (RGB) and their bit depth
-kept (uint8 or uint16); masks come back as ``(H, W)`` bool arrays. Writes are atomic, so an
-interrupted run never leaves a half-written PNG that later reads as corrupt.
+kept (uint8 or uint16); binary masks come back as ``(H, W)`` bool arrays and label images
+(multi-class masks) as ``(H, W)`` integer label values. Writes are atomic, so an interrupted run
+never leaves a half-written PNG that later reads as corrupt.
 """
 
 from __future__ import annotations
@@ -99,6 +100,55 @@ def read_mask(path: str | Path) -> np.ndarray:
             _MASK_HINT,
         )
     return plane > 0
+
+
+def read_label_image(path: str | Path) -> np.ndarray:
+    """Read a label image: one integer label value per pixel (class indices, Cityscapes ids).
+
+    Accepted: single-channel 8/16-bit PNG or TIFF, an RGB(A) image whose colour channels are all
+    equal, or a palette PNG (its palette indices are the labels, as in Pascal VOC).
+
+    Args:
+        path: Label image file.
+
+    Returns:
+        ``(H, W)`` uint8 or uint16 label values.
+
+    Raises:
+        DataError: The file cannot be read as an image, or is a colour-coded mask (such as
+            Cityscapes' ``*_gtFine_color.png``), whose colours cannot be mapped to labels.
+    """
+    path = Path(path)
+    indices = _palette_indices(path)
+    if indices is not None:
+        return indices
+    array = read_image(path)
+    if array.shape[2] == 3 and not (
+        np.array_equal(array[..., 0], array[..., 1])
+        and np.array_equal(array[..., 0], array[..., 2])
+    ):
+        raise DataError(
+            path,
+            "label image has differing colour channels (a colour-coded mask?); expected one "
+            "label value per pixel",
+            "use the *_gtFine_labelIds.png file (class indices / label ids) instead of the "
+            "*_gtFine_color.png one, or save class indices as a single-channel PNG",
+        )
+    return np.ascontiguousarray(array[..., 0])
+
+
+def _palette_indices(path: Path) -> np.ndarray | None:
+    """The palette indices of a palette PNG (``P`` mode), None for any other file."""
+    if path.suffix.lower() != ".png" or not path.is_file():
+        return None
+    try:
+        with Image.open(path) as image:
+            if image.mode != "P":
+                return None
+            image.load()
+            return np.array(image, dtype=np.uint8)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None  # read_image reports the problem
 
 
 def write_png(path: str | Path, array: np.ndarray) -> None:

@@ -2,11 +2,14 @@
 
 Layouts (the keys of `LAYOUTS`)::
 
-    folders   ROOT/images/a.png   ROOT/masks/a.png (or a_mask.png; suffixes may differ)
-    dsb2018   ROOT/<id>/images/<id>.png   ROOT/<id>/masks/*.png (one PNG per nucleus)
+    folders     ROOT/images/a.png   ROOT/masks/a.png (or a_mask.png; suffixes may differ)
+    dsb2018     ROOT/<id>/images/<id>.png   ROOT/<id>/masks/*.png (one PNG per nucleus)
+    cityscapes  ROOT/leftImg8bit/<split>/<city>/<id>_leftImg8bit.png
+                ROOT/gtFine/<split>/<city>/<id>_gtFine_labelIds.png (see seglab.data.cityscapes)
 
-Either may be split into ``ROOT/train``, ``ROOT/val`` and ``ROOT/test`` sub-folders, each in
-the same layout. Finding samples only lists files; decoding happens in `seglab.data.loading`.
+folders and dsb2018 may be split into ``ROOT/train``, ``ROOT/val`` and ``ROOT/test``
+sub-folders, each in the same layout; cityscapes keeps its splits inside ``leftImg8bit/`` and
+``gtFine/``. Finding samples only lists files; decoding happens in `seglab.data.loading`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +32,8 @@ SPLIT_NAMES = ("train", "val", "test")
 _LAYOUT_SKETCHES = {
     "folders": "ROOT/images/<name>.png + ROOT/masks/<name>.png",
     "dsb2018": "ROOT/<id>/images/<id>.png + ROOT/<id>/masks/<nucleus>.png",
+    "cityscapes": "ROOT/leftImg8bit/<split>/<city>/<id>_leftImg8bit.png + "
+    "ROOT/gtFine/<split>/<city>/<id>_gtFine_labelIds.png",
 }
 _OTHER_IMAGE_SUFFIXES = (".bmp", ".gif", ".webp", ".jp2", ".tga", ".ppm", ".pgm", ".npy")
 
@@ -70,6 +76,7 @@ class FoundSamples:
 
 
 Found = tuple[list[Sample], list[Skipped]]
+SplitsFound = tuple[dict[str, list[Sample]], list[Skipped]]
 
 
 def find_folders(root: Path, require_masks: bool = True) -> Found:
@@ -154,20 +161,59 @@ def find_dsb2018(root: Path, require_masks: bool = True) -> Found:
     return samples, problems
 
 
-LAYOUTS: dict[str, Callable[..., Found]] = {"folders": find_folders, "dsb2018": find_dsb2018}
+def find_in_split_folders(
+    finder: Callable[..., Found], layout: str, root: Path, require_masks: bool = True
+) -> SplitsFound:
+    """Apply a one-folder `finder` to ``ROOT/train``, ``ROOT/val``, ``ROOT/test``, or to ROOT.
+
+    Returns:
+        The samples of each split (``"all"`` without split folders) and the problems found.
+
+    Raises:
+        DataError: A split folder holds no images at all.
+    """
+    split_dirs = {s: root / s for s in SPLIT_NAMES if (root / s).is_dir()} or {"all": root}
+    splits: dict[str, list[Sample]] = {}
+    skipped: list[Skipped] = []
+    for name, folder in split_dirs.items():
+        samples, problems = finder(folder, require_masks=require_masks)
+        if not samples and not problems:
+            raise DataError(
+                folder, f"no images found ({layout} layout)", f"expected {_LAYOUT_SKETCHES[layout]}"
+            )
+        splits[name] = samples
+        skipped += problems
+    return splits, skipped
+
+
+def _find_cityscapes(root: Path, require_masks: bool = True) -> SplitsFound:
+    from seglab.data.cityscapes import find_cityscapes  # it imports this module
+
+    return find_cityscapes(root, require_masks)
+
+
+# Each finder takes (root, require_masks) and returns the samples per split and the problems.
+LAYOUTS: dict[str, Callable[..., SplitsFound]] = {
+    "folders": partial(find_in_split_folders, find_folders, "folders"),
+    "dsb2018": partial(find_in_split_folders, find_dsb2018, "dsb2018"),
+    "cityscapes": _find_cityscapes,
+}
 
 
 def detect_layout(root: str | Path) -> str:
     """Guess the layout of a dataset folder.
 
     Returns:
-        ``"folders"`` when ``images/`` exists under the root (or a split sub-folder),
-        ``"dsb2018"`` when sub-folders hold ``images/<name>.png``.
+        ``"cityscapes"`` when ``leftImg8bit/`` exists under the root, ``"folders"`` when
+        ``images/`` does (under the root or a split sub-folder), ``"dsb2018"`` when sub-folders
+        hold ``images/<name>.png``.
 
     Raises:
         DataError: The folder is missing or matches no layout.
     """
     root = check_root(Path(root))
+    if (root / "leftImg8bit").is_dir():
+        return "cityscapes"
     bases = [root] + [root / s for s in SPLIT_NAMES if (root / s).is_dir()]
     if any((base / "images").is_dir() for base in bases):
         return "folders"
@@ -177,10 +223,11 @@ def detect_layout(root: str | Path) -> str:
                 (folder / "images" / f"{folder.name}{s}").is_file() for s in IMAGE_SUFFIXES
             ):
                 return "dsb2018"
-    sketches = "\n".join(f"    {name:8s} {tree}" for name, tree in _LAYOUT_SKETCHES.items())
+    sketches = "\n".join(f"    {name:10s} {tree}" for name, tree in _LAYOUT_SKETCHES.items())
     raise DataError(
         root,
-        "cannot tell the dataset layout: no images/ folder and no <id>/images/<id>.png",
+        "cannot tell the dataset layout: no images/ folder, no <id>/images/<id>.png and no "
+        "leftImg8bit/ folder",
         f"arrange the files in one of these layouts (optionally inside train/, val/, test/):\n"
         f"{sketches}",
     )
@@ -194,6 +241,7 @@ def find_samples(
     Args:
         root: Dataset folder. If it holds ``train/``, ``val/`` or ``test/`` sub-folders, each is a
             split named after its folder; otherwise all samples form the split ``"all"``.
+            Cityscapes splits are the folders under ``leftImg8bit/``.
         layout: A key of `LAYOUTS`, or ``"auto"`` to call `detect_layout`.
         skip_bad: Record per-sample problems (an image without a mask, ...) in ``skipped``
             instead of raising. Folder-level problems always raise.
@@ -211,25 +259,18 @@ def find_samples(
         layout = detect_layout(root)
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)} or auto")
-    split_dirs = {s: root / s for s in SPLIT_NAMES if (root / s).is_dir()} or {"all": root}
+    found, skipped = LAYOUTS[layout](root, require_masks=require_masks)
     splits: dict[str, list[Sample]] = {}
-    skipped: list[Skipped] = []
     seen: dict[str, str] = {}
-    for name, folder in split_dirs.items():
-        samples, problems = LAYOUTS[layout](folder, require_masks=require_masks)
-        if not samples and not problems:
-            raise DataError(
-                folder, f"no images found ({layout} layout)", f"expected {_LAYOUT_SKETCHES[layout]}"
-            )
+    for name, samples in found.items():
         splits[name] = []
         for sample in samples:
             if sample.id in seen:  # the same id in two splits would leak test data into training
                 reason = f"id {sample.id!r} is also in split {seen[sample.id]!r}"
-                problems.append(Skipped(sample.image, reason, "give every sample a unique name"))
+                skipped.append(Skipped(sample.image, reason, "give every sample a unique name"))
             else:
                 seen[sample.id] = name
                 splits[name].append(sample)
-        skipped += problems
     if skipped and not skip_bad:
         first = skipped[0]
         others = len(skipped) - 1

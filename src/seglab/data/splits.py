@@ -12,6 +12,7 @@ from seglab.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from seglab.config import DataConfig
+    from seglab.data.labels import LabelMapping
 
 
 @dataclass
@@ -22,6 +23,8 @@ class SplitData:
     samples: dict[str, list[LoadedSample]]
     files: dict[str, list[Sample]]
     skipped: list[Skipped] = field(default_factory=list)
+    # The label mapping of multi-class masks; None for binary masks.
+    mapping: LabelMapping | None = None
 
     def splits_json(self) -> dict[str, Any]:
         return {
@@ -46,6 +49,25 @@ def assign_splits(
     return splits
 
 
+def label_mapping(data: DataConfig, layout: str) -> LabelMapping | None:
+    """The label mapping of a multi-class dataset, or None when its masks are binary.
+
+    Multi-class means the cityscapes layout, a `data.num_classes`, or a YAML `data.labels` file.
+    """
+    from seglab.data.labels import resolve_mapping
+
+    custom = data.labels.endswith((".yaml", ".yml"))
+    if layout != "cityscapes" and data.num_classes is None and not custom:
+        return None
+    mapping = resolve_mapping(data.labels, data.void, data.ignore_index, data.num_classes, layout)
+    if data.num_classes is not None and data.num_classes != mapping.num_classes:
+        raise ConfigError(
+            f"'data.num_classes': {data.num_classes}, but data.labels={data.labels} with "
+            f"data.void={data.void} gives {mapping.num_classes} classes; leave num_classes unset"
+        )
+    return mapping
+
+
 def load_split_data(
     data: DataConfig,
     seed: int,
@@ -65,10 +87,11 @@ def load_split_data(
     else:
         files = assign_splits(found.splits, data, seed)
     skipped = list(found.skipped)
+    mapping = label_mapping(data, found.layout)
     samples: dict[str, list[LoadedSample]] = {}
     for name, split_files in files.items():
         loaded, bad = load_samples(
-            split_files, data.skip_bad, progress=progress, label=f"decoding {name}"
+            split_files, data.skip_bad, progress=progress, label=f"decoding {name}", mapping=mapping
         )
         samples[name] = [s for s in loaded if s.mask is not None]
         skipped.extend(bad)
@@ -79,4 +102,4 @@ def load_split_data(
                 f"the {name} split has no labelled sample",
                 "add images with masks, or lower data.val_fraction / data.test_fraction",
             )
-    return SplitData(found.layout, samples, files, skipped)
+    return SplitData(found.layout, samples, files, skipped, mapping)

@@ -66,6 +66,12 @@ class SyntheticKind:
     description: str
 
 
+def _street(index: int, size: int, seed: int) -> Pair:
+    from seglab.data.streets import make_street  # imported here: streets imports this module
+
+    return make_street(_rng(seed, index), size, 2 * size)
+
+
 SYNTHETIC_KINDS = {
     "circles": SyntheticKind(
         lambda i, size, seed: _circles(_rng(seed, i), size),
@@ -76,6 +82,11 @@ SYNTHETIC_KINDS = {
         lambda i, size, seed: _nuclei(_rng(seed, i), size, "mixed"),
         "dsb2018",
         "DSB2018-like nuclei, fluorescence and bright-field; one mask per nucleus",
+    ),
+    "streets": SyntheticKind(
+        _street,
+        "cityscapes",
+        "street scenes labelled with Cityscapes label ids; size x 2 size pixels",
     ),
 }
 
@@ -90,18 +101,19 @@ def write_synthetic(
 ) -> dict[str, int]:
     """Write a synthetic dataset to disk in its real layout.
 
-    ``circles`` is written in the folders layout, ``nuclei`` in the dsb2018 layout. Files go to
-    ``<out>.partial`` first, which is renamed to ``out`` at the end, so an interrupted run never
-    looks complete.
+    ``circles`` is written in the folders layout, ``nuclei`` in the dsb2018 layout, ``streets``
+    in the cityscapes layout (`seglab.data.streets.write_streets`, ``size`` high and twice as
+    wide). Files go to ``<out>.partial`` first, which is renamed to ``out`` at the end, so an
+    interrupted run never looks complete.
 
     Args:
         kind: A key of `SYNTHETIC_KINDS`.
         out: Output folder; must not exist or be empty.
         n: Number of images.
-        size: Image side in pixels.
+        size: Image side in pixels (streets: the height).
         seed: Random seed.
         splits: Fractions for ``train/``, ``val/`` and ``test/`` sub-folders, or None to write
-            everything directly under ``out``.
+            everything directly under ``out`` (not for streets: Cityscapes always has splits).
 
     Returns:
         Number of images per split written (splits that get no image are not created).
@@ -114,9 +126,13 @@ def write_synthetic(
         raise ConfigError(
             f"unknown synthetic kind {kind!r}; choose one of {', '.join(SYNTHETIC_KINDS)}"
         )
+    spec = SYNTHETIC_KINDS[kind]
+    if spec.layout == "cityscapes":
+        from seglab.data.streets import write_streets
+
+        return write_streets(out, n, height=size, width=2 * size, seed=seed, splits=splits)
     out = check_output(out, n)
     counts = split_counts(n, splits)
-    spec = SYNTHETIC_KINDS[kind]
     partial = out.with_name(out.name + ".partial")
     if partial.exists():
         logger.info("removing %s left by an interrupted run", partial)

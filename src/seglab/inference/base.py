@@ -14,8 +14,12 @@ from seglab.data.views import make_views
 
 @dataclass
 class Prediction:
-    """Outputs for one image: foreground probabilities (H, W) float32, the thresholded mask and,
-    when asked for, instance labels (H, W) int32 (0 = background, 1..N)."""
+    """Outputs for one image.
+
+    Binary models: foreground probabilities (H, W) float32, the thresholded boolean mask and,
+    when asked for, instance labels (H, W) int32 (0 = background, 1..N). Multi-class models:
+    class probabilities (C, H, W) float32 and the argmax class indices (H, W) uint8 as `mask`.
+    """
 
     probabilities: np.ndarray
     mask: np.ndarray
@@ -43,6 +47,8 @@ class BasePredictor:
         self.channels = int(pre.get("channels") or metadata["in_channels"])
         self.views = list(pre.get("views") or ["raw"])
         self.threshold = float(metadata["threshold"])
+        # Multi-class models end in a softmax over their channels, binary ones in a sigmoid.
+        self.multiclass = metadata.get("task") == "multiclass"
         # Inputs larger than the tile are predicted tile by tile with Gaussian blending, so
         # memory depends on the tile and batch, not on the image.
         self.tile: int | None = pre.get("tile") or DEFAULT_TILE
@@ -51,7 +57,8 @@ class BasePredictor:
         self.tta = False
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
-        """(1, C, H, W) float32 input -> (1, K, H, W) float32 probabilities (sigmoid applied)."""
+        """(1, C, H, W) float32 input -> (1, K, H, W) float32 probabilities (sigmoid, or
+        softmax over K for multi-class models)."""
         raise NotImplementedError
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
@@ -91,8 +98,11 @@ class BasePredictor:
         self, image: np.ndarray, threshold: float | None = None, instances: bool = False
     ) -> Prediction:
         """Probabilities, the mask at the tuned threshold (or `threshold`) and, with
-        `instances`, one label per object by the bundle's post-processing."""
+        `instances`, one label per object by the bundle's post-processing; for multi-class
+        models, every class's probabilities and the argmax classes."""
         channels = self.predict_channels(image)
+        if self.multiclass:
+            return Prediction(channels, channels.argmax(0).astype(np.uint8))
         probabilities = channels[0]
         cut = self.threshold if threshold is None else threshold
         # Compared in float64, as the threshold was tuned (NumPy would otherwise use float32).
@@ -101,6 +111,20 @@ class BasePredictor:
         if instances:
             labels = self.instances_from(mask, channels[1] if len(channels) > 1 else None)
         return Prediction(probabilities, mask, labels)
+
+    def colour(self, mask: np.ndarray) -> np.ndarray:
+        """Class indices (H, W) of a multi-class model -> (H, W, 3) uint8 in its palette."""
+        from seglab.data.labels import colorize
+
+        labels = self.metadata["labels"]
+        palette = np.asarray(labels["palette"], np.uint8)
+        return colorize(mask, palette, int(labels["ignore_index"]))
+
+    def class_fractions(self, mask: np.ndarray) -> dict[str, float]:
+        """Share of the image predicted as each class of a multi-class model."""
+        names = list(self.metadata["labels"]["names"])
+        counts = np.bincount(mask.ravel(), minlength=len(names))[: len(names)]
+        return {name: float(c) / mask.size for name, c in zip(names, counts)}
 
     def instances_from(self, mask: np.ndarray, borders: np.ndarray | None = None) -> np.ndarray:
         """Instance labels (H, W) int32 from a mask, with the bundle's instance settings.

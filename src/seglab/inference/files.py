@@ -72,6 +72,9 @@ def predict_files(
 ) -> list[PredictedFile]:
     """Predict every input image and write `<stem>_mask.png` (0/255) into `out`.
 
+    Multi-class models write class indices into `<stem>_mask.png` and the classes in their
+    palette into `<stem>_color.png`.
+
     Args:
         predictor: The model to apply (see `load_predictor`).
         inputs: Files, folders or glob patterns.
@@ -100,22 +103,43 @@ def predict_files(
         image = read_image(path)
         prediction = predictor.predict(image, instances=want_instances)
         mask_path = out / f"{name}_mask.png"
-        write_png(mask_path, prediction.mask.astype(np.uint8) * 255)
+        multiclass = getattr(predictor, "multiclass", False)
+        if multiclass:
+            write_png(mask_path, prediction.mask)
+            coloured = predictor.colour(prediction.mask)
+            save_png(out / f"{name}_color.png", coloured)
+        else:
+            write_png(mask_path, prediction.mask.astype(np.uint8) * 255)
         if probabilities:
-            scaled = np.round(prediction.probabilities * 255).astype(np.uint8)
-            write_png(out / f"{name}_prob.png", scaled)
+            # Multi-class: the winning class's probability (the model's confidence).
+            best = prediction.probabilities.max(0) if multiclass else prediction.probabilities
+            write_png(out / f"{name}_prob.png", np.round(best * 255).astype(np.uint8))
         if overlays:
-            save_png(out / f"{name}_overlay.png", mask_overlay(image, prediction.mask))
+            overlay = (
+                class_overlay(image, coloured)
+                if multiclass
+                else mask_overlay(image, prediction.mask)
+            )
+            save_png(out / f"{name}_overlay.png", overlay)
         if want_instances and prediction.instances is not None:
             if instances:
                 write_label_png(out / f"{name}_labels.png", prediction.instances)
                 save_png(out / f"{name}_outlines.png", outline_image(image, prediction.instances))
             # Kaggle's ImageId is the image's file stem (its id folder name in DSB2018).
             submission.append((path.stem, prediction.instances))
-        results.append(PredictedFile(path, mask_path, float(prediction.mask.mean())))
+        foreground = float((prediction.mask > 0).mean())
+        results.append(PredictedFile(path, mask_path, foreground))
     if rle is not None:
         write_submission(Path(rle), submission)
     return results
+
+
+def class_overlay(image: np.ndarray, coloured: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """The palette-coloured classes blended over the image (RGB uint8)."""
+    from seglab.viz import to_display
+
+    mixed = (1 - alpha) * to_display(image).astype(np.float32) + alpha * coloured
+    return np.round(mixed).astype(np.uint8)
 
 
 def outline_image(image: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -32,6 +32,10 @@ def load_predictor(model: str | Path, device: str = "auto", backend: str = "auto
     name = metadata["model"]["name"]
     if name in BASELINES:
         return create_baseline(name, **metadata["model"]["kwargs"])
+    if int(metadata.get("spatial_dims", 2)) == 3:
+        from seglab.inference.volumes import load_volume_predictor
+
+        return load_volume_predictor(path, device, backend)
     if metadata.get("task") == "classification":
         from seglab.bundle import load_bundle
         from seglab.classification import Classifier

@@ -20,7 +20,7 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 class Predictor(BasePredictor):
-    """Applies a binary segmentation model (torch) to images of any size.
+    """Applies a segmentation model (torch) to images of any size.
 
     Args:
         model: The network (logits out).
@@ -52,4 +52,6 @@ class Predictor(BasePredictor):
         if self.device.type == "cpu":
             tensor = tensor.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            return torch.sigmoid(self.model(tensor)).float().cpu().numpy()
+            logits = self.model(tensor)
+            probabilities = logits.softmax(1) if self.multiclass else torch.sigmoid(logits)
+            return probabilities.float().cpu().numpy()

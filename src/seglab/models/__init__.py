@@ -2,7 +2,9 @@
 
 Every model takes `(N, in_channels, H, W)` images. Segmentation models (the U-Nets) return
 `(N, num_classes, H, W)` logits; classification models (a class attribute `task =
-"classification"`) return `(N, num_classes)` logits. `model_task` tells which.
+"classification"`) return `(N, num_classes)` logits. `model_task` tells which. Volume models (a
+class attribute `spatial_dims = 3`, e.g. `unet3d`) take `(N, in_channels, D, H, W)` volumes and
+return `(N, num_classes, D, H, W)` logits; `model_spatial_dims` tells which.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from torch import nn
 
 from seglab.models.classifiers import CNN, MLP, MLPDropout
 from seglab.models.unet import UNet, UNetExtended
+from seglab.models.unet3d import UNet3D
+from seglab.models.unet_mini import UNetMini
 
 __all__ = [
     "CNN",
@@ -22,10 +26,13 @@ __all__ = [
     "MODELS",
     "MLPDropout",
     "UNet",
+    "UNet3D",
     "UNetExtended",
+    "UNetMini",
     "count_parameters",
     "create_model",
     "model_parameters",
+    "model_spatial_dims",
     "model_summary",
     "model_task",
 ]
@@ -33,6 +40,8 @@ __all__ = [
 MODELS: dict[str, type[nn.Module]] = {
     "unet": UNet,
     "unet_extended": UNetExtended,
+    "unet_mini": UNetMini,
+    "unet3d": UNet3D,
     "mlp": MLP,
     "mlp_dropout": MLPDropout,
     "cnn": CNN,
@@ -74,6 +83,16 @@ def model_task(name: str) -> str:
         ('classification', 'segmentation')
     """
     return str(getattr(_model_class(name), "task", "segmentation"))
+
+
+def model_spatial_dims(name: str) -> int:
+    """The spatial axes a model convolves: 3 for volume models, 2 (the default) for images.
+
+    Example:
+        >>> model_spatial_dims("unet3d"), model_spatial_dims("unet")
+        (3, 2)
+    """
+    return int(getattr(_model_class(name), "spatial_dims", 2))
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:

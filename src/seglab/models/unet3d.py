@@ -1,8 +1,9 @@
 """3D U-Net for volumes, the 2D `UNet` of `unet.py` with its 2D layers swapped for 3D ones.
 
 Seed 002 part III: small 3×3×3 kernels and few filters, trained on patches, because a volume's
-activations grow with the cube of the side. Not registered in `seglab.models.MODELS` yet: 3D
-training is not built, and the registry's contract tests are 2D.
+activations grow with the cube of the side. Registered as "unet3d" in `seglab.models.MODELS`, with
+`spatial_dims = 3` so that 2D code paths (and the 2D contract tests) can tell it apart; trained by
+`seglab.volume_training`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,297 @@
+"""Training patches from volumes: random crops, a share centred on foreground, flipped.
+
+A volume is far too large for one training step, so each epoch draws `patches_per_volume`
+patches from every volume. Uniform crops of a volume that is mostly background teach mostly
+background, so, as nnU-Net does, a share of the patches (a third by default) is centred on a
+random foreground voxel. Every patch depends only on `(seed, epoch, index)`: `PatchSampler`
+hands the dataset `(epoch, index)` keys, so worker processes never repeat each other's patches
+and a run is reproducible whatever `num_workers` is.
+
+Example:
+    >>> dataset = PatchDataset([image], [labels > 0], patch=(32, 32, 32), seed=0)
+    >>> loader = DataLoader(dataset, batch_size=2, sampler=PatchSampler(len(dataset)))
+    >>> images, targets = next(iter(loader))  # (2, C, 32, 32, 32), (2, 1, 32, 32, 32)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from seglab.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_PATCH_SIDE",
+    "PatchDataset",
+    "PatchSampler",
+    "VolumeDataset",
+    "choose_patch",
+    "patch_start",
+    "volume_target",
+]
+
+log = logging.getLogger(__name__)
+
+# Seed 002's trade-off: patches, not whole volumes. 64³ holds several blobs of 8-24 voxels
+# across and trains in a fraction of a second per batch on a CPU with a small U-Net.
+DEFAULT_PATCH_SIDE = 64
+
+# Foreground voxels kept per volume to centre patches on (a random subset beyond this): enough
+# to cover every object, without holding millions of coordinates for a large volume.
+MAX_FOREGROUND_VOXELS = 100_000
+
+
+def volume_target(labels: np.ndarray, multiclass: bool) -> torch.Tensor:
+    """The training target of a label volume: `(1, D, H, W)` float32 0/1 foreground (binary,
+    labels > 0) or `(D, H, W)` int64 class indices (multi-class)."""
+    if multiclass:
+        return torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))
+    return torch.from_numpy(np.ascontiguousarray(labels > 0, dtype=np.float32)[None])
+
+
+def patch_start(centre: int, patch: int, size: int) -> int:
+    """Start of a patch of length `patch` centred on `centre`, moved inside `[0, size)`.
+
+    Example:
+        >>> patch_start(3, 8, 20), patch_start(10, 8, 20), patch_start(19, 8, 20)
+        (0, 6, 12)
+    """
+    return int(min(max(centre - patch // 2, 0), size - patch))
+
+
+class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """Random patches of in-memory volumes, reproducible per `(seed, epoch, index)`.
+
+    Item `index` comes from volume `index // patches_per_volume`; of each volume's items, the
+    first `round(foreground_share * patches_per_volume)` are centred on a random foreground voxel
+    (uniform when the volume has none), the others are uniform over the volume. Volumes smaller
+    than the patch along an axis are padded at the far end (images with 0, labels with
+    `pad_label`), once, here. Each axis is then flipped with probability `flip`.
+
+    Args:
+        images: `(C, D, H, W)` float32 normalised volumes.
+        labels: `(D, H, W)` integer labels of each volume: 0 is background; any other value is
+            foreground (binary) or a class index (multi-class).
+        patch: Patch size `(D, H, W)`.
+        patches_per_volume: Items per volume per epoch.
+        foreground_share: Share of each volume's items centred on foreground, in [0, 1].
+        flip: Probability of flipping each of the three axes, in [0, 1].
+        seed: Seed of the patch positions and flips.
+        multiclass: Targets are class indices `(D, H, W)` int64, not a `(1, D, H, W)` mask.
+        ignore_index: Multi-class label of unlabelled voxels: never a patch centre.
+        pad_label: Label of the padding (multi-class: use `ignore_index`, so that padding is
+            not learnt as background).
+
+    Raises:
+        ValueError: Mismatched lists or shapes, an empty list, or an out-of-range argument.
+
+    Shape:
+        - item: image `(C, *patch)` float32, target `(1, *patch)` float32 (binary) or `patch`
+          int64 (multi-class)
+    """
+
+    def __init__(
+        self,
+        images: Sequence[np.ndarray],
+        labels: Sequence[np.ndarray],
+        patch: tuple[int, int, int],
+        patches_per_volume: int = 8,
+        foreground_share: float = 0.33,
+        flip: float = 0.5,
+        seed: int = 0,
+        multiclass: bool = False,
+        ignore_index: int | None = None,
+        pad_label: int = 0,
+    ) -> None:
+        if not images or len(images) != len(labels):
+            raise ValueError(
+                f"need as many label volumes as images (>= 1): {len(images)}, {len(labels)}"
+            )
+        if len(patch) != 3 or min(patch) < 1:
+            raise ValueError(f"patch must be 3 sizes >= 1, got {patch}")
+        if patches_per_volume < 1 or not 0 <= foreground_share <= 1 or not 0 <= flip <= 1:
+            raise ValueError(
+                "need patches_per_volume >= 1, foreground_share and flip in [0, 1]; got "
+                f"{patches_per_volume}, {foreground_share}, {flip}"
+            )
+        self.patch = tuple(int(p) for p in patch)
+        self.patches_per_volume = patches_per_volume
+        # Round half up: 0.5 of 3 patches is 2 centred ones, as the share promises "at least".
+        self.foreground_items = int(np.floor(foreground_share * patches_per_volume + 0.5))
+        self.flip = flip
+        self.seed = seed
+        self.multiclass = multiclass
+        self.images: list[np.ndarray] = []
+        self.labels: list[np.ndarray] = []
+        self.foreground: list[np.ndarray] = []
+        for number, (image, label) in enumerate(zip(images, labels, strict=True)):
+            if image.ndim != 4 or image.shape[1:] != label.shape:
+                raise ValueError(
+                    f"volume {number}: image {image.shape} must be (C, D, H, W) and labels "
+                    f"{label.shape} (D, H, W) of the same size"
+                )
+            pads = [(0, max(0, p - s)) for p, s in zip(self.patch, label.shape)]
+            self.images.append(np.pad(image, [(0, 0), *pads]) if any(p for _, p in pads) else image)
+            padded = np.pad(label, pads, constant_values=pad_label)
+            self.labels.append(padded)
+            self.foreground.append(self._foreground_voxels(padded, ignore_index, number))
+
+    def _foreground_voxels(
+        self, labels: np.ndarray, ignore_index: int | None, number: int
+    ) -> np.ndarray:
+        wanted = labels > 0
+        if ignore_index is not None:
+            wanted &= labels != ignore_index
+        flat = np.flatnonzero(wanted)
+        if len(flat) > MAX_FOREGROUND_VOXELS:
+            rng = np.random.default_rng([self.seed, number])
+            flat = np.sort(rng.choice(flat, MAX_FOREGROUND_VOXELS, replace=False))
+        return flat
+
+    def __len__(self) -> int:
+        return len(self.images) * self.patches_per_volume
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Item `key` = `(epoch, index)` (from `PatchSampler`), or `index` for epoch 0."""
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        if not 0 <= index < len(self):
+            raise IndexError(f"patch index {index} out of range [0, {len(self)})")
+        rng = np.random.default_rng([self.seed, epoch, index])
+        volume, slot = divmod(index, self.patches_per_volume)
+        labels = self.labels[volume]
+        candidates = self.foreground[volume]
+        if slot < self.foreground_items and len(candidates):
+            centre = np.unravel_index(candidates[rng.integers(len(candidates))], labels.shape)
+            starts = [
+                patch_start(int(c), p, s) for c, p, s in zip(centre, self.patch, labels.shape)
+            ]
+        else:
+            starts = [int(rng.integers(0, s - p + 1)) for p, s in zip(self.patch, labels.shape)]
+        box = tuple(slice(start, start + p) for start, p in zip(starts, self.patch))
+        image = self.images[volume][(slice(None), *box)]
+        label = labels[box]
+        flipped = [axis for axis in range(3) if rng.random() < self.flip]
+        if flipped:
+            image = np.flip(image, tuple(axis + 1 for axis in flipped))
+            label = np.flip(label, tuple(flipped))
+        # Copies: torch rejects the negative strides of flips (even along axes of length 1).
+        return torch.from_numpy(image.copy()), volume_target(label.copy(), self.multiclass)
+
+
+class PatchSampler(Sampler[tuple[int, int]]):
+    """Yields `(epoch, index)` keys for `PatchDataset`, in a new seeded order each epoch.
+
+    Lightning calls `set_epoch` at the start of every training epoch (also after a resume), so
+    the epoch travels inside the keys to the worker processes, which hold copies of the dataset.
+
+    Args:
+        size: Number of items (`len(dataset)`).
+        seed: Seed of the order.
+        shuffle: Shuffle the order each epoch (else `0..size-1`).
+    """
+
+    def __init__(self, size: int, seed: int = 0, shuffle: bool = True) -> None:
+        self.size = size
+        self.seed = seed
+        self.shuffle = shuffle
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the order and patches of `epoch` from the next iteration on."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
+        else:
+            order = np.arange(self.size)
+        return iter([(self.epoch, int(index)) for index in order])
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class VolumeDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """Whole volumes, one per item (validation: batch size 1, as sizes may differ).
+
+    Args:
+        images: `(C, D, H, W)` float32 normalised volumes.
+        labels: `(D, H, W)` integer labels (see `PatchDataset`).
+        multiclass: Targets are class indices, not a foreground mask.
+    """
+
+    def __init__(
+        self, images: Sequence[np.ndarray], labels: Sequence[np.ndarray], multiclass: bool = False
+    ) -> None:
+        if len(images) != len(labels):
+            raise ValueError(f"need as many label volumes as images: {len(images)}, {len(labels)}")
+        self.images = list(images)
+        self.labels = list(labels)
+        self.multiclass = multiclass
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = torch.from_numpy(np.ascontiguousarray(self.images[index]))
+        return image, volume_target(self.labels[index], self.multiclass)
+
+
+def choose_patch(
+    setting: list[int] | str | None,
+    model_factory: Callable[[], torch.nn.Module],
+    channels: int,
+    batch_size: int,
+    shapes: Sequence[tuple[int, ...]],
+) -> tuple[int, int, int]:
+    """The training patch `(D, H, W)` for the config's `data.patch` setting.
+
+    Args:
+        setting: `[D, H, W]` as given; None for `DEFAULT_PATCH_SIDE` per axis; "auto" for the
+            largest cube whose training step fits half the device's free memory at `batch_size`
+            (`seglab.planner.plan_patch`: measured CPU peaks are 1.5-2.5x its estimate at batch
+            2, and 100-200 MiB more than that at batch 1; see benchmarks/planner_check.py).
+            Both are capped per axis at the largest training volume's extent rounded up to the
+            model's divisor.
+        model_factory: Builds the model (for its divisor, and to plan "auto").
+        channels: Input channels of the model.
+        batch_size: Patches per training step.
+        shapes: Spatial shapes `(D, H, W)` of the training volumes.
+
+    Raises:
+        ConfigError: `data.patch` is not 3 sizes >= 1, or nothing fits with "auto".
+    """
+    from seglab.planner import format_size, free_memory_bytes, plan_patch
+
+    if isinstance(setting, list):
+        if len(setting) != 3 or min(setting) < 1:
+            raise ConfigError(f"'data.patch': expected [D, H, W] sizes >= 1, got {setting}")
+        return (setting[0], setting[1], setting[2])
+    divisor = int(getattr(model_factory(), "divisor", 1))
+    extent = [-(-max(s[axis] for s in shapes) // divisor) * divisor for axis in range(3)]
+    side = DEFAULT_PATCH_SIDE
+    if setting == "auto":
+        budget = free_memory_bytes() // 2
+        rows = plan_patch(
+            model_factory, channels, budget, divisor, 3, max(extent), batches=(batch_size,)
+        )
+        if not rows:
+            raise ConfigError(
+                f"'data.patch': auto: no patch fits {format_size(budget)} at batch {batch_size}; "
+                "lower data.batch_size or model.params.n_filters, or set data.patch=[D,H,W]"
+            )
+        side = rows[0].side
+        log.info(
+            "data.patch auto: cube side %d at batch %d, estimated %s of a %s budget",
+            side,
+            batch_size,
+            format_size(rows[0].total_bytes),
+            format_size(budget),
+        )
+    depth, height, width = (min(side, e) for e in extent)
+    log.info("data.patch: [%d, %d, %d]", depth, height, width)
+    return (depth, height, width)

@@ -1,0 +1,150 @@
+"""Evaluation of a multi-class model: confusion matrix, per-class scores, figures and report.
+
+Writes into the output folder what the binary evaluation writes (`metrics.json`, `per_image.csv`,
+`report.html`), with `miou` and `per_class` in the metrics, `confusion_matrix.csv` / `.png`
+(rows: true class, normalised per row) and `panels/<id>.png` (image | truth | prediction in the
+class palette) for a gallery of the hardest images.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seglab.fileutils import atomic_path, atomic_write_json
+
+GALLERY_SIZE = 12
+
+
+def labels_of(metadata: dict[str, Any]) -> tuple[list[str], list[tuple[int, int, int]], int]:
+    """Class names, palette (one RGB triple per class) and ignore index of a multi-class
+    bundle."""
+    labels = metadata["labels"]
+    palette = [(int(r), int(g), int(b)) for r, g, b in labels["palette"]]
+    return list(labels["names"]), palette, int(labels["ignore_index"])
+
+
+def evaluate_multiclass_samples(
+    predictor: Any,
+    samples: list[Any],
+    out_dir: Path,
+    progress: bool = False,
+    max_panels: int = 200,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Predict every labelled sample, accumulate one confusion matrix, write the outputs.
+
+    Args:
+        predictor: A multi-class predictor (`predictor.multiclass` is True).
+        samples: Decoded samples whose `mask` holds class indices (ignored pixels: the bundle's
+            ignore index).
+        out_dir: Output folder.
+        progress: Show a progress bar.
+        max_panels: Write image | truth | prediction panels for at most this many images.
+
+    Returns:
+        The metrics (as written to metrics.json) and the per-image rows.
+    """
+    from seglab.multiclass_figures import plot_confusion_matrix, segmentation_panels
+    from seglab.multiclass_metrics import confusion_matrix, summarize_multiclass
+
+    names, palette, ignore_index = labels_of(predictor.metadata)
+    total = np.zeros((len(names), len(names)), np.int64)
+    rows: list[dict[str, Any]] = []
+    for index, sample in enumerate(_progress(samples, progress)):
+        prediction = predictor.predict(sample.image)
+        matrix = confusion_matrix(prediction.mask, sample.mask, len(names), ignore_index)
+        total += matrix
+        scores: dict[str, Any] = summarize_multiclass(matrix, names)
+        row: dict[str, Any] = {
+            "id": sample.id,
+            "miou": scores["miou"],
+            "pixel_accuracy": scores["pixel_accuracy"],
+        }
+        row.update({f"iou_{n}": scores["per_class"][n]["iou"] for n in names})
+        rows.append(row)
+        if index < max_panels:
+            segmentation_panels(
+                sample.image,
+                sample.mask,
+                prediction.mask,
+                palette,
+                names,
+                ignore_index,
+                out_dir / "panels" / f"{sample.id}.png",
+                title=f"{sample.id} — mIoU {scores['miou']:.3f}",
+            )
+    metrics: dict[str, Any] = summarize_multiclass(total, names)
+    metrics["n_images"] = len(rows)
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    _write_rows(out_dir / "per_image.csv", rows)
+    _write_rows(out_dir / "confusion_matrix.csv", _matrix_rows(total, names))
+    plot_confusion_matrix(total, names, out_dir / "confusion_matrix.png")
+    _write_report(out_dir, metrics, rows, predictor)
+    return metrics, rows
+
+
+def _matrix_rows(matrix: np.ndarray, names: list[str]) -> list[dict[str, Any]]:
+    return [
+        {"true \\ predicted": name, **{n: int(v) for n, v in zip(names, matrix[i])}}
+        for i, name in enumerate(names)
+    ]
+
+
+def _progress(items: list[Any], enabled: bool) -> Any:
+    if not enabled:
+        return items
+    from rich.progress import track
+
+    return track(items, description="evaluating")
+
+
+def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    with atomic_path(path) as temporary, temporary.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _format(v) for k, v in row.items()})
+
+
+def _format(value: Any) -> Any:
+    if value is None:
+        return ""
+    return f"{value:.6f}" if isinstance(value, float) else value
+
+
+def _write_report(
+    out_dir: Path, metrics: dict[str, Any], rows: list[dict[str, Any]], predictor: Any
+) -> None:
+    from seglab.multiclass_figures import legend_html
+    from seglab.report import ReportSection, write_report_html
+
+    names, palette, _ = labels_of(predictor.metadata)
+    worst = sorted(rows, key=lambda r: r["miou"] if r["miou"] is not None else 1.0)
+    per_class = [{"class": name, **scores} for name, scores in metrics["per_class"].items()]
+    gallery = [
+        (f"{r['id']} — mIoU {r['miou']:.3f}", out_dir / "panels" / f"{r['id']}.png")
+        for r in worst[:GALLERY_SIZE]
+        if (out_dir / "panels" / f"{r['id']}.png").is_file() and r["miou"] is not None
+    ]
+    sections = [
+        ReportSection("Per class", table=per_class),
+        ReportSection(
+            "Confusion matrix (rows: true class, normalised per row)",
+            images=[("confusion matrix", out_dir / "confusion_matrix.png")],
+        ),
+        ReportSection(
+            "Hardest images (lowest mIoU first): image | truth | prediction",
+            legend_html=legend_html(names, palette),
+            images=gallery,
+        ),
+        ReportSection("Per-image metrics", table=worst),
+    ]
+    run_dir = out_dir.resolve().parent.parent
+    if (run_dir / "curves.png").is_file() and (run_dir / "config.yaml").is_file():
+        sections.append(ReportSection("Training", images=[("curves", run_dir / "curves.png")]))
+    summary = {k: v for k, v in metrics.items() if not isinstance(v, dict) and v is not None}
+    summary["model"] = predictor.metadata["model"]["name"]
+    write_report_html(out_dir / "report.html", "seglab evaluation", summary, sections)

@@ -1,0 +1,375 @@
+"""Training on volumes (layout "volumes"): a 3D U-Net on random patches, validated on whole volumes.
+
+`seglab.training.train` calls `train_volumes` for `data.layout: volumes`, after writing
+`config.yaml`; the run folder follows the same contract as 2D runs (splits.json, train_log.csv,
+curves.png, checkpoints/, threshold.png, model/, eval/test/). What differs from 2D:
+
+- Batches are patches (`seglab.data.patches`): `data.patches_per_volume` per training volume per
+  epoch, a `data.foreground_share` of them centred on foreground, each axis flipped with
+  probability `data.augment.hflip` (the 2D horizontal-flip setting, applied to all three axes).
+- `data.patch` is `[D, H, W]`; null takes 64 per axis (at most the largest training volume's
+  extent, rounded up to the model's divisor); "auto" takes the largest cube that fits half the
+  free memory of the device at `data.batch_size` (`seglab.planner.plan_patch`), logged.
+- Validation runs on whole volumes (batch 1; the U-Net pads them to its divisor): cheap for the
+  volumes this is meant for, and exactly what the validation loss and Dice should measure.
+- The threshold is tuned on the validation volumes as in 2D (`seglab.tuning.tune_threshold`),
+  predicted by sliding window with the training patch as the tile, as the bundle predicts later.
+- Multi-class (`data.num_classes` set) trains with plain cross-entropy (`ignore_index` voxels
+  left out); the losses of `seglab.multiclass_losses` are not wired in here yet.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from seglab.config import Config, config_to_dict
+from seglab.data.layouts import Sample
+from seglab.data.patches import PatchDataset, PatchSampler, VolumeDataset, choose_patch
+from seglab.data.splits import assign_splits
+from seglab.data.volumes import find_volumes
+from seglab.errors import ConfigError, DataError
+from seglab.fileutils import atomic_write_json, atomic_write_text
+from seglab.inference.volumes import VolumePredictor, prepare_volume, torch_forward
+from seglab.models import create_model, model_spatial_dims, model_summary
+from seglab.volume_evaluation import (
+    LabelledVolume,
+    evaluate_volume_samples,
+    load_labelled_volumes,
+    volume_counts,
+)
+
+if TYPE_CHECKING:
+    from seglab.training import RunResult
+
+__all__ = ["train_volumes", "volume_splits"]
+
+log = logging.getLogger(__name__)
+
+
+def volume_splits(config: Config) -> dict[str, list[Sample]]:
+    """The volume files of each split: train/val/test folders, or seeded fractions.
+
+    Raises:
+        ConfigError: `data.root` is not set, or there is no train split.
+        DataError: The folder is not in the `volumes` layout, or has no labels.
+    """
+    if config.data.root is None:
+        raise ConfigError("'data.root' is not set; pass --data DIR or set data.root in the config")
+    found = {
+        split: [Sample(stem, image, (labels,) if labels else ()) for stem, image, labels in entries]
+        for split, entries in find_volumes(config.data.root).items()
+    }
+    for split, samples in found.items():
+        if any(not s.masks for s in samples):
+            raise DataError(
+                Path(config.data.root),
+                f"the {split} volumes have no labels/ folder",
+                "training needs ROOT/images/<stem>.tif and ROOT/labels/<stem>.tif",
+            )
+    return assign_splits(found, config.data, config.seed)
+
+
+def _check_model(config: Config) -> None:
+    if model_spatial_dims(config.model.name) != 3:
+        raise ConfigError(
+            f"'model.name': {config.model.name} is a 2D model; data.layout=volumes needs a 3D "
+            "model: set model.name=unet3d (and model.params, e.g. {n_filters: 2})"
+        )
+
+
+def _binary_loss(config: Config, train_fraction: float) -> torch.nn.Module:
+    from seglab.losses import class_weights_from_fraction, create_loss
+
+    params = dict(config.loss.params)
+    if config.loss.name == "weighted_bce" and "pos_weight" not in params:
+        params["pos_weight"], params["neg_weight"] = class_weights_from_fraction(train_fraction)
+        log.info("weighted_bce weights from the training volumes: %s", params)
+    try:
+        return create_loss(config.loss.name, **params)
+    except ValueError as exc:  # a bad value in loss.params
+        raise ConfigError(str(exc)) from None
+
+
+def _build_task(config: Config, model: torch.nn.Module, train_fraction: float) -> Any:
+    from seglab.task import SegmentationTask
+
+    train = config.train
+    if config.data.num_classes is None:
+        return SegmentationTask(
+            model,
+            _binary_loss(config, train_fraction),
+            lr=train.lr,
+            weight_decay=train.weight_decay,
+            scheduler=train.scheduler,
+            channels_last=train.channels_last,
+        )
+    from seglab.task import MulticlassSegmentationTask
+
+    log.warning(
+        "multi-class volumes train with cross-entropy; loss.name=%s is not used (the losses of "
+        "seglab.multiclass_losses are coming to volumes)",
+        config.loss.name,
+    )
+    return MulticlassSegmentationTask(
+        model,
+        torch.nn.CrossEntropyLoss(ignore_index=config.data.ignore_index),
+        num_classes=config.data.num_classes,
+        ignore_index=config.data.ignore_index,
+        lr=train.lr,
+        weight_decay=train.weight_decay,
+        scheduler=train.scheduler,
+        channels_last=train.channels_last,
+    )
+
+
+def _loaders(
+    config: Config,
+    train: list[tuple[np.ndarray, np.ndarray]],
+    val: list[tuple[np.ndarray, np.ndarray]],
+    patch: tuple[int, int, int],
+) -> tuple[DataLoader, DataLoader]:
+    data = config.data
+    multiclass = data.num_classes is not None
+    patches = PatchDataset(
+        [image for image, _ in train],
+        [labels for _, labels in train],
+        patch,
+        data.patches_per_volume,
+        data.foreground_share,
+        flip=data.augment.hflip,
+        seed=config.seed,
+        multiclass=multiclass,
+        ignore_index=data.ignore_index if multiclass else None,
+        pad_label=data.ignore_index if multiclass else 0,
+    )
+    train_loader = DataLoader(
+        patches,
+        batch_size=min(data.batch_size, len(patches)),
+        sampler=PatchSampler(len(patches), config.seed),
+        drop_last=len(patches) > data.batch_size,
+        num_workers=data.num_workers,
+        persistent_workers=data.num_workers > 0,
+    )
+    whole = VolumeDataset([i for i, _ in val], [labels for _, labels in val], multiclass)
+    val_loader = DataLoader(
+        whole,
+        batch_size=1,
+        num_workers=data.num_workers,
+        persistent_workers=data.num_workers > 0,
+    )
+    return train_loader, val_loader
+
+
+def _labels(volume: LabelledVolume) -> np.ndarray:
+    return volume.mask.astype(np.int64) if volume.mask.dtype != np.bool_ else volume.mask
+
+
+def train_volumes(
+    config: Config,
+    run_dir: Path,
+    resume: bool = False,
+    progress: bool = True,
+    tags: dict[str, str] | None = None,
+) -> RunResult:
+    """Train a 3D model on a `volumes` folder into `run_dir` (already holding config.yaml).
+
+    Args:
+        config: The resolved configuration (`data.layout` "volumes", a 3D `model.name`).
+        run_dir: The run folder.
+        resume: Continue from `checkpoints/last.ckpt`.
+        progress: Show progress bars.
+        tags: MLflow tags of the run.
+
+    Returns:
+        The run folder, bundle, tuned threshold and validation / test metrics.
+
+    Raises:
+        ConfigError: A 2D model, or bad `data.patch`, model or loss parameters.
+        DataError: Missing, unreadable or unlabelled volumes, or an empty train or val split.
+
+    Example:
+        >>> config = load_config(None, ["data.root=data/blobs3d", "data.layout=volumes",
+        ...     "model.name=unet3d", "model.params={n_filters: 1}"])  # doctest: +SKIP
+        >>> train(config, "runs/blobs")  # doctest: +SKIP
+    """
+    from seglab.training import _checkpoint_epoch, _make_trainer, _tracking_logger
+
+    _check_model(config)
+    data = config.data
+    files = volume_splits(config)
+    atomic_write_json(
+        run_dir / "splits.json",
+        {
+            "layout": "volumes",
+            **{name: [str(s.image) for s in group] for name, group in files.items()},
+        },
+    )
+    volumes = {
+        name: load_labelled_volumes(group, data.num_classes, data.ignore_index)
+        for name, group in files.items()
+    }
+    for name in ("train", "val"):
+        if not volumes.get(name):
+            raise DataError(
+                Path(str(data.root)),
+                f"the {name} split has no volume",
+                "add volumes, or lower data.val_fraction / data.test_fraction",
+            )
+    channels = max(v.image.shape[3] if v.image.ndim == 4 else 1 for v in volumes["train"])
+    inputs = {
+        name: [
+            (prepare_volume(v.image, channels, data.normalize, data.percentiles), _labels(v))
+            for v in group
+        ]
+        for name, group in volumes.items()
+    }
+    model_kwargs = {"in_channels": channels, "num_classes": data.num_classes or 1}
+    model_kwargs.update(config.model.params)
+    try:
+        model = create_model(config.model.name, **model_kwargs)
+    except ValueError as exc:  # a bad value in model.params
+        raise ConfigError(str(exc)) from None
+    patch = choose_patch(
+        data.patch,
+        lambda: create_model(config.model.name, **model_kwargs),
+        channels,
+        data.batch_size,
+        [v.mask.shape for v in volumes["train"]],
+    )
+    summary = model_summary(model, (1, channels, *patch))
+    atomic_write_text(run_dir / "model_summary.txt", summary)
+    foreground = float(np.mean([np.mean(labels > 0) for _, labels in inputs["train"]]))
+    task = _build_task(config, model, foreground)
+    if config.train.channels_last:
+        task.model.to(memory_format=torch.channels_last_3d)
+    train_loader, val_loader = _loaders(config, inputs["train"], inputs["val"], patch)
+
+    logger = _tracking_logger(config, run_dir, resume, tags)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    start_epoch = _checkpoint_epoch(last) if resume else 0
+    trainer, checkpoint = _make_trainer(
+        config, run_dir, logger, start_epoch, progress, metric=task.metric
+    )
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        # Lightning's advice for large GPU jobs is noise for in-memory CPU training.
+        for message in ("does not have many workers", "smaller than the logging interval"):
+            warnings.filterwarnings("ignore", message=f".*{message}.*")
+        warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+        warnings.filterwarnings("ignore", message=".*treespec.*")
+        trainer.fit(task, train_loader, val_loader, ckpt_path=last if resume else None)
+    log.info("trained for %.1f s", time.perf_counter() - started)
+
+    best = checkpoint.best_model_path or str(last)
+    task.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
+    model = task.model.cpu().to(memory_format=torch.contiguous_format)
+    return _finish(config, run_dir, model, model_kwargs, channels, patch, volumes, logger)
+
+
+class _FlatVolumePredictor:
+    """Foreground probabilities of a volume as one `(1, D * H * W)` row (see `_finish`)."""
+
+    def __init__(self, predictor: VolumePredictor) -> None:
+        self.predictor = predictor
+
+    def predict_proba(self, volume: np.ndarray) -> np.ndarray:
+        return self.predictor.predict_proba(volume).reshape(1, -1)
+
+
+def _metadata(
+    config: Config, model_kwargs: dict[str, Any], channels: int, patch: tuple[int, int, int]
+) -> dict[str, Any]:
+    from seglab.bundle import make_metadata
+
+    num_classes = config.data.num_classes
+    metadata = make_metadata(
+        model_name=config.model.name,
+        model_kwargs=model_kwargs,
+        preprocessing={
+            "normalize": config.data.normalize,
+            "percentiles": list(config.data.percentiles),
+            "input_size": None,
+            "channels": channels,
+            "views": ["raw"],
+            # Predicted tile by tile at the training patch size, the context the model learnt.
+            "tile": list(patch),
+        },
+        threshold=0.5,
+        metrics={},
+        config=config_to_dict(config),
+        class_names=None if num_classes is None else [f"class_{c}" for c in range(num_classes)],
+    )
+    metadata["spatial_dims"] = 3
+    if num_classes is not None:
+        metadata["task"] = "multiclass"
+        metadata["ignore_index"] = config.data.ignore_index
+    return metadata
+
+
+def _finish(
+    config: Config,
+    run_dir: Path,
+    model: torch.nn.Module,
+    model_kwargs: dict[str, Any],
+    channels: int,
+    patch: tuple[int, int, int],
+    volumes: dict[str, list[LabelledVolume]],
+    logger: Any,
+) -> RunResult:
+    from seglab.bundle import save_bundle
+    from seglab.metrics import summarize
+    from seglab.training import RUN_FILES, RunResult
+    from seglab.tuning import tune_threshold
+
+    metadata = _metadata(config, model_kwargs, channels, patch)
+    multiclass = config.data.num_classes is not None
+    predictor = VolumePredictor(torch_forward(model, "cpu", multiclass), metadata)
+    if multiclass:
+        # Argmax needs no threshold: score the foreground (any class but 0) at the argmax.
+        ignored = config.data.ignore_index
+        counts = [
+            volume_counts(predictor.predict(v.image).mask, v.mask, ignored) for v in volumes["val"]
+        ]
+        threshold, val_metrics = 0.5, summarize(np.concatenate(counts))
+    else:
+        # tune_threshold needs only `predict_proba(image)` and samples' `.image` / `.mask`; it
+        # scores the rows of an (N, ...) mask as N images, so each volume is flattened to one.
+        flat = [
+            LabelledVolume(v.id, v.path, v.image, v.mask.reshape(1, -1)) for v in volumes["val"]
+        ]
+        threshold, val_metrics = tune_threshold(
+            cast(Any, _FlatVolumePredictor(predictor)),
+            cast(Any, flat),
+            config.train.threshold_range,
+            run_dir / "threshold.png",
+        )
+    metadata["threshold"] = predictor.threshold = threshold
+    metadata["metrics"] = {"val": val_metrics}
+    bundle_path = save_bundle(model, metadata, run_dir / "model")
+
+    test_metrics = None
+    if config.train.evaluate_test and volumes.get("test"):
+        out = run_dir / "eval" / "test"
+        result = evaluate_volume_samples(
+            predictor, volumes["test"], out, ignore_index=config.data.ignore_index
+        )
+        test_metrics = result.metrics
+    if logger is not None:
+        from seglab.tracking import log_results
+
+        final = {"threshold": threshold, **{f"val_{k}": v for k, v in val_metrics.items()}}
+        final.update(
+            {f"test_{k}": v for k, v in (test_metrics or {}).items() if isinstance(v, float)}
+        )
+        folders = {"model": bundle_path, "eval/test": run_dir / "eval" / "test"}
+        log_results(logger, final, [run_dir / name for name in RUN_FILES], folders)
+        logger.finalize("success")
+    return RunResult(run_dir, bundle_path, threshold, val_metrics, test_metrics)
