@@ -25,7 +25,13 @@ browser:
 	  { (apt-get update -qq && apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1 \
 	    || echo "note: could not install chromium + chromium-driver; the browser test will skip"; }
 
-test: $(STAMP) browser
+# The tests also cover the napari viewer: its extra is installed for them, not for the demo.
+VIEWER_STAMP := $(VENV)/.viewer-stamp
+$(VIEWER_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[dev,viewer]"
+	touch $(VIEWER_STAMP)
+
+test: $(STAMP) $(VIEWER_STAMP) browser
 	$(PY) -m pytest -n 2 --durations=15 tests
 
 lint: $(STAMP)

@@ -243,3 +243,25 @@ def test_exporter_failure_names_model_and_cause(
     with pytest.raises(SeglabError, match="model 'unet'.*aten::frobnicate"):
         export_onnx(make_bundle(tmp_path / "b", "unet"))
     assert not (tmp_path / "b" / "model.onnx").exists()
+
+
+def test_unet3d_exports_with_dynamic_depth_and_matches_torch(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    kwargs = {"in_channels": 1, "num_classes": 1, "n_filters": 1, "depth": 2}
+    preprocessing = {**PREPROCESSING, "channels": 1, "views": ["raw"], "tile": 32}
+    meta = make_metadata(
+        model_name="unet3d",
+        model_kwargs=kwargs,
+        preprocessing=preprocessing,
+        **REST,
+    )
+    meta["spatial_dims"] = 3
+    bundle = save_bundle(create_model("unet3d", **kwargs), meta, tmp_path / "b3d")
+    result = export_onnx(bundle)
+    assert result.max_abs_diff is not None and result.max_abs_diff <= 1e-4
+    assert read_metadata(bundle)["onnx"]["dynamic_axes"] == ["batch", "depth", "height", "width"]
+    volume = np.random.default_rng(0).integers(0, 256, (21, 19, 23), dtype=np.uint8)
+    on_torch = load_predictor(bundle, backend="torch").predict(volume)
+    on_onnx = load_predictor(bundle, backend="onnx").predict(volume)
+    assert on_onnx.probabilities.shape == volume.shape
+    np.testing.assert_allclose(on_onnx.probabilities, on_torch.probabilities, atol=1e-4)

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from seglab.models import MODELS, count_parameters, create_model, model_parameters
-from seglab.models.unet_mini import DilatedBottleneck, UNetMini
+from seglab.models.blocks import ConvBlock
+from seglab.models.unet_mini import UNetMini
 from seglab.multiclass_losses import create_multiclass_loss
 
 
@@ -64,7 +65,7 @@ def test_architecture_follows_seed_001() -> None:
 
 
 def test_dilated_bottleneck_keeps_size_and_sees_13_positions() -> None:
-    block = DilatedBottleneck(1, 1, batch_norm=False)
+    block = ConvBlock(1, 1, batch_norm=False, dilations=(2, 4))
     for conv in (block.conv1, block.conv2):
         assert isinstance(conv, nn.Conv2d)
         nn.init.constant_(conv.weight, 1.0)

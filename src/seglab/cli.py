@@ -202,9 +202,11 @@ def train(
 
         run_dir = out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
         result = train_run(cfg, run_dir, progress=progress)
-    console.print(
-        _metrics_table(f"validation (threshold {result.threshold:.2f})", result.val_metrics)
-    )
+    if not result.val_metrics:  # a DDP process other than rank 0: rank 0 reports
+        return
+    multiclass = "miou" in result.val_metrics  # classes by argmax: no threshold
+    title = "validation" if multiclass else f"validation (threshold {result.threshold:.2f})"
+    console.print(_metrics_table(title, result.val_metrics))
     if result.test_metrics:
         console.print(_metrics_table("test", result.test_metrics))
     console.print(f"run folder: {result.run_dir}\nbundle: {result.bundle_path}")

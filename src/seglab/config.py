@@ -146,6 +146,12 @@ class TrainConfig(_Section):
     # Early stopping on val loss, as seed 004 (patience 5); 0 disables it.
     patience: int = Field(5, ge=0)
     accelerator: Literal["auto", "cpu", "gpu", "mps"] = "auto"
+    # Processes per node (GPUs, or CPU processes) and nodes: more than one process trains with
+    # Lightning's DDP (gloo on CPUs, NCCL on GPUs); multi-node jobs start through torchrun or
+    # SLURM. "ddp_spawn" starts the processes from the calling one (notebooks, tests).
+    devices: int = Field(1, ge=1)
+    num_nodes: int = Field(1, ge=1)
+    strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"
     # "16-mixed" on GPUs; bf16 is ~20x slower on CPUs without bf16 instructions.
     precision: Literal["32", "16-mixed", "bf16-mixed"] = "32"
     # channels_last is the fastest fp32 layout for convolutions on x86 CPUs.

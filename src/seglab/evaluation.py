@@ -242,21 +242,29 @@ def _write_report(
             ),
         ]
     sections.append(ReportSection("Per-image metrics", table=worst))
-    run_dir = _run_dir_of(out_dir)
-    if run_dir is not None:
-        figures = [
-            (caption, run_dir / name)
-            for caption, name in (
-                ("Training curves", "curves.png"),
-                ("F1 against threshold (validation)", "threshold.png"),
-            )
-            if (run_dir / name).is_file()
-        ]
-        if figures:
-            sections.append(ReportSection("Training", images=figures))
+    sections += training_sections(out_dir)
     summary = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
     summary["model"] = predictor.metadata["model"]["name"]
     write_report_html(out_dir / "report.html", "seglab evaluation", summary, sections)
+
+
+def training_sections(out_dir: Path) -> list[Any]:
+    """The run's training figures (curves, threshold) as a report section, when `out_dir` is
+    a run folder's eval/<split>/."""
+    from seglab.report import ReportSection
+
+    run_dir = _run_dir_of(out_dir)
+    if run_dir is None:
+        return []
+    figures = [
+        (caption, run_dir / name)
+        for caption, name in (
+            ("Training curves", "curves.png"),
+            ("F1 against threshold (validation)", "threshold.png"),
+        )
+        if (run_dir / name).is_file()
+    ]
+    return [ReportSection("Training", images=figures)] if figures else []
 
 
 def _run_dir_of(out_dir: Path) -> Path | None:

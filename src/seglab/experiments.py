@@ -36,8 +36,8 @@ SCORE_COLUMNS = [
     "ap@0.5",
     "ap@0.75",
 ]
-# Scores drawn in the bar chart, when present.
-CHART_SCORES = ("miou", "dice", "iou", "f1", "dsb_map", "ap@0.5", "ap@0.75")
+# Scores drawn in the bar chart, when present (F1 equals Dice; multi-class IoU is mIoU).
+CHART_SCORES = ("miou", "dice", "iou", "dsb_map", "ap@0.5", "ap@0.75")
 
 
 @dataclass
@@ -277,10 +277,12 @@ def _columns(rows: list[dict[str, Any]]) -> list[str]:
     return [c for c in columns if any(row.get(c) is not None for row in rows)]
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, column: str = "") -> str:
     if value is None:
         return ""
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+    if not isinstance(value, float):
+        return str(value)
+    return f"{value:.1f}" if column == "seconds" else f"{value:.4f}"
 
 
 def _write_outputs(rows: list[dict[str, Any]], out: Path, stem: str) -> None:
@@ -288,9 +290,9 @@ def _write_outputs(rows: list[dict[str, Any]], out: Path, stem: str) -> None:
     with atomic_path(out / f"{stem}.csv") as temporary, temporary.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(columns)
-        writer.writerows([[_cell(row.get(c)) for c in columns] for row in rows])
+        writer.writerows([[_cell(row.get(c), c) for c in columns] for row in rows])
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(_cell(row.get(c), c) for c in columns) + " |" for row in rows]
     atomic_write_text(out / f"{stem}.md", "\n".join(lines) + "\n")
     if stem == "comparison":
         atomic_write_bytes(out / f"{stem}.png", _bar_chart(rows))
@@ -302,6 +304,8 @@ def _bar_chart(rows: list[dict[str, Any]]) -> bytes:
     from matplotlib.figure import Figure
 
     scores = [c for c in CHART_SCORES if any(row.get(c) is not None for row in rows)]
+    if "miou" in scores:
+        scores.remove("iou")
     figure = Figure(figsize=(1.6 + 1.4 * len(scores) * len(rows) / 2, 4))
     FigureCanvasAgg(figure)
     axes = figure.subplots()
@@ -309,17 +313,17 @@ def _bar_chart(rows: list[dict[str, Any]]) -> bytes:
     positions = np.arange(len(scores))
     for index, row in enumerate(rows):
         values = [row.get(c) or 0.0 for c in scores]
-        errors = [row.get(f"{c}_std") or 0.0 for c in scores]
+        spread = [row.get(f"{c}_std") or 0.0 for c in scores] if row.get("seeds", 1) > 1 else None
         bars = axes.bar(
-            positions + index * width, values, width, yerr=errors, capsize=2, label=row["run"]
+            positions + index * width, values, width, yerr=spread, capsize=2, label=row["run"]
         )
         axes.bar_label(bars, fmt="%.3f", fontsize=7)
     axes.set_xticks(positions + width * (len(rows) - 1) / 2, scores)
     axes.set_ylim(0, 1.05)
     axes.set_ylabel("score on the test set")
     seeds = max(int(row.get("seeds", 1)) for row in rows)
-    spread = f"; mean ± std over {seeds} seeds" if seeds > 1 else ""
-    axes.set_title(f"Comparison (same split, same test set{spread})")
+    over = f"; mean ± std over {seeds} seeds" if seeds > 1 else ""
+    axes.set_title(f"Comparison (same split, same test set{over})")
     axes.legend(loc="lower right", fontsize=8)
     axes.grid(axis="y", alpha=0.3)
     figure.tight_layout()

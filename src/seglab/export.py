@@ -1,7 +1,8 @@
 """ONNX export of a segmentation bundle, checked against torch before the file is kept.
 
 The exported graph maps an `(N, C, H, W)` float32 input named "image" (any batch, height and
-width) to `(N, K, H, W)` probabilities named "probabilities": the sigmoid is inside the graph, so
+width; `(N, C, D, H, W)` with any depth for 3D models) to `(N, K, ...)` probabilities named
+"probabilities": the sigmoid (softmax for multi-class models) is inside the graph, so
 `seglab.inference.onnx_backend` needs ONNX Runtime and NumPy only. Pre-processing stays in
 `seglab.json`, which gains an "onnx" entry describing the file.
 
@@ -38,11 +39,16 @@ ONNX_FILE = "model.onnx"
 # probabilities; 1e-4 still catches a wrong operator, a missed crop or a baked-in shape.
 PARITY_TOLERANCE = 1e-4
 # Two small sizes (odd batch and non-square, one not a multiple of the U-Net's divisor) and a
-# real-sized tile; the last catches errors that only accumulate over large feature maps.
-PARITY_SHAPES = ((1, 64, 64), (2, 96, 80), (1, 256, 256))
-# The trace input: batch 2 and odd, unequal sides so that neither size 1 nor H == W nor a multiple
-# of the divisor can be specialised into the graph.
-_EXAMPLE_SHAPE = (2, 61, 45)
+# real-sized tile; the last catches errors that only accumulate over large feature maps. Shapes
+# are (batch, *spatial), for 2D and 3D models.
+PARITY_SHAPES = {
+    2: ((1, 64, 64), (2, 96, 80), (1, 256, 256)),
+    3: ((1, 16, 16, 16), (2, 24, 20, 18), (1, 64, 64, 64)),
+}
+# The trace input: batch 2 and odd, unequal sides so that neither size 1 nor equal sides nor a
+# multiple of the divisor can be specialised into the graph.
+_EXAMPLE_SHAPE = {2: (2, 61, 45), 3: (2, 19, 23, 17)}
+_AXES = {2: ["batch", "height", "width"], 3: ["batch", "depth", "height", "width"]}
 MIN_OPSET = 18
 EXPORTER = "torch.export (torch.onnx.export dynamo=True)"
 
@@ -84,15 +90,19 @@ class _Probabilities(nn.Module):
         return logits.softmax(1) if self.multiclass else torch.sigmoid(logits)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        height, width = image.shape[-2], image.shape[-1]
-        pad_h = (height + self.divisor - 1) // self.divisor * self.divisor - height
-        pad_w = (width + self.divisor - 1) // self.divisor * self.divisor - width
-        padded = F.pad(image, (0, pad_w, 0, pad_h))
-        return self.activation(self.model(padded))[..., :height, :width]
+        sizes = image.shape[2:]
+        pads: list[int] = []
+        for size in reversed(sizes):  # F.pad takes the last dimension first
+            pads += [0, (size + self.divisor - 1) // self.divisor * self.divisor - size]
+        probabilities = self.activation(self.model(F.pad(image, pads)))
+        for axis, size in enumerate(sizes, start=2):
+            probabilities = probabilities.narrow(axis, 0, size)
+        return probabilities
 
 
 def export_onnx(bundle: str | Path, opset: int = 18, check: bool = True) -> ExportResult:
-    """Write `<bundle>/model.onnx` (dynamic batch, height and width) and record it in the bundle.
+    """Write `<bundle>/model.onnx` (dynamic batch, height and width, and depth for 3D models) and
+    record it in the bundle.
 
     The graph is written to a temporary file, checked, then renamed, so a failed export or check
     never leaves a `model.onnx` behind that `load_predictor` would pick up.
@@ -122,13 +132,14 @@ def export_onnx(bundle: str | Path, opset: int = 18, check: bool = True) -> Expo
     model, _ = load_bundle(bundle)
     wrapper = _Probabilities(model, metadata.get("task") == "multiclass").eval()
     in_channels = int(metadata["in_channels"])
+    spatial_dims = int(metadata.get("spatial_dims", 2))
 
     target = bundle / ONNX_FILE
     max_abs_diff = None
     with atomic_path(target) as temporary:
-        _export(wrapper, in_channels, opset, temporary, name)
+        _export(wrapper, in_channels, spatial_dims, opset, temporary, name)
         if check:
-            max_abs_diff = _parity(wrapper, temporary, in_channels, name)
+            max_abs_diff = _parity(wrapper, temporary, in_channels, spatial_dims, name)
             if max_abs_diff > PARITY_TOLERANCE:
                 raise SeglabError(
                     f"{bundle}: ONNX export of model '{name}' does not match torch: max abs "
@@ -143,7 +154,7 @@ def export_onnx(bundle: str | Path, opset: int = 18, check: bool = True) -> Expo
         "torch_version": torch.__version__,
         "input": "image",
         "output": "probabilities",
-        "dynamic_axes": ["batch", "height", "width"],
+        "dynamic_axes": _AXES[spatial_dims],
     }
     atomic_write_json(bundle / METADATA, metadata)
     seconds = time.perf_counter() - start
@@ -168,20 +179,19 @@ def _check_exportable(bundle: Path, metadata: dict[str, Any]) -> None:
             f"{bundle}: '{name}' is a classification model; ONNX export supports segmentation "
             f"bundles only (classification export is not supported yet)"
         )
-    if int(metadata.get("spatial_dims", 2)) == 3:
-        raise SeglabError(
-            f"{bundle}: '{name}' is a volume model; ONNX export supports 2D models only"
-        )
 
 
-def _export(wrapper: nn.Module, in_channels: int, opset: int, path: Path, name: str) -> None:
+def _export(
+    wrapper: nn.Module, in_channels: int, spatial_dims: int, opset: int, path: Path, name: str
+) -> None:
     from torch.export import Dim
 
-    batch, height, width = _EXAMPLE_SHAPE
-    example = torch.rand(batch, in_channels, height, width)
+    batch, *sizes = _EXAMPLE_SHAPE[spatial_dims]
+    example = torch.rand(batch, in_channels, *sizes)
     # Named dims make torch.export fail loudly if the model specialises a size, where the
     # TorchScript exporter (dynamo=False) silently bakes the traced size's branches in.
-    dims = {0: Dim("batch"), 2: Dim("height"), 3: Dim("width")}
+    axes = _AXES[spatial_dims]
+    dims = {0: Dim(axes[0]), **{i + 2: Dim(axis) for i, axis in enumerate(axes[1:])}}
     # The exporter warns about torchvision ops and deprecated pytree classes: noise for U-Nets.
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     try:
@@ -218,16 +228,18 @@ def _cause(exc: Exception) -> str:
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
-def _parity(wrapper: _Probabilities, path: Path, in_channels: int, name: str) -> float:
+def _parity(
+    wrapper: _Probabilities, path: Path, in_channels: int, spatial_dims: int, name: str
+) -> float:
     import onnxruntime as ort
 
     generator = torch.Generator().manual_seed(0)
     worst = 0.0
     try:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        for batch, height, width in PARITY_SHAPES:
+        for batch, *sizes in PARITY_SHAPES[spatial_dims]:
             # Uniform [0, 1] is the range the "scale" and "percentile" pre-processing produce.
-            image = torch.rand(batch, in_channels, height, width, generator=generator)
+            image = torch.rand(batch, in_channels, *sizes, generator=generator)
             with torch.inference_mode():
                 # The plain model, not the wrapper: the wrapper's padding is part of the check.
                 expected = wrapper.activation(wrapper.model(image)).numpy()

@@ -118,6 +118,7 @@ def _format(value: Any) -> Any:
 def _write_report(
     out_dir: Path, metrics: dict[str, Any], rows: list[dict[str, Any]], predictor: Any
 ) -> None:
+    from seglab.evaluation import training_sections
     from seglab.multiclass_figures import legend_html
     from seglab.report import ReportSection, write_report_html
 
@@ -142,9 +143,7 @@ def _write_report(
         ),
         ReportSection("Per-image metrics", table=worst),
     ]
-    run_dir = out_dir.resolve().parent.parent
-    if (run_dir / "curves.png").is_file() and (run_dir / "config.yaml").is_file():
-        sections.append(ReportSection("Training", images=[("curves", run_dir / "curves.png")]))
+    sections += training_sections(out_dir)
     summary = {k: v for k, v in metrics.items() if not isinstance(v, dict) and v is not None}
     summary["model"] = predictor.metadata["model"]["name"]
     write_report_html(out_dir / "report.html", "seglab evaluation", summary, sections)

@@ -62,7 +62,14 @@ class _TallyTask(pl.LightningModule):
     def _step(self, batch: Any, stage: str) -> torch.Tensor:
         loss, tally = self._loss_and_tally(batch)
         self.tally[stage] = self.tally[stage].to(tally.device) + tally
-        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[0]))
+        self.log(
+            f"{stage}_loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            batch_size=len(batch[0]),
+            sync_dist=True,  # the mean over every DDP process (a no-op with one)
+        )
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
@@ -82,7 +89,10 @@ class _TallyTask(pl.LightningModule):
         # are complete here (callbacks' on_train_epoch_end runs before the module's).
         stages = ["val"] if self.trainer.sanity_checking else ["train", "val"]
         for stage in stages:
-            value = self._epoch_metric(self.tally[stage]).float()
+            tally = self.tally[stage].to(self.device)
+            if self.trainer.world_size > 1:  # DDP: every process tallied its share of the data
+                tally = self.trainer.strategy.reduce(tally, reduce_op="sum")
+            value = self._epoch_metric(tally).float()
             self.log(f"{stage}_{self.metric}", value, prog_bar=stage == "val")
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"])
 
@@ -247,6 +257,8 @@ class EpochLog(pl.Callback):
         self.started = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
         metrics = trainer.callback_metrics
         row: dict[str, float] = {"epoch": trainer.current_epoch + 1}
         for key in self.columns[1:-1]:
@@ -261,7 +273,7 @@ class EpochLog(pl.Callback):
             self._draw()
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.drawn_rows != len(self.rows):
+        if trainer.is_global_zero and self.drawn_rows != len(self.rows):
             self._draw()
 
     def on_exception(

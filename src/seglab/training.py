@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,7 +201,8 @@ def train(
         logging.getLogger(name).setLevel(logging.WARNING)
     if not resume and config.task == "segmentation":
         config = _resolve_layout(config)
-    _prepare_run_dir(config, run_dir, resume)
+    if not _ddp_child():
+        _prepare_run_dir(config, run_dir, resume)
     pl.seed_everything(config.seed, workers=True, verbose=False)
     if config.task == "classification":
         from seglab.classification import train_classification
@@ -297,6 +299,8 @@ def train(
         warnings.filterwarnings("ignore", message=".*treespec.*")
         warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
         trainer.fit(task, train_loader, val_loader, ckpt_path=last_ckpt if resume else None)
+    if trainer.global_rank > 0:  # DDP: rank 0 writes the bundle and evaluates
+        return RunResult(run_dir, run_dir / "model", config.train.threshold_range[0], {}, None)
 
     best = checkpoint.best_model_path or str(last_ckpt)
     state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
@@ -348,10 +352,16 @@ def _make_trainer(
         callbacks.append(
             pl.callbacks.EarlyStopping(monitor="val_loss", patience=config.train.patience)
         )
+    processes = config.train.devices * config.train.num_nodes
+    strategy = config.train.strategy
+    if strategy == "auto" and processes > 1:
+        strategy = "ddp"
     trainer = pl.Trainer(
         max_epochs=config.train.epochs,
         accelerator=config.train.accelerator,
-        devices=1,
+        devices=config.train.devices,
+        num_nodes=config.train.num_nodes,
+        strategy=strategy,
         precision=config.train.precision,
         deterministic=config.train.deterministic,
         callbacks=callbacks,
@@ -424,10 +434,17 @@ def _finish(
     return RunResult(run_dir, bundle_path, threshold, val_metrics, test_metrics)
 
 
+def _ddp_child() -> bool:
+    """Whether this process is a DDP process other than rank 0 (started by Lightning's launcher,
+    torchrun or SLURM): the run folder and tracking belong to rank 0."""
+    ranks = (os.environ.get(name, "0") for name in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+    return any(rank.isdigit() and int(rank) > 0 for rank in ranks)
+
+
 def _tracking_logger(
     config: Config, run_dir: Path, resume: bool, tags: dict[str, str] | None
 ) -> Any:
-    if not config.tracking.enabled:
+    if not config.tracking.enabled or _ddp_child():
         return None
     from seglab.tracking import create_logger, flat_params
 

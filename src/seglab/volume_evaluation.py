@@ -24,7 +24,7 @@ import numpy as np
 from seglab.data.layouts import Sample
 from seglab.data.volumes import find_volumes, load_volume_pair
 from seglab.errors import DataError
-from seglab.evaluation import EvaluationResult, _run_dir_of, _write_csv
+from seglab.evaluation import EvaluationResult, _write_csv, training_sections
 from seglab.fileutils import atomic_write_json
 from seglab.inference.volumes import VolumePredictor, load_volume_predictor
 from seglab.metrics import METRICS, confusion_counts, summarize
@@ -313,18 +313,7 @@ def _write_report(
         ),
         ReportSection("Per-volume metrics", table=worst),
     ]
-    run_dir = _run_dir_of(out_dir)
-    if run_dir is not None:
-        figures = [
-            (caption, run_dir / name)
-            for caption, name in (
-                ("Training curves", "curves.png"),
-                ("F1 against threshold (validation)", "threshold.png"),
-            )
-            if (run_dir / name).is_file()
-        ]
-        if figures:
-            sections.append(ReportSection("Training", images=figures))
+    sections += training_sections(out_dir)
     summary = {k: v for k, v in metrics.items() if isinstance(v, int | float | str)}
     summary["model"] = predictor.metadata["model"]["name"]
     write_report_html(out_dir / "report.html", "seglab volume evaluation", summary, sections)

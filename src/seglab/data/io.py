@@ -75,10 +75,7 @@ def read_mask(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     array = read_image(path)
-    if array.shape[2] == 3 and not (
-        np.array_equal(array[..., 0], array[..., 1])
-        and np.array_equal(array[..., 0], array[..., 2])
-    ):
+    if not _one_plane(array):
         raise DataError(
             path,
             "mask has differing colour channels (a colour label image?); "
@@ -123,10 +120,7 @@ def read_label_image(path: str | Path) -> np.ndarray:
     if indices is not None:
         return indices
     array = read_image(path)
-    if array.shape[2] == 3 and not (
-        np.array_equal(array[..., 0], array[..., 1])
-        and np.array_equal(array[..., 0], array[..., 2])
-    ):
+    if not _one_plane(array):
         raise DataError(
             path,
             "label image has differing colour channels (a colour-coded mask?); expected one "
@@ -149,6 +143,14 @@ def _palette_indices(path: Path) -> np.ndarray | None:
             return np.array(image, dtype=np.uint8)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         return None  # read_image reports the problem
+
+
+def _one_plane(array: np.ndarray) -> bool:
+    """Whether an (H, W, C) image holds one value per pixel: one channel, or three equal ones."""
+    return array.shape[2] != 3 or (
+        np.array_equal(array[..., 0], array[..., 1])
+        and np.array_equal(array[..., 0], array[..., 2])
+    )
 
 
 def write_png(path: str | Path, array: np.ndarray) -> None:

@@ -26,6 +26,9 @@ class ConvBlock(nn.Sequential):
         batch_norm: Add `BatchNorm2d` after each convolution. The convolutions then have no bias,
             since batch norm's shift makes it redundant.
         dropout: Probability of zeroing whole channels after the block (0 disables it).
+        dilations: Dilation of each convolution; (2, 4) is U-Net Mini's bottleneck, which
+            widens the receptive field without another pooling (the pair spans 13 positions
+            where two plain 3×3 convolutions span 5).
 
     Shape:
         - Input: `(N, in_channels, H, W)`
@@ -38,13 +41,24 @@ class ConvBlock(nn.Sequential):
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, batch_norm: bool = False, dropout: float = 0.0
+        self,
+        in_channels: int,
+        out_channels: int,
+        batch_norm: bool = False,
+        dropout: float = 0.0,
+        dilations: tuple[int, int] = (1, 1),
     ) -> None:
         # Named layers give readable state_dict keys and summaries ("stem.conv1.weight").
         layers: dict[str, nn.Module] = {}
-        for i, channels in enumerate((in_channels, out_channels), start=1):
+        for i, (channels, dilation) in enumerate(zip((in_channels, out_channels), dilations), 1):
+            # padding = dilation keeps H and W, as Keras' padding='same'.
             layers[f"conv{i}"] = nn.Conv2d(
-                channels, out_channels, kernel_size=3, padding=1, bias=not batch_norm
+                channels,
+                out_channels,
+                kernel_size=3,
+                padding=dilation,
+                dilation=dilation,
+                bias=not batch_norm,
             )
             if batch_norm:
                 layers[f"norm{i}"] = nn.BatchNorm2d(out_channels)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -11,51 +9,7 @@ from torch import nn
 from seglab.models.blocks import ConvBlock, Down, Up
 from seglab.models.checks import check_dropout, check_int
 
-__all__ = ["DilatedBottleneck", "UNetMini"]
-
-
-class DilatedBottleneck(nn.Sequential):
-    """Two 3×3 convolutions dilated 2 then 4, each with optional batch norm and a ReLU.
-
-    Dilation widens the receptive field without another pooling: the pair spans 1 + 2·2 + 2·4 = 13
-    positions of its 1/4-resolution input (about 52 image pixels) where two plain 3×3
-    convolutions span 5, and the feature map keeps its resolution.
-
-    Args:
-        in_channels: Channels of the input.
-        out_channels: Channels of both convolutions' outputs.
-        batch_norm: Add `BatchNorm2d` after each convolution (whose bias it makes redundant).
-        dropout: Probability of zeroing whole channels after the block (0 disables it).
-
-    Shape:
-        - Input: `(N, in_channels, H, W)`
-        - Output: `(N, out_channels, H, W)`
-
-    Example:
-        >>> DilatedBottleneck(64, 128)(torch.zeros(1, 64, 16, 16)).shape
-        torch.Size([1, 128, 16, 16])
-    """
-
-    def __init__(
-        self, in_channels: int, out_channels: int, batch_norm: bool = True, dropout: float = 0.0
-    ) -> None:
-        layers: dict[str, nn.Module] = {}
-        for i, (channels, dilation) in enumerate(((in_channels, 2), (out_channels, 4)), start=1):
-            # padding = dilation keeps H and W, as Keras' padding='same'.
-            layers[f"conv{i}"] = nn.Conv2d(
-                channels,
-                out_channels,
-                kernel_size=3,
-                padding=dilation,
-                dilation=dilation,
-                bias=not batch_norm,
-            )
-            if batch_norm:
-                layers[f"norm{i}"] = nn.BatchNorm2d(out_channels)
-            layers[f"act{i}"] = nn.ReLU(inplace=True)
-        if dropout > 0:
-            layers["dropout"] = nn.Dropout2d(dropout)
-        super().__init__(OrderedDict(layers))
+__all__ = ["UNetMini"]
 
 
 class UNetMini(nn.Module):
@@ -110,7 +64,7 @@ class UNetMini(nn.Module):
         self.stem = ConvBlock(in_channels, widths[0], batch_norm, dropout)
         self.down = Down(widths[0], widths[1], batch_norm, dropout)
         self.pool = nn.MaxPool2d(kernel_size=2)
-        self.bottleneck = DilatedBottleneck(widths[1], widths[2], batch_norm, dropout)
+        self.bottleneck = ConvBlock(widths[1], widths[2], batch_norm, dropout, dilations=(2, 4))
         self.up1 = Up(widths[2], widths[1], widths[1], batch_norm, dropout)
         self.up2 = Up(widths[1], widths[0], widths[0], batch_norm, dropout)
         self.head = nn.Conv2d(widths[0], num_classes, kernel_size=1)
