@@ -136,3 +136,8 @@ def test_auto_patch_is_the_planner_choice(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr("seglab.planner.free_memory_bytes", lambda: 1000)
     with pytest.raises(ConfigError, match="no patch fits"):
         choose_patch("auto", tiny_unet3d, 1, 2, [(128, 128, 128)])
+
+
+def test_multiclass_volumes_are_refused_before_anything_is_written() -> None:
+    with pytest.raises(ConfigError, match="multi-class volumes"):
+        load_config(None, ["data.layout=volumes", "data.num_classes=3"])

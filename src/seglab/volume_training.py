@@ -14,8 +14,8 @@ curves.png, checkpoints/, threshold.png, model/, eval/test/). What differs from 
   volumes this is meant for, and exactly what the validation loss and Dice should measure.
 - The threshold is tuned on the validation volumes as in 2D (`seglab.tuning.tune_threshold`),
   predicted by sliding window with the training patch as the tile, as the bundle predicts later.
-- Multi-class (`data.num_classes` set) trains with plain cross-entropy (`ignore_index` voxels
-  left out); the losses of `seglab.multiclass_losses` are not wired in here yet.
+- Binary only: `data.num_classes` is refused (3D prediction and evaluation are binary); `unet3d`
+  itself has C-class heads.
 """
 
 from __future__ import annotations
@@ -102,27 +102,9 @@ def _build_task(config: Config, model: torch.nn.Module, train_fraction: float) -
     from seglab.task import SegmentationTask
 
     train = config.train
-    if config.data.num_classes is None:
-        return SegmentationTask(
-            model,
-            _binary_loss(config, train_fraction),
-            lr=train.lr,
-            weight_decay=train.weight_decay,
-            scheduler=train.scheduler,
-            channels_last=train.channels_last,
-        )
-    from seglab.task import MulticlassSegmentationTask
-
-    log.warning(
-        "multi-class volumes train with cross-entropy; loss.name=%s is not used (the losses of "
-        "seglab.multiclass_losses are coming to volumes)",
-        config.loss.name,
-    )
-    return MulticlassSegmentationTask(
+    return SegmentationTask(
         model,
-        torch.nn.CrossEntropyLoss(ignore_index=config.data.ignore_index),
-        num_classes=config.data.num_classes,
-        ignore_index=config.data.ignore_index,
+        _binary_loss(config, train_fraction),
         lr=train.lr,
         weight_decay=train.weight_decay,
         scheduler=train.scheduler,
