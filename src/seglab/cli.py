@@ -271,6 +271,9 @@ def predict(
     tile: TileOption = None,
     overlap: OverlapOption = 0.5,
     tta: TtaOption = False,
+    workers: Annotated[
+        int, typer.Option(help="Processes sharing the images (each loads the model once).", min=1)
+    ] = 1,
     progress: Progress = True,
 ) -> None:
     """Predict masks (and instances) for images of any size.
@@ -281,6 +284,7 @@ def predict(
 
     * `seglab predict --model runs/nuclei/model 'data/new/*.png' --out predictions/`
     * `seglab predict --model runs/nuclei/model stage1_test/ --out pred/ --instances --rle sub.csv`
+    * `seglab predict --model runs/nuclei/model big_folder/ --out pred/ --workers 2`
     """
     from seglab.inference.files import predict_files
     from seglab.inference.loading import load_predictor
@@ -302,8 +306,23 @@ def predict(
         return
     if threshold is not None:
         predictor.threshold = threshold
+    from seglab.inference.parallel import PredictorSpec
+
+    settings: dict[str, Any] = {"threshold": predictor.threshold}
+    if hasattr(predictor, "tile"):
+        settings.update(tile=predictor.tile, overlap=overlap, tta=tta)
+    load = PredictorSpec(str(model), backend, settings)
     results = predict_files(
-        predictor, list(inputs), out, probabilities, overlays, instances, rle, progress
+        predictor,
+        list(inputs),
+        out,
+        probabilities,
+        overlays,
+        instances,
+        rle,
+        progress,
+        workers=workers,
+        load=load,
     )
     console.print(f"wrote {len(results)} masks to {out}" + (f", submission {rle}" if rle else ""))
 

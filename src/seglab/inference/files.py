@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import glob
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,16 @@ def _output_names(paths: list[Path]) -> list[str]:
     return [f"{p.parent.name}_{p.stem}" if stems.count(p.stem) > 1 else p.stem for p in paths]
 
 
+@dataclass(frozen=True)
+class OutputOptions:
+    """What `predict_files` writes beside each mask."""
+
+    probabilities: bool = False
+    overlays: bool = False
+    instances: bool = False
+    rle: bool = False
+
+
 def predict_files(
     predictor: Any,
     inputs: list[str | Path],
@@ -69,6 +79,8 @@ def predict_files(
     instances: bool = False,
     rle: str | Path | None = None,
     progress: bool = True,
+    workers: int = 1,
+    load: Callable[[], Any] | None = None,
 ) -> list[PredictedFile]:
     """Predict every input image and write `<stem>_mask.png` (0/255) into `out`.
 
@@ -85,53 +97,70 @@ def predict_files(
             `<stem>_outlines.png` (each object outlined in its own colour).
         rle: Write a Kaggle DSB2018 submission CSV here (one row per object; implies instances).
         progress: Show a progress bar.
+        workers: Spread the images over this many processes, each loading the model once with
+            `load` and using its share of the cores; memory per worker stays constant.
+        load: Builds the predictor in a worker (picklable, e.g. a `functools.partial` of
+            `load_predictor`); needed when `workers > 1`.
     """
     from seglab.postprocess import write_submission
-    from seglab.viz import mask_overlay, save_png
 
     paths = collect_inputs(inputs)
-    out = Path(out)
-    want_instances = instances or rle is not None
-    results = []
-    submission: list[tuple[str, np.ndarray]] = []
-    items: Iterable[tuple[Path, str]] = list(zip(paths, _output_names(paths)))
-    if progress:
-        from rich.progress import track
+    options = OutputOptions(probabilities, overlays, instances, rle is not None)
+    items = list(zip(paths, _output_names(paths)))
+    if workers > 1:
+        if load is None:
+            raise ValueError("workers > 1 needs `load`, to build the predictor in each worker")
+        from seglab.inference.parallel import predict_in_processes
 
-        items = track(items, description="predicting")
-    for path, name in items:
-        image = read_image(path)
-        prediction = predictor.predict(image, instances=want_instances)
-        mask_path = out / f"{name}_mask.png"
-        multiclass = getattr(predictor, "multiclass", False)
-        if multiclass:
-            write_png(mask_path, prediction.mask)
-            coloured = predictor.colour(prediction.mask)
-            save_png(out / f"{name}_color.png", coloured)
-        else:
-            write_png(mask_path, prediction.mask.astype(np.uint8) * 255)
-        if probabilities:
-            # Multi-class: the winning class's probability (the model's confidence).
-            best = prediction.probabilities.max(0) if multiclass else prediction.probabilities
-            write_png(out / f"{name}_prob.png", np.round(best * 255).astype(np.uint8))
-        if overlays:
-            overlay = (
-                class_overlay(image, coloured)
-                if multiclass
-                else mask_overlay(image, prediction.mask)
-            )
-            save_png(out / f"{name}_overlay.png", overlay)
-        if want_instances and prediction.instances is not None:
-            if instances:
-                write_label_png(out / f"{name}_labels.png", prediction.instances)
-                save_png(out / f"{name}_outlines.png", outline_image(image, prediction.instances))
-            # Kaggle's ImageId is the image's file stem (its id folder name in DSB2018).
-            submission.append((path.stem, prediction.instances))
-        foreground = float((prediction.mask > 0).mean())
-        results.append(PredictedFile(path, mask_path, foreground))
+        done = predict_in_processes(load, items, Path(out), options, workers, progress)
+    else:
+        shown: Iterable[tuple[Path, str]] = items
+        if progress:
+            from rich.progress import track
+
+            shown = track(items, description="predicting")
+        done = [predict_one(predictor, path, name, Path(out), options) for path, name in shown]
     if rle is not None:
-        write_submission(Path(rle), submission)
-    return results
+        write_submission(Path(rle), [row for _, rows in done for row in rows])
+    return [result for result, _ in done]
+
+
+def predict_one(
+    predictor: Any, path: Path, name: str, out: Path, options: OutputOptions
+) -> tuple[PredictedFile, list[tuple[str, np.ndarray]]]:
+    """Predict one image file and write its outputs; returns the submission rows (Kaggle's
+    ImageId, the image's stem, and its instance labels) when `options.rle`."""
+    from seglab.viz import mask_overlay, save_png
+
+    image = read_image(path)
+    want_instances = options.instances or options.rle
+    prediction = predictor.predict(image, instances=want_instances)
+    mask_path = out / f"{name}_mask.png"
+    multiclass = getattr(predictor, "multiclass", False)
+    if multiclass:
+        write_png(mask_path, prediction.mask)
+        coloured = predictor.colour(prediction.mask)
+        save_png(out / f"{name}_color.png", coloured)
+    else:
+        write_png(mask_path, prediction.mask.astype(np.uint8) * 255)
+    if options.probabilities:
+        # Multi-class: the winning class's probability (the model's confidence).
+        best = prediction.probabilities.max(0) if multiclass else prediction.probabilities
+        write_png(out / f"{name}_prob.png", np.round(best * 255).astype(np.uint8))
+    if options.overlays:
+        overlay = (
+            class_overlay(image, coloured) if multiclass else mask_overlay(image, prediction.mask)
+        )
+        save_png(out / f"{name}_overlay.png", overlay)
+    rows = []
+    if want_instances and prediction.instances is not None:
+        if options.instances:
+            write_label_png(out / f"{name}_labels.png", prediction.instances)
+            save_png(out / f"{name}_outlines.png", outline_image(image, prediction.instances))
+        if options.rle:
+            rows.append((path.stem, prediction.instances))
+    foreground = float((prediction.mask > 0).mean())
+    return PredictedFile(path, mask_path, foreground), rows
 
 
 def class_overlay(image: np.ndarray, coloured: np.ndarray, alpha: float = 0.5) -> np.ndarray:
