@@ -136,11 +136,13 @@ def test_estimate_is_a_lower_bound_of_measured_training_memory() -> None:
     # the model. The estimate leaves out the backward pass's transient gradients, the loss and
     # allocator caching, so the measured peak is above it: 2.33x here (18 -> 41 MiB), 1.5-2.5x
     # at batch 2 for n_filters=2, depth=3 and patches of 32³ to 64³. (At batch 1 on CPU a
-    # further 100-200 MiB appears, so small batch-1 cases are not a fair test.) Tolerance: 1x-3x.
+    # further 100-200 MiB appears, so small batch-1 cases are not a fair test.) This case
+    # measured 2.27-2.41x on an idle machine and 3.19x beside the rest of the suite under
+    # pytest -n 2 (allocator caching varies with load). Tolerance: 1x-4x.
     script = Path(__file__).parents[1] / "benchmarks" / "planner_check.py"
     command = [sys.executable, str(script), "--child", "32:2", "--n-filters", "1"]
     command += ["--depth", "2", "--device", "cpu"]
     done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=120)
     measured = json.loads(done.stdout.strip().splitlines()[-1])["measured_bytes"]
     estimate = estimate_memory(UNet3D(n_filters=1, depth=2), (1, 32, 32, 32), batch=2)
-    assert estimate.total_bytes <= measured <= 3 * estimate.total_bytes
+    assert estimate.total_bytes <= measured <= 4 * estimate.total_bytes
