@@ -1,0 +1,148 @@
+"""`seglab data synth`, `data inspect` and `plan`: datasets and memory planning (see
+`seglab.cli`, which registers these commands)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from seglab.cli import LayoutOption, app, console, data_app
+
+
+@app.command()
+def plan(
+    model: Annotated[str, typer.Option(help="unet3d or unet.")] = "unet3d",
+    patch: Annotated[
+        str | None, typer.Option(help="Estimate this patch, e.g. 96,96,96 (else plan).")
+    ] = None,
+    batch: Annotated[int, typer.Option(help="Batch size for --patch.")] = 2,
+    channels: Annotated[int, typer.Option(help="Input channels.")] = 1,
+    budget: Annotated[
+        str | None, typer.Option(help="Memory budget, e.g. 8GiB (default: free memory).")
+    ] = None,
+    n_filters: Annotated[int, typer.Option(help="Width multiplier of the model.")] = 2,
+) -> None:
+    """Estimate training memory (parameters, gradients, Adam state, activations) for a patch
+    and batch, or find the largest patch per batch size that fits a budget.
+
+    Examples: `seglab plan --model unet3d --patch 96,96,96 --batch 2`,
+    `seglab plan --model unet3d --budget 8GiB`
+    """
+    from seglab.errors import ConfigError
+    from seglab.planner import (
+        estimate_memory,
+        format_size,
+        free_memory_bytes,
+        parse_size,
+        plan_patch,
+    )
+
+    if model == "unet3d":
+        from seglab.models.unet3d import UNet3D
+
+        def factory() -> Any:
+            return UNet3D(in_channels=channels, n_filters=n_filters)
+
+        dims = 3
+    elif model == "unet":
+        from seglab.models import create_model
+
+        def factory() -> Any:
+            return create_model("unet", in_channels=channels, n_filters=n_filters)
+
+        dims = 2
+    else:
+        raise ConfigError(f"--model: plan supports unet3d and unet, got '{model}'")
+    try:
+        limit = parse_size(budget) if budget else free_memory_bytes()
+    except ValueError as exc:
+        raise ConfigError(f"--budget: {exc}") from None
+    table = Table(title=f"{model} training memory (fp32, Adam), budget {format_size(limit)}")
+    if patch is not None:
+        side = tuple(int(v) for v in patch.split(","))
+        if len(side) != dims:
+            raise ConfigError(f"--patch: {model} needs {dims} sizes, got '{patch}'")
+        estimate = estimate_memory(factory(), (channels, *side), batch)
+        for column in ("parameters", "gradients", "optimizer", "activations", "total", "fits"):
+            table.add_column(column, justify="right")
+        table.add_row(
+            *(
+                format_size(v)
+                for v in (
+                    estimate.params_bytes,
+                    estimate.grads_bytes,
+                    estimate.optimizer_bytes,
+                    estimate.activations_bytes,
+                    estimate.total_bytes,
+                )
+            ),
+            "yes" if estimate.total_bytes <= limit else "no",
+        )
+    else:
+        rows = plan_patch(factory, channels, limit, factory().divisor, spatial_dims=dims)
+        for column in ("batch", "largest patch side", "estimated total"):
+            table.add_column(column, justify="right")
+        for row in rows:
+            table.add_row(str(row.batch), str(row.side), format_size(row.total_bytes))
+        if not rows:
+            console.print("nothing fits this budget: lower n_filters or raise --budget")
+    console.print(table)
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Annotated[Path, typer.Option(help="Folder to create.")],
+    kind: Annotated[
+        str,
+        typer.Option(
+            help="circles (folders), nuclei (dsb2018), streets (cityscapes) or blobs3d (volumes)."
+        ),
+    ] = "nuclei",
+    n: Annotated[int, typer.Option(help="Number of images.")] = 200,
+    size: Annotated[
+        int, typer.Option(help="Image side in pixels (streets: the height; width = 2 x size).")
+    ] = 128,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    no_split: Annotated[
+        bool, typer.Option("--no-split", help="No train/val/test sub-folders.")
+    ] = False,
+) -> None:
+    """Write a synthetic dataset in a real layout (deterministic for a seed).
+
+    Examples: `seglab data synth --kind nuclei --n 200 --out data/nuclei`,
+    `seglab data synth --kind streets --n 200 --out data/streets` (128 x 256 street scenes),
+    `seglab data synth --kind blobs3d --n 20 --size 64 --out data/blobs`
+    """
+    splits = None if no_split else (0.7, 0.15, 0.15)
+    if kind == "blobs3d":
+        from seglab.data.volumes import write_blobs3d
+
+        counts = write_blobs3d(out, n, size=size, seed=seed, splits=splits)
+    else:
+        from seglab.data.synthetic import write_synthetic
+
+        counts = write_synthetic(kind, out, n, size=size, seed=seed, splits=splits)
+    console.print(f"wrote {kind} to {out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+@data_app.command("inspect")
+def data_inspect(
+    root: Annotated[Path, typer.Argument(help="Data folder.")],
+    layout: LayoutOption = "auto",
+    grid: Annotated[Path | None, typer.Option(help="Where to write the sample grid PNG.")] = None,
+) -> None:
+    """Counts, sizes, channels, bit depth, foreground fraction, class weights and a sample grid.
+
+    Example: `seglab data inspect data/nuclei --grid nuclei_grid.png`
+    """
+    from seglab.data.inspect import format_inspection, inspect_dataset, save_dataset_grid
+
+    report = inspect_dataset(root, layout)
+    console.print(format_inspection(report))
+    # Not inside the data folder: a dataset is input and stays untouched.
+    grid_path = grid or Path(f"{root.resolve().name}_samples.png")
+    save_dataset_grid(root, grid_path, layout)
+    console.print(f"sample grid: {grid_path}")

@@ -1,0 +1,99 @@
+"""`seglab export`, `serve`, `ui` and `view`: shipping and looking at a trained model (see
+`seglab.cli`, which registers these commands)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from seglab.cli import app, console
+
+
+@app.command()
+def export(
+    model: Annotated[Path, typer.Option(help="Bundle folder (a run's model/).")],
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 18,
+) -> None:
+    """Export a bundle to ONNX (`model/model.onnx`, dynamic batch and size) with a parity check.
+
+    Example: `seglab export --model runs/nuclei/model`, then `seglab predict --backend onnx ...`
+    """
+    from seglab.export import export_onnx
+
+    result = export_onnx(model, opset=opset)
+    console.print(
+        f"wrote {result.path} in {result.seconds:.1f} s; parity with torch: max abs difference "
+        f"of probabilities {result.max_abs_diff:.2e} (limit 1e-4)"
+    )
+
+
+@app.command()
+def serve(
+    model: Annotated[Path, typer.Option(help="Bundle folder, or `otsu`.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Server processes.")] = 1,
+    backend: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
+    max_upload_mb: Annotated[float, typer.Option(help="Largest accepted upload (MB).")] = 20.0,
+) -> None:
+    """Serve a model over HTTP: web page at /, POST /predict, GET /health, /model, /docs.
+
+    Example: `seglab serve --model runs/nuclei/model --port 8000`, then open http://127.0.0.1:8000
+    """
+    from seglab.serve import run
+
+    console.print(f"serving {model} on http://{host}:{port} (Ctrl+C to stop)")
+    run(model, host=host, port=port, workers=workers, backend=backend, max_upload_mb=max_upload_mb)
+
+
+@app.command()
+def ui(
+    runs: Annotated[Path, typer.Option(help="Folder holding the runs and mlflow.db.")] = Path(
+        "runs"
+    ),
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 5000,
+) -> None:
+    """Open the MLflow UI on the local tracking store of a runs folder.
+
+    Example: `seglab ui --runs runs/demo` then browse http://127.0.0.1:5000
+    """
+    from seglab.tracking import launch_ui
+
+    console.print(f"MLflow UI on http://{host}:{port} (Ctrl+C to stop)")
+    raise typer.Exit(launch_ui(runs, host, port))
+
+
+@app.command()
+def view(
+    image: Annotated[
+        Path, typer.Argument(help="Image (PNG, JPEG, TIFF) or volume (TIFF stack, .npy, NIfTI).")
+    ],
+    model: Annotated[
+        str | None, typer.Option(help="Bundle folder (a run's model/) or `otsu`.")
+    ] = None,
+    truth: Annotated[
+        Path | None, typer.Option(help="Ground-truth mask or label image to compare with.")
+    ] = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="Override the bundle's tuned threshold.")
+    ] = None,
+    backend: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
+) -> None:
+    """Open napari with the image, the probabilities, the mask and the instances (labels
+    layers), the ground truth, and a dock widget to run other models on any image layer.
+
+    Needs the viewer extra: `pip install 'seglab[viewer]'`.
+
+    Examples:
+
+    * `seglab view data/nuclei/test/img_0001/images/img_0001.png --model runs/nuclei/model`
+    * `seglab view cells.png --model otsu --truth cells_mask.png`
+    """
+    from seglab.viewer import import_napari, open_viewer
+
+    napari = import_napari()
+    open_viewer(image, model, truth, threshold=threshold, backend=backend)
+    napari.run()
