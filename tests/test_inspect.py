@@ -9,7 +9,13 @@ import pytest
 from PIL import Image
 from rich.console import Console
 
-from seglab.data.inspect import class_weights, format_inspection, inspect_dataset, save_sample_grid
+from seglab.data.inspect import (
+    class_weights,
+    format_inspection,
+    inspect_dataset,
+    save_dataset_grid,
+    save_sample_grid,
+)
 from seglab.data.io import write_png
 from seglab.data.layouts import find_samples
 from seglab.data.loading import load_samples
@@ -89,3 +95,25 @@ def test_save_sample_grid_and_table(tmp_path: Path) -> None:
     console.print(format_inspection(inspect_dataset(tmp_path / "data")))
     text = console.export_text()
     assert "dsb2018" in text and "class weights" in text and "instances per image" in text
+
+
+def test_inspect_cityscapes_reports_class_fractions(tmp_path: Path) -> None:
+    from seglab.data.streets import write_streets
+
+    write_streets(tmp_path / "streets", 4, height=32, width=64, seed=0)
+    report = inspect_dataset(tmp_path / "streets")
+    assert report["layout"] == "cityscapes" and report["num_labelled"] == 4
+    fractions = report["class_fractions"]
+    assert list(fractions) == [
+        "flat",
+        "construction",
+        "object",
+        "nature",
+        "sky",
+        "human",
+        "vehicle",
+    ]
+    assert sum(fractions.values()) == pytest.approx(1.0)
+    assert report["foreground_fraction_mean"] is None and report["class_weights"] is None
+    save_dataset_grid(tmp_path / "streets", tmp_path / "grid.png")
+    assert (tmp_path / "grid.png").stat().st_size > 0

@@ -16,6 +16,17 @@ from seglab.fileutils import atomic_write_bytes
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from seglab.data.labels import LabelMapping
+
+
+def _mapping(layout: str) -> LabelMapping | None:
+    """The label mapping a multi-class layout is read with by default (Cityscapes categories,
+    void ignored), or None for binary masks."""
+    from seglab.config import DataConfig
+    from seglab.data.splits import label_mapping
+
+    return label_mapping(DataConfig(), layout)
+
 
 def inspect_dataset(root: str | Path, layout: str = "auto") -> dict[str, Any]:
     """Decode every sample of a dataset folder once and summarise it.
@@ -33,7 +44,9 @@ def inspect_dataset(root: str | Path, layout: str = "auto") -> dict[str, Any]:
         ``channels`` and ``bit_depths`` (image count per value), ``foreground_fraction_mean``
         (mean of per-image fractions), ``foreground_fraction_pixels`` (over all pixels),
         ``instances_per_image`` (dsb2018), ``class_weights`` (``{"background", "foreground"}``)
-        and ``skipped``. Mask statistics are None without labelled images.
+        and ``skipped``. Mask statistics are None without labelled images. Multi-class layouts
+        (cityscapes, read with its default category mapping) report ``class_fractions`` (share
+        of the scored pixels per class) instead of the foreground statistics.
 
     Raises:
         DataError: The folder is missing, empty or matches no layout.
@@ -47,7 +60,9 @@ def inspect_dataset(root: str | Path, layout: str = "auto") -> dict[str, Any]:
     instance_counts: list[int] = []
     foreground = total = 0
     samples = [s for split in found.splits.values() for s in split]
-    for result in iter_load(samples, skip_bad=True):
+    mapping = _mapping(found.layout)
+    class_pixels = np.zeros(mapping.num_classes if mapping else 0, np.int64)
+    for result in iter_load(samples, skip_bad=True, mapping=mapping):
         if isinstance(result, Skipped):
             skipped.append(result)
             continue
@@ -55,7 +70,10 @@ def inspect_dataset(root: str | Path, layout: str = "auto") -> dict[str, Any]:
         sizes[height, width] += 1
         channels[num_channels] += 1
         depths[8 * result.image.itemsize] += 1
-        if result.mask is not None:
+        if result.mask is not None and mapping is not None:
+            class_pixels += np.bincount(result.mask.ravel(), minlength=256)[: len(class_pixels)]
+            fractions.append(0.0)  # counts the labelled image; no foreground in multi-class
+        elif result.mask is not None:
             count = int(result.mask.sum())
             foreground += count
             total += result.mask.size
@@ -64,6 +82,9 @@ def inspect_dataset(root: str | Path, layout: str = "auto") -> dict[str, Any]:
             instance_counts.append(int(np.count_nonzero(np.bincount(result.instances.ravel())[1:])))
     heights = [h for h, _ in sizes]
     widths = [w for _, w in sizes]
+    binary = mapping is None
+    scored = max(int(class_pixels.sum()), 1)
+    names = mapping.names if mapping is not None else ()
     return {
         "root": str(root),
         "layout": found.layout,
@@ -75,10 +96,13 @@ def inspect_dataset(root: str | Path, layout: str = "auto") -> dict[str, Any]:
         "distinct_sizes": len(sizes),
         "channels": dict(sorted(channels.items())),
         "bit_depths": dict(sorted(depths.items())),
-        "foreground_fraction_mean": float(np.mean(fractions)) if fractions else None,
+        "foreground_fraction_mean": float(np.mean(fractions)) if fractions and binary else None,
         "foreground_fraction_pixels": foreground / total if total else None,
         "instances_per_image": float(np.mean(instance_counts)) if instance_counts else None,
-        "class_weights": class_weights(total - foreground, foreground),
+        "class_weights": class_weights(total - foreground, foreground) if binary else None,
+        "class_fractions": None
+        if binary
+        else {name: float(c) / scored for name, c in zip(names, class_pixels)},
         "skipped": [{"path": str(s.path), "reason": s.reason} for s in skipped],
     }
 
@@ -100,11 +124,16 @@ def class_weights(background: int, foreground: int) -> dict[str, float] | None:
 
 
 def save_sample_grid(
-    samples: list[LoadedSample], path: str | Path, n: int = 8, seed: int = 0
+    samples: list[LoadedSample],
+    path: str | Path,
+    n: int = 8,
+    seed: int = 0,
+    mapping: LabelMapping | None = None,
 ) -> None:
     """Save a PNG grid of up to ``n`` random samples: each image next to its mask overlay.
 
-    Instances, when present, get one colour each; otherwise the mask is drawn in red.
+    Instances, when present, get one colour each; multi-class masks (with their `mapping`) the
+    colours of its palette; otherwise the mask is drawn in red.
 
     Raises:
         ValueError: ``samples`` is empty.
@@ -129,7 +158,7 @@ def save_sample_grid(
         image = _display(sample.image)
         axes[2 * slot].imshow(image)
         axes[2 * slot].set_title(sample.id, fontsize=8)
-        axes[2 * slot + 1].imshow(_overlay(image, sample))
+        axes[2 * slot + 1].imshow(_overlay(image, sample, mapping))
         axes[2 * slot + 1].set_title("mask" if sample.mask is not None else "no mask", fontsize=8)
     figure.tight_layout()
     buffer = io.BytesIO()
@@ -145,8 +174,9 @@ def save_dataset_grid(
     files = [s for split in found.splits.values() for s in split]
     rng = np.random.default_rng(seed)
     chosen = [files[i] for i in sorted(rng.choice(len(files), min(n, len(files)), replace=False))]
-    loaded, _ = load_samples(chosen, skip_bad=True)
-    save_sample_grid(loaded, path, n=n, seed=seed)
+    mapping = _mapping(found.layout)
+    loaded, _ = load_samples(chosen, skip_bad=True, mapping=mapping)
+    save_sample_grid(loaded, path, n=n, seed=seed, mapping=mapping)
 
 
 def format_inspection(report: dict[str, Any]) -> Table:
@@ -181,9 +211,17 @@ def _display(image: np.ndarray) -> np.ndarray:
     return to_display(image) / 255.0
 
 
-def _overlay(image: np.ndarray, sample: LoadedSample) -> np.ndarray:
+def _overlay(
+    image: np.ndarray, sample: LoadedSample, mapping: LabelMapping | None = None
+) -> np.ndarray:
     if sample.mask is None:
         return image
+    if mapping is not None:
+        from seglab.data.labels import colorize
+
+        scored = (sample.mask != mapping.ignore_index)[..., None]
+        colours = colorize(sample.mask, mapping.palette, mapping.ignore_index) / 255.0
+        return np.where(scored, 0.45 * image + 0.55 * colours, image)
     if sample.instances is not None:
         palette = np.random.default_rng(0).uniform(0.2, 1.0, (int(sample.instances.max()) + 1, 3))
         colours = palette[sample.instances]
