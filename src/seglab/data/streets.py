@@ -14,7 +14,6 @@ Image ``i`` depends only on ``(seed, i)``, as in `seglab.data.synthetic`.
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from scipy import ndimage
 
 from seglab.data.cityscapes import IMAGE_TAG, LABEL_SUFFIX
 from seglab.data.io import write_png
-from seglab.data.synthetic import check_output, split_counts
+from seglab.data.synthetic import check_output, partial_folder, split_counts
 from seglab.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -133,20 +132,17 @@ def write_streets(
         )
     out = check_output(out, n)
     counts = split_counts(n, splits)
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)  # left by an interrupted run
-    index = 0
-    for split, count in counts.items():
-        for _ in range(count):
-            image, label_ids = make_street(np.random.default_rng([seed, index]), height, width)
-            city = CITIES[split][index % len(CITIES[split])]
-            name = f"{city}_000000_{index:06d}"
-            write_png(partial / "leftImg8bit" / split / city / f"{name}{IMAGE_TAG}.png", image)
-            write_png(partial / "gtFine" / split / city / f"{name}{LABEL_SUFFIX}", label_ids)
-            index += 1
-    if out.exists():
-        out.rmdir()  # empty (checked above)
-    partial.rename(out)
+    with partial_folder(out) as partial:
+        index = 0
+        for split, count in counts.items():
+            for _ in range(count):
+                rng = np.random.default_rng([seed, index])
+                image, label_ids = make_street(rng, height, width)
+                city = CITIES[split][index % len(CITIES[split])]
+                name = f"{city}_000000_{index:06d}"
+                write_png(partial / "leftImg8bit" / split / city / f"{name}{IMAGE_TAG}.png", image)
+                write_png(partial / "gtFine" / split / city / f"{name}{LABEL_SUFFIX}", label_ids)
+                index += 1
     logger.info("wrote %d street scenes to %s (cityscapes layout)", n, out)
     return counts
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,26 +134,35 @@ def write_synthetic(
         return write_streets(out, n, height=size, width=2 * size, seed=seed, splits=splits)
     out = check_output(out, n)
     counts = split_counts(n, splits)
-    partial = out.with_name(out.name + ".partial")
-    if partial.exists():
-        logger.info("removing %s left by an interrupted run", partial)
-        shutil.rmtree(partial)
-    index = 0
-    for split, count in counts.items():
-        base = partial / split if splits is not None else partial
-        for _ in range(count):
-            image, target = spec.sample(index, size, seed)
-            _write_sample(spec.layout, base, f"{kind}_{index:04d}", image, target)
-            index += 1
-    if out.exists():
-        out.rmdir()  # empty (checked above); a folder cannot be renamed over it everywhere
-    partial.rename(out)
+    with partial_folder(out) as partial:
+        index = 0
+        for split, count in counts.items():
+            base = partial / split if splits is not None else partial
+            for _ in range(count):
+                image, target = spec.sample(index, size, seed)
+                _write_sample(spec.layout, base, f"{kind}_{index:04d}", image, target)
+                index += 1
     logger.info("wrote %d %s images to %s (%s layout)", n, kind, out, spec.layout)
     return counts
 
 
 def _rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, index])
+
+
+@contextmanager
+def partial_folder(out: Path) -> Iterator[Path]:
+    """Yield `<out>.partial` (emptied first: left by an interrupted run), renamed to `out` when
+    the block succeeds, so an interrupted run never looks complete. `out` must be missing or
+    empty (`check_output`)."""
+    partial = out.with_name(out.name + ".partial")
+    if partial.exists():
+        logger.info("removing %s left by an interrupted run", partial)
+        shutil.rmtree(partial)
+    yield partial
+    if out.exists():
+        out.rmdir()  # empty (checked before); a folder cannot be renamed over it everywhere
+    partial.rename(out)
 
 
 def check_output(out: str | Path, n: int) -> Path:

@@ -12,7 +12,6 @@ NIfTI needs nibabel (``pip install seglab[volumes]``), which is imported only wh
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import numpy as np
 import tifffile
 from scipy import ndimage
 
-from seglab.data.synthetic import check_output, split_counts
+from seglab.data.synthetic import check_output, partial_folder, split_counts
 from seglab.errors import DataError
 from seglab.fileutils import atomic_path
 
@@ -313,18 +312,15 @@ def write_blobs3d(
     """
     out = check_output(out, n)
     counts = split_counts(n, splits)
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)  # left by an interrupted run
-    index = 0
-    for split, count in counts.items():
-        base = partial / split if splits is not None else partial
-        for _ in range(count):
-            image, labels = _blobs3d(np.random.default_rng([seed, index]), size)
-            write_volume(base / "images" / f"blobs3d_{index:04d}.tif", image, (1.0, 1.0, 1.0))
-            write_volume(base / "labels" / f"blobs3d_{index:04d}.tif", labels.astype(np.uint16))
-            index += 1
-    if out.exists():
-        out.rmdir()  # empty (checked above)
-    partial.rename(out)
+    with partial_folder(out) as partial:
+        index = 0
+        for split, count in counts.items():
+            base = partial / split if splits is not None else partial
+            for _ in range(count):
+                image, labels = _blobs3d(np.random.default_rng([seed, index]), size)
+                name = f"blobs3d_{index:04d}.tif"
+                write_volume(base / "images" / name, image, (1.0, 1.0, 1.0))
+                write_volume(base / "labels" / name, labels.astype(np.uint16))
+                index += 1
     logger.info("wrote %d blobs3d volumes to %s", n, out)
     return counts
