@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from seglab import precision
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -50,3 +53,22 @@ def tiny_overrides(data: Path, *extra: str) -> list[str]:
         *TINY_MODEL,
         *extra,
     ]
+
+
+def _cpu_bf16(monkeypatch: pytest.MonkeyPatch, native: bool) -> Iterator[None]:
+    monkeypatch.setenv(precision.OVERRIDE_ENV, "1" if native else "0")
+    precision.cpu_has_native_bf16.cache_clear()
+    yield
+    precision.cpu_has_native_bf16.cache_clear()
+
+
+@pytest.fixture
+def native_bf16(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Run as on a CPU with bf16 instructions (emulated, and slow, where it has none)."""
+    yield from _cpu_bf16(monkeypatch, True)
+
+
+@pytest.fixture
+def no_native_bf16(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Run as on a CPU without bf16 instructions."""
+    yield from _cpu_bf16(monkeypatch, False)

@@ -107,7 +107,7 @@ def test_graph_has_dynamic_batch_height_and_width(exported: Path, shape: tuple[i
 def test_onnx_predictor_matches_torch_predictor(exported: Path) -> None:
     image = np.random.default_rng(0).integers(0, 256, (45, 61, 3), dtype=np.uint8)
     onnx_predictor = OnnxPredictor.from_bundle(exported, threads=1)
-    torch_predictor = Predictor.from_bundle(exported, device="cpu")
+    torch_predictor = Predictor.from_bundle(exported, device="cpu", precision="32")
     onnx_proba = onnx_predictor.predict_proba(image)
     torch_proba = torch_predictor.predict_proba(image)
     assert onnx_proba.shape == (45, 61)
@@ -124,6 +124,7 @@ def test_onnx_predictor_matches_torch_predictor(exported: Path) -> None:
     assert 0 < torch_mask.sum() < torch_mask.size
 
 
+@pytest.mark.usefixtures("no_native_bf16")
 def test_load_predictor_auto_picks_onnx_only_when_exported(exported: Path, tmp_path: Path) -> None:
     assert isinstance(load_predictor(exported), OnnxPredictor)
     assert isinstance(load_predictor(exported, backend="torch"), Predictor)
@@ -146,7 +147,7 @@ def test_batch_norm_and_bilinear_variant_exports_with_parity(tmp_path: Path) -> 
     image = np.random.default_rng(0).integers(0, 256, (37, 29, 3), dtype=np.uint8)
     np.testing.assert_allclose(
         OnnxPredictor.from_bundle(path).predict_proba(image),
-        Predictor.from_bundle(path, device="cpu").predict_proba(image),
+        Predictor.from_bundle(path, device="cpu", precision="32").predict_proba(image),
         rtol=0,
         atol=1e-4,
     )
@@ -261,7 +262,7 @@ def test_unet3d_exports_with_dynamic_depth_and_matches_torch(tmp_path: Path) -> 
     assert result.max_abs_diff is not None and result.max_abs_diff <= 1e-4
     assert read_metadata(bundle)["onnx"]["dynamic_axes"] == ["batch", "depth", "height", "width"]
     volume = np.random.default_rng(0).integers(0, 256, (21, 19, 23), dtype=np.uint8)
-    on_torch = load_predictor(bundle, backend="torch").predict(volume)
+    on_torch = load_predictor(bundle, backend="torch", precision="32").predict(volume)
     on_onnx = load_predictor(bundle, backend="onnx").predict(volume)
     assert on_onnx.probabilities.shape == volume.shape
     np.testing.assert_allclose(on_onnx.probabilities, on_torch.probabilities, atol=1e-4)

@@ -51,7 +51,9 @@ def test_two_workers_write_what_one_process_writes(
     # The untrained net's probabilities sit near one value: threshold at their median so the
     # masks are about half foreground and a difference would show.
     probabilities = predictor.predict_proba(np.asarray(Image.open(images / "im0.png")))
-    spec = PredictorSpec(str(bundle), "torch", {"threshold": float(np.median(probabilities))})
+    spec = PredictorSpec(
+        str(bundle), "torch", settings={"threshold": float(np.median(probabilities))}
+    )
     predictor.threshold = spec.settings["threshold"]
     one = predict_files(predictor, [images], tmp_path / "one", progress=False, probabilities=True)
     two = predict_files(

@@ -117,3 +117,31 @@ def test_bad_sample_stops_training_or_is_skipped(tmp_path: Path) -> None:
     )
     skipped = json.loads((result.run_dir / "skipped.json").read_text())
     assert [Path(s["path"]).name for s in skipped] == [bad_mask.name]
+
+
+@pytest.mark.slow
+def test_compile_is_opt_in_reports_its_time_and_keeps_plain_bundles(
+    nuclei_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    overrides = tiny_overrides(
+        nuclei_dir, "train.epochs=1", "train.evaluate_test=false", "train.compile=true"
+    )
+    with caplog.at_level("INFO", logger="seglab"):
+        result = train(load_config(None, overrides), tmp_path / "run", progress=False)
+    reports = [r.getMessage() for r in caplog.records if "torch.compile" in r.getMessage()]
+    assert len(reports) == 1 and "first step" in reports[0]
+    model, _ = load_bundle(result.bundle_path)  # a plain module: no "_orig_mod." in the keys
+    assert not any("_orig_mod" in key for key in model.state_dict())
+    assert 0 <= result.val_metrics["dice"] <= 1
+
+
+@pytest.mark.usefixtures("native_bf16")
+def test_auto_precision_trains_in_bf16_on_a_bf16_cpu(
+    nuclei_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    overrides = tiny_overrides(nuclei_dir, "train.epochs=1", "train.evaluate_test=false")
+    with caplog.at_level("INFO", logger="seglab"):
+        result = train(load_config(None, overrides), tmp_path / "run", progress=False)
+    assert "training on cpu in precision bf16-mixed" in caplog.text
+    assert load_config(result.run_dir / "config.yaml").train.precision == "auto"
+    assert np.isfinite(result.val_metrics["dice"])

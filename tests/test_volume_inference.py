@@ -123,7 +123,7 @@ def test_tta_averages_eight_flips() -> None:
 
 def test_torch_bundle_matches_the_model_on_the_padded_volume(tmp_path: Path) -> None:
     bundle = make_bundle(tmp_path / "model", tile=[12, 12, 12])
-    predictor = load_volume_predictor(bundle, device="cpu", backend="torch")
+    predictor = load_volume_predictor(bundle, device="cpu", backend="torch", precision="32")
     volume = np.random.default_rng(2).integers(0, 256, (10, 12, 7), dtype=np.uint8)
     probabilities = predictor.predict_proba(volume)
     # One tile: the volume is zero-padded to 12³, predicted, and cropped back; the Gaussian
@@ -143,9 +143,10 @@ def predictor_state(bundle: Path) -> dict[str, torch.Tensor]:
     return load_file(str(bundle / "weights.safetensors"))
 
 
+@pytest.mark.usefixtures("no_native_bf16")  # "auto" picks ONNX Runtime only in fp32
 def test_onnx_backend_matches_torch(tmp_path: Path) -> None:
     bundle = make_bundle(tmp_path / "model")
-    torch_predictor = load_volume_predictor(bundle, device="cpu", backend="torch")
+    torch_predictor = load_volume_predictor(bundle, device="cpu", backend="torch", precision="32")
     model = create_model("unet3d", **torch_predictor.metadata["model"]["kwargs"])
     model.load_state_dict(predictor_state(bundle))
 

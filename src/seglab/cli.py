@@ -6,6 +6,7 @@ and `predict` / `evaluate` never import Lightning or MLflow.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Mapping
@@ -45,6 +46,12 @@ TileOption = Annotated[
 ]
 OverlapOption = Annotated[float, typer.Option(help="Sliding-window tile overlap.")]
 TtaOption = Annotated[bool, typer.Option("--tta", help="Average over flipped predictions.")]
+PrecisionOption = Annotated[
+    str,
+    typer.Option(
+        help="torch backend: auto (bf16 where the CPU/GPU has it natively, else fp32), 32 or bf16."
+    ),
+]
 
 
 def _inference_settings(predictor: Any, tile: int | None, overlap: float, tta: bool) -> None:
@@ -74,6 +81,13 @@ def _root(
     ] = False,
 ) -> None:
     """seglab command line."""
+    # seglab's own notes (precision chosen, loss weights, patch size, compile time) on stderr.
+    logger = logging.getLogger("seglab")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
 
 def _metrics_table(title: str, metrics: Mapping[str, object]) -> Table:
@@ -223,6 +237,7 @@ def evaluate(
     tile: TileOption = None,
     overlap: OverlapOption = 0.5,
     tta: TtaOption = False,
+    precision: PrecisionOption = "auto",
     progress: Progress = True,
 ) -> None:
     """Score a model on labelled data: metrics.json, per_image.csv, confusion images, report.
@@ -233,7 +248,7 @@ def evaluate(
     from seglab.inference.loading import load_predictor
     from seglab.inference.volumes import VolumePredictor
 
-    predictor = load_predictor(model)
+    predictor = load_predictor(model, precision=precision)
     _inference_settings(predictor, tile, overlap, tta)
     if isinstance(predictor, VolumePredictor):
         from seglab.volume_evaluation import evaluate_volumes
@@ -266,11 +281,16 @@ def predict(
         Path | None, typer.Option(help="Write a Kaggle DSB2018 submission CSV (run-length).")
     ] = None,
     backend: Annotated[
-        str, typer.Option(help="auto (onnx when the bundle has model.onnx), torch or onnx.")
+        str,
+        typer.Option(
+            help="auto (onnx when the bundle has model.onnx, torch on CPUs with native bf16), "
+            "torch or onnx."
+        ),
     ] = "auto",
     tile: TileOption = None,
     overlap: OverlapOption = 0.5,
     tta: TtaOption = False,
+    precision: PrecisionOption = "auto",
     workers: Annotated[
         int, typer.Option(help="Processes sharing the images (each loads the model once).", min=1)
     ] = 1,
@@ -290,7 +310,7 @@ def predict(
     from seglab.inference.loading import load_predictor
     from seglab.inference.volumes import VolumePredictor, predict_volume_files
 
-    predictor = load_predictor(model, backend=backend)
+    predictor = load_predictor(model, backend=backend, precision=precision)
     _inference_settings(predictor, tile, overlap, tta)
     if isinstance(predictor, VolumePredictor):
         if threshold is not None:
@@ -311,7 +331,7 @@ def predict(
     settings: dict[str, Any] = {"threshold": predictor.threshold}
     if hasattr(predictor, "tile"):
         settings.update(tile=predictor.tile, overlap=overlap, tta=tta)
-    load = PredictorSpec(str(model), backend, settings)
+    load = PredictorSpec(str(model), backend, precision, settings)
     results = predict_files(
         predictor,
         list(inputs),

@@ -152,8 +152,13 @@ class TrainConfig(_Section):
     devices: int = Field(1, ge=1)
     num_nodes: int = Field(1, ge=1)
     strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"
-    # "16-mixed" on GPUs; bf16 is ~20x slower on CPUs without bf16 instructions.
-    precision: Literal["32", "16-mixed", "bf16-mixed"] = "32"
+    # "auto": bf16 autocast where the hardware has bf16 (CPUs with avx512_bf16/amx_bf16: ~2x
+    # faster than fp32; recent GPUs), fp16 autocast on older GPUs, fp32 elsewhere (emulated bf16
+    # is ~20x slower). See seglab.precision.
+    precision: Literal["auto", "32", "16-mixed", "bf16-mixed"] = "auto"
+    # torch.compile the model (opt-in): the first step pays the compilation (~40 s on 2 cores
+    # for the seed U-Net), reported in the log and to MLflow as compile_seconds.
+    compile: bool = False
     # channels_last is the fastest fp32 layout for convolutions on x86 CPUs.
     channels_last: bool = True
     deterministic: bool = True
@@ -161,6 +166,12 @@ class TrainConfig(_Section):
     threshold_range: tuple[float, float, float] = (0.05, 0.95, 0.05)
     # Evaluate the tuned model on the test split at the end of training, when there is one.
     evaluate_test: bool = True
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_text(cls, value: object) -> object:
+        # YAML and --set read `precision: 32` as a number.
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class TrackingConfig(_Section):

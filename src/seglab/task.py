@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import csv
+import logging
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -13,17 +15,9 @@ import torch
 
 from seglab.fileutils import atomic_path
 from seglab.metrics import confusion_counts_torch
+from seglab.precision import channels_last_format
 
-
-def channels_last_format(ndim: int) -> torch.memory_format:
-    """The channels-last layout of a batch of `ndim` axes: `channels_last` for `(N, C, H, W)`,
-    `channels_last_3d` for `(N, C, D, H, W)` volumes (a 3D U-Net training step ran 1.4-1.8x
-    faster with it on CPU than in the default layout), `contiguous_format` otherwise."""
-    if ndim == 4:
-        return torch.channels_last
-    if ndim == 5:
-        return torch.channels_last_3d
-    return torch.contiguous_format
+log = logging.getLogger(__name__)
 
 
 def log_columns(metric: str = "dice") -> list[str]:
@@ -130,7 +124,8 @@ class SegmentationTask(_TallyTask):
 
     def _loss_and_tally(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         images, masks = batch
-        logits = self(images)
+        # Under mixed precision the convolutions give bf16/fp16 logits; losses run in fp32.
+        logits = self(images).float()
         with torch.no_grad():
             # Channel 0 is the foreground (channel 1, when present, the borders).
             counts = confusion_counts_torch(logits[:, :1] > 0, masks[:, :1] > 0.5).sum(0)
@@ -170,7 +165,7 @@ class MulticlassSegmentationTask(SegmentationTask):
         from seglab.multiclass_metrics import confusion_matrix_torch
 
         images, labels = batch
-        logits = self(images)
+        logits = self(images).float()
         with torch.no_grad():
             matrix = confusion_matrix_torch(
                 logits.argmax(1), labels, self.num_classes, self.ignore_index
@@ -207,7 +202,7 @@ class ClassificationTask(_TallyTask):
 
     def _loss_and_tally(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         images, labels = batch
-        logits = self(images)
+        logits = self(images).float()
         with torch.no_grad():
             hits = (logits.argmax(1) == labels).sum().to(torch.float32)
             tally = torch.stack([hits, torch.tensor(float(len(labels)), device=hits.device)])
@@ -221,8 +216,14 @@ class ClassificationTask(_TallyTask):
 def make_optimizer(
     module: pl.LightningModule, lr: float, weight_decay: float, scheduler: str
 ) -> Any:
-    """Adam, with an optional cosine or plateau learning-rate schedule."""
-    optimizer = torch.optim.Adam(module.parameters(), lr=lr, weight_decay=weight_decay)
+    """Adam, with an optional cosine or plateau learning-rate schedule.
+
+    The fused implementation (one kernel over every parameter) where the parameters allow it:
+    on the seed U-Net its step took 3.4 ms instead of 11.5 ms on a 2-core CPU.
+    """
+    parameters = list(module.parameters())
+    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in parameters)
+    optimizer = torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay, fused=fused or None)
     if scheduler == "cosine":
         epochs = module.trainer.max_epochs or 1
         cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
@@ -234,6 +235,50 @@ def make_optimizer(
             "lr_scheduler": {"scheduler": plateau, "monitor": "val_loss"},
         }
     return optimizer
+
+
+class CompileTimer(pl.Callback):
+    """Compiles the task's model with `torch.compile` when fitting starts and reports what the
+    compilation cost: the first training step (compiled then) against the median of the next
+    ones, logged and sent to the loggers as `compile_seconds`."""
+
+    measured_steps = 5
+
+    def __init__(self) -> None:
+        self.seconds: list[float] | None = []  # None once reported
+        self.started = 0.0
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        model = pl_module.model
+        assert isinstance(model, torch.nn.Module)
+        model.compile()  # in place: state_dict keys and bundles stay those of the plain model
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        self.started = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if self.seconds is None:
+            return
+        self.seconds.append(time.perf_counter() - self.started)
+        if len(self.seconds) > self.measured_steps:
+            self._report(trainer)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._report(trainer)  # fewer steps than measured_steps in the whole fit
+
+    def _report(self, trainer: pl.Trainer) -> None:
+        if not self.seconds:
+            return
+        first = self.seconds[0]
+        steady = statistics.median(self.seconds[1:]) if len(self.seconds) > 1 else 0.0
+        log.info(
+            "torch.compile: first step %.1f s (compilation included), then %.3f s per step",
+            first,
+            steady,
+        )
+        for logger in trainer.loggers:
+            logger.log_metrics({"compile_seconds": first - steady}, step=0)
+        self.seconds = None
 
 
 class EpochLog(pl.Callback):

@@ -40,7 +40,8 @@ from seglab.fileutils import atomic_write_json, atomic_write_text
 from seglab.inference.base import DEFAULT_TILE
 from seglab.losses import ChannelwiseLoss, class_weights_from_fraction, create_loss
 from seglab.models import create_model, model_spatial_dims, model_summary
-from seglab.task import EpochLog, MulticlassSegmentationTask, SegmentationTask
+from seglab.precision import accelerator_device_type, resolve_train_precision
+from seglab.task import CompileTimer, EpochLog, MulticlassSegmentationTask, SegmentationTask
 from seglab.tuning import tune_threshold
 
 log = logging.getLogger(__name__)
@@ -115,18 +116,23 @@ def _loaders(
         batch_size=min(data.batch_size, len(train_set)),
         shuffle=True,
         drop_last=len(train_set) > data.batch_size,
-        num_workers=data.num_workers,
-        persistent_workers=data.num_workers > 0,
         generator=generator,
+        **loader_options(config),
     )
     val_batch = data.batch_size if val_set.same_size() else 1
-    val_loader = DataLoader(
-        val_set,
-        batch_size=val_batch,
-        num_workers=data.num_workers,
-        persistent_workers=data.num_workers > 0,
-    )
+    val_loader = DataLoader(val_set, batch_size=val_batch, **loader_options(config))
     return train_loader, val_loader
+
+
+def loader_options(config: Config) -> dict[str, Any]:
+    """DataLoader settings shared by every task: worker processes kept between epochs, and
+    page-locked batches when training on a GPU (copied to it without blocking the host)."""
+    workers = config.data.num_workers
+    return {
+        "num_workers": workers,
+        "persistent_workers": workers > 0,
+        "pin_memory": accelerator_device_type(config.train.accelerator) == "cuda",
+    }
 
 
 def _build_loss(
@@ -352,18 +358,26 @@ def _make_trainer(
         callbacks.append(
             pl.callbacks.EarlyStopping(monitor="val_loss", patience=config.train.patience)
         )
+    if config.train.compile:
+        callbacks.append(CompileTimer())
     processes = config.train.devices * config.train.num_nodes
     strategy = config.train.strategy
     if strategy == "auto" and processes > 1:
         strategy = "ddp"
+    device_type = accelerator_device_type(config.train.accelerator)
+    precision = resolve_train_precision(config.train.precision, device_type)
+    log.info("training on %s in precision %s", device_type, precision)
     trainer = pl.Trainer(
         max_epochs=config.train.epochs,
         accelerator=config.train.accelerator,
         devices=config.train.devices,
         num_nodes=config.train.num_nodes,
         strategy=strategy,
-        precision=config.train.precision,
+        precision=precision,  # type: ignore[arg-type]
         deterministic=config.train.deterministic,
+        # cuDNN autotuning picks the fastest convolution per shape, at the cost of bit-exact
+        # reruns: on when determinism is not asked for.
+        benchmark=not config.train.deterministic,
         callbacks=callbacks,
         logger=logger or False,
         default_root_dir=run_dir,

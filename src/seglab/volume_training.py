@@ -37,7 +37,8 @@ from seglab.data.splits import assign_splits
 from seglab.data.volumes import find_volumes
 from seglab.errors import ConfigError, DataError
 from seglab.fileutils import atomic_write_json, atomic_write_text
-from seglab.inference.volumes import VolumePredictor, prepare_volume, torch_forward
+from seglab.inference.predictor import torch_forward
+from seglab.inference.volumes import VolumePredictor, prepare_volume
 from seglab.models import create_model, model_spatial_dims, model_summary
 from seglab.volume_evaluation import (
     LabelledVolume,
@@ -118,6 +119,8 @@ def _loaders(
     val: list[tuple[np.ndarray, np.ndarray]],
     patch: tuple[int, int, int],
 ) -> tuple[DataLoader, DataLoader]:
+    from seglab.training import loader_options
+
     data = config.data
     multiclass = data.num_classes is not None
     patches = PatchDataset(
@@ -137,16 +140,10 @@ def _loaders(
         batch_size=min(data.batch_size, len(patches)),
         sampler=PatchSampler(len(patches), config.seed),
         drop_last=len(patches) > data.batch_size,
-        num_workers=data.num_workers,
-        persistent_workers=data.num_workers > 0,
+        **loader_options(config),
     )
     whole = VolumeDataset([i for i, _ in val], [labels for _, labels in val], multiclass)
-    val_loader = DataLoader(
-        whole,
-        batch_size=1,
-        num_workers=data.num_workers,
-        persistent_workers=data.num_workers > 0,
-    )
+    val_loader = DataLoader(whole, batch_size=1, **loader_options(config))
     return train_loader, val_loader
 
 

@@ -8,9 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from seglab.errors import ConfigError
+from seglab.precision import prefer_torch_on_cpu
 
 
-def load_predictor(model: str | Path, device: str = "auto", backend: str = "auto") -> Any:
+def load_predictor(
+    model: str | Path, device: str = "auto", backend: str = "auto", precision: str = "auto"
+) -> Any:
     """A predictor for a bundle folder, or for a baseline by name (e.g. "otsu": no training).
 
     Baselines and networks share the interface `predict(image, threshold=None, instances=False)
@@ -19,8 +22,10 @@ def load_predictor(model: str | Path, device: str = "auto", backend: str = "auto
     Args:
         model: Bundle folder or baseline name.
         device: For the torch backend: "auto", "cpu", "cuda", ...
-        backend: "torch", "onnx" (ONNX Runtime only, torch is never imported) or "auto"
-            (onnx when the bundle has `model.onnx` and onnxruntime is installed, else torch).
+        backend: "torch", "onnx" (ONNX Runtime only, torch is never imported) or "auto": onnx
+            when the bundle has `model.onnx` and onnxruntime is installed, unless the CPU has
+            native bf16 and `precision` allows it (torch in bf16 is then the faster), else torch.
+        precision: For the torch backend: "auto" (bf16 where native), "32" or "bf16".
     """
     from seglab.baseline import BASELINES, create_baseline
     from seglab.bundle import read_metadata
@@ -35,14 +40,14 @@ def load_predictor(model: str | Path, device: str = "auto", backend: str = "auto
     if int(metadata.get("spatial_dims", 2)) == 3:
         from seglab.inference.volumes import load_volume_predictor
 
-        return load_volume_predictor(path, device, backend)
+        return load_volume_predictor(path, device, backend, precision)
     if metadata.get("task") == "classification":
         from seglab.bundle import load_bundle
         from seglab.classification import Classifier
 
         network, metadata = load_bundle(path)
         return Classifier(network, metadata)
-    if backend == "onnx" or (backend == "auto" and _onnx_ready(path)):
+    if backend == "onnx" or (backend == "auto" and onnx_preferred(path, precision)):
         from seglab.inference.onnx_backend import OnnxPredictor
 
         return OnnxPredictor.from_bundle(path)
@@ -50,10 +55,11 @@ def load_predictor(model: str | Path, device: str = "auto", backend: str = "auto
         raise ConfigError(f"--backend: unknown '{backend}'; valid: auto, torch, onnx")
     from seglab.inference.predictor import Predictor
 
-    return Predictor.from_bundle(path, device)
+    return Predictor.from_bundle(path, device, precision)
 
 
-def _onnx_ready(path: Path) -> bool:
-    if not (path / "model.onnx").is_file():
+def onnx_preferred(path: Path, precision: str) -> bool:
+    """Whether backend "auto" runs the bundle in `path` with ONNX Runtime."""
+    if not (path / "model.onnx").is_file() or prefer_torch_on_cpu(precision):
         return False
     return importlib.util.find_spec("onnxruntime") is not None

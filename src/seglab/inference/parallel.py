@@ -22,17 +22,19 @@ _predictor: Any = None  # the worker process's model, loaded once by `_start`
 
 @dataclass(frozen=True)
 class PredictorSpec:
-    """How a worker builds its predictor: `load_predictor(model, "cpu", backend)`, then the
-    given attributes (threshold, tile, overlap, tta) set on it. Picklable, unlike a model."""
+    """How a worker builds its predictor: `load_predictor(model, "cpu", backend, precision)`,
+    then the given attributes (threshold, tile, overlap, tta) set on it. Picklable, unlike a
+    model."""
 
     model: str
     backend: str = "auto"
+    precision: str = "auto"
     settings: dict[str, Any] = field(default_factory=dict)
 
     def __call__(self) -> Any:
         from seglab.inference.loading import load_predictor
 
-        predictor = load_predictor(self.model, "cpu", self.backend)
+        predictor = load_predictor(self.model, "cpu", self.backend, self.precision)
         for name, value in self.settings.items():
             setattr(predictor, name, value)
         return predictor

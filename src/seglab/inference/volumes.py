@@ -187,30 +187,6 @@ def predict_volume(predictor: VolumePredictor, volume: np.ndarray) -> tuple[np.n
     return prediction.probabilities, prediction.mask
 
 
-def torch_forward(model: Any, device: str = "auto", multiclass: bool = False) -> Forward:
-    """A NumPy forward around a torch volume model: eval mode, inference mode, sigmoid (binary)
-    or softmax over channels (multi-class), channels_last_3d on CPU (faster with oneDNN)."""
-    import torch
-
-    from seglab.inference.predictor import resolve_device
-
-    target = resolve_device(device)
-    model = model.eval().to(target)
-    if target.type == "cpu":
-        model = model.to(memory_format=torch.channels_last_3d)
-
-    def forward(batch: np.ndarray) -> np.ndarray:
-        tensor = torch.from_numpy(batch).to(target)
-        if target.type == "cpu":
-            tensor = tensor.contiguous(memory_format=torch.channels_last_3d)
-        with torch.inference_mode():
-            logits = model(tensor).float()
-            probabilities = logits.softmax(1) if multiclass else torch.sigmoid(logits)
-            return probabilities.cpu().contiguous().numpy()
-
-    return forward
-
-
 def onnx_forward(path: Path, threads: int | None = None) -> Forward:
     """A forward that runs `model.onnx` (probabilities out) with ONNX Runtime, without torch.
 
@@ -238,7 +214,7 @@ def onnx_forward(path: Path, threads: int | None = None) -> Forward:
 
 
 def load_volume_predictor(
-    path: str | Path, device: str = "auto", backend: str = "auto"
+    path: str | Path, device: str = "auto", backend: str = "auto", precision: str = "auto"
 ) -> VolumePredictor:
     """A predictor for a volume bundle folder.
 
@@ -246,16 +222,15 @@ def load_volume_predictor(
         path: The bundle folder (a volume run's `model/`).
         device: For the torch backend: "auto", "cpu", "cuda", ...
         backend: "torch", "onnx" (the bundle's `model.onnx`: `(N, C, D, H, W)` in, probabilities
-            out; torch is never imported) or "auto" (onnx when `model.onnx` exists and onnxruntime
-            is installed, else torch).
+            out; torch is never imported) or "auto" (as `seglab.load_predictor` chooses).
+        precision: For the torch backend: "auto" (bf16 where native), "32" or "bf16".
 
     Raises:
         BundleError: The folder is not a volume bundle, or its files cannot be loaded.
         ConfigError: Unknown backend.
     """
-    import importlib.util
-
     from seglab.bundle import read_metadata
+    from seglab.inference.loading import onnx_preferred
 
     path = Path(path)
     metadata = read_metadata(path)
@@ -264,16 +239,16 @@ def load_volume_predictor(
     if backend not in ("auto", "torch", "onnx"):
         raise ConfigError(f"--backend: unknown '{backend}'; valid: auto, torch, onnx")
     onnx_file = path / "model.onnx"
-    has_onnx = onnx_file.is_file() and importlib.util.find_spec("onnxruntime") is not None
-    if backend == "onnx" or (backend == "auto" and has_onnx):
+    if backend == "onnx" or (backend == "auto" and onnx_preferred(path, precision)):
         if not onnx_file.is_file():
             raise BundleError(f"{onnx_file}: missing; export the bundle or use --backend torch")
         return VolumePredictor(onnx_forward(onnx_file), metadata)
     from seglab.bundle import load_bundle
+    from seglab.inference.predictor import torch_forward
 
     model, metadata = load_bundle(path)
     multiclass = int(metadata["num_classes"]) > 1
-    return VolumePredictor(torch_forward(model, device, multiclass), metadata)
+    return VolumePredictor(torch_forward(model, device, multiclass, precision), metadata)
 
 
 def collect_volumes(inputs: list[str | Path]) -> list[Path]:
