@@ -1,13 +1,17 @@
-"""Training and inference throughput of the seed U-Net (images per second, fp32).
+"""Training and inference throughput of the seed U-Net (images per second).
 
 Defaults are seed 000's model (n_filters=4, 3 input channels, 1 class) on 128×128 images, batch 8,
-Adam lr 1e-3. A training step is forward, BCE-with-logits loss, backward and optimiser step on one
-fixed random batch, so data loading is excluded: this measures the model, not the input pipeline.
+seglab's Adam (fused) lr 1e-3, channels_last, and seglab's precision choice (`--precision auto`:
+bf16 autocast on CPUs with native bf16 and on bf16 GPUs, fp16 on older GPUs, else fp32). A
+training step is forward, BCE-with-logits loss, backward and optimiser step on one fixed random
+batch, so data loading is excluded: this measures the model, not the input pipeline. On a GPU,
+cuDNN autotuning is on and the fraction of the GPU's dense peak at that precision is reported
+for the GPUs in `GPU_PEAK_TFLOPS` (or pass --peak-gflops).
 
 Examples:
     python benchmarks/unet_throughput.py
-    python benchmarks/unet_throughput.py --device cpu --batch 16 --size 256 --json
-    python benchmarks/unet_throughput.py --peak-gflops 19500  # report the fraction of a GPU's peak
+    python benchmarks/unet_throughput.py --device cpu --precision 32 --batch 16 --size 256 --json
+    python benchmarks/unet_throughput.py --device cuda --batch 64 --size 256
 """
 
 from __future__ import annotations
@@ -28,6 +32,15 @@ from rich.table import Table
 from torch import nn
 
 from seglab.models import count_parameters, create_model
+from seglab.precision import autocast, inference_dtype
+from seglab.task import make_optimizer
+
+# Dense (no sparsity) tensor-core TFLOP/s by GPU and dtype, from NVIDIA's data sheets (SXM parts).
+GPU_PEAK_TFLOPS = {
+    "H200": {"float32": 67.0, "bfloat16": 989.0, "float16": 989.0},
+    "H100": {"float32": 67.0, "bfloat16": 989.0, "float16": 989.0},
+    "A100": {"float32": 19.5, "bfloat16": 312.0, "float16": 312.0},
+}
 
 
 def forward_gflop_per_image(model: nn.Module, in_channels: int, size: int) -> float:
@@ -79,6 +92,14 @@ def images_per_second(
     return steps * batch / (time.perf_counter() - start)
 
 
+def gpu_peak_gflops(device_name: str, dtype: torch.dtype) -> float | None:
+    """The data-sheet dense peak of a known GPU at `dtype`, in GFLOP/s; None when unknown."""
+    for model, peaks in GPU_PEAK_TFLOPS.items():
+        if model in device_name:
+            return 1e3 * peaks[str(dtype).removeprefix("torch.")]
+    return None
+
+
 def cpu_name() -> str:
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
@@ -94,6 +115,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    torch.backends.cudnn.benchmark = True  # the fastest cuDNN kernel per shape (GPU only)
+    dtype = inference_dtype(args.precision, device)
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
 
     model = create_model("unet", in_channels=3, num_classes=1, n_filters=args.n_filters)
@@ -103,16 +126,21 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     x = torch.randn(args.batch, 3, args.size, args.size, device=device)
     x = x.contiguous(memory_format=memory_format)
     target = (torch.rand(args.batch, 1, args.size, args.size, device=device) > 0.5).float()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = make_optimizer(model, 1e-3, 0.0, "none")
     loss_fn = nn.BCEWithLogitsLoss()
+    # fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range.
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
     def train_step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        loss_fn(model(x), target).backward()
-        optimizer.step()
+        with autocast(device, dtype):
+            logits = model(x)
+        scaler.scale(loss_fn(logits.float(), target)).backward()
+        scaler.step(optimizer)
+        scaler.update()
 
     def infer_step() -> None:
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(device, dtype):
             model(x)
 
     model.train()
@@ -133,6 +161,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "size": args.size,
         "n_filters": args.n_filters,
         "channels_last": args.channels_last,
+        "precision": str(dtype).removeprefix("torch."),
         "warmup": args.warmup,
         "steps": args.steps,
         "train_ips": round(train_ips, 2),
@@ -142,15 +171,16 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "train_gflops": round(3 * gflop * train_ips, 2),
         "infer_gflops": round(gflop * infer_ips, 2),
     }
-    if args.peak_gflops:
-        result["peak_gflops"] = args.peak_gflops
-        result["train_peak_fraction"] = round(3 * gflop * train_ips / args.peak_gflops, 4)
-        result["infer_peak_fraction"] = round(gflop * infer_ips / args.peak_gflops, 4)
+    peak = args.peak_gflops or gpu_peak_gflops(device_name, dtype)
+    if peak:
+        result["peak_gflops"] = peak
+        result["train_peak_fraction"] = round(3 * gflop * train_ips / peak, 4)
+        result["infer_peak_fraction"] = round(gflop * infer_ips / peak, 4)
     return result
 
 
 def print_table(result: dict[str, object]) -> None:
-    table = Table(title="U-Net throughput (fp32)", box=box.SIMPLE)
+    table = Table(title=f"U-Net throughput ({result['precision']})", box=box.SIMPLE)
     for column in ("model", "params", "device", "torch", "train img/s", "infer img/s", "GFLOP/img"):
         numeric = column in ("params", "train img/s", "infer img/s", "GFLOP/img")
         table.add_column(column, justify="right" if numeric else "left", no_wrap=True)
@@ -197,7 +227,13 @@ def parse_args() -> argparse.Namespace:
         default=os.cpu_count() or 1,
         help="CPU threads (default: os.cpu_count(), one per core on this machine)",
     )
-    parser.add_argument("--peak-gflops", type=float, help="nominal fp32 peak, to report a fraction")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "32", "bf16"],
+        help="auto: bf16 where native (CPU or GPU), fp16 on older GPUs, else fp32 (default)",
+    )
+    parser.add_argument("--peak-gflops", type=float, help="peak at that precision, for a fraction")
     parser.add_argument(
         "--out",
         type=Path,

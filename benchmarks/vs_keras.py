@@ -1,22 +1,25 @@
 """seglab vs seed 000's Keras U-Net, one run on one machine: training and inference images/s.
 
 Same network (seed 000's U-Net, n_filters=4, 2,158,705 parameters), 3×128×128 input, batch 8,
-Adam, fp32. Keras runs `keras_unet.py` in the TensorFlow venv (`.venv-bench`, made by
-`make bench`) as a subprocess. seglab is measured three ways, threads = physical cores:
+Adam. Keras (fp32, its default) runs `keras_unet.py` in the TensorFlow venv (`.venv-bench`,
+made by `make bench`) as a subprocess. seglab is measured three ways, threads = physical cores:
 (a) the bare model step (forward, BCE-with-logits, backward, seglab's Adam; channels_last; one
-fixed batch); (b) the real `seglab.training.train` path on synthetic RGB nuclei from
-`write_synthetic` (decoding, dataset, augmentation, Lightning, metrics, per-epoch validation,
-checkpoints, train_log.csv, curves.png; MLflow off), whose images/s is all epochs' training
+fixed batch) in fp32 and, on CPUs with native bf16, in bf16 autocast; (b) the real
+`seglab.training.train` path on synthetic RGB nuclei from `write_synthetic` (decoding, dataset,
+augmentation, Lightning, metrics, per-epoch validation, checkpoints, train_log.csv, curves.png;
+MLflow off; `train.precision` auto: bf16 where native), whose images/s is all epochs' training
 images over the wall time of `Trainer.fit` (wrapped to time it: everything fit does, first-epoch
 warm-up included), with the steady state from train_log.csv beside it (median epoch seconds
-from epoch 2: validation in, the curves.png redraw between epochs out); overhead = (a) / (b) − 1;
-(c) the bundle (b) trained, through `load_predictor`'s torch `Predictor` and ONNX Runtime
-predictor (after `export_onnx`): `forward` at batch 8, batch-1 latency of `forward` and of the
-whole `predict(image)`, backends interleaved so a neighbour's load slows both alike.
+from epoch 2: validation in, the curves.png redraw between epochs out); overhead = (a) / (b) − 1
+at the same precision; (c) the bundle (b) trained, through `load_predictor`'s torch `Predictor`
+(bf16 where native, and fp32) and ONNX Runtime predictor (after `export_onnx`): `forward` at
+batch 8, batch-1 latency of `forward` and of the whole `predict(image)`, one backend after the
+other (ONNX Runtime's spinning threads would slow a torch call interleaved with its runs).
 
-FLOPs come from `torch.utils.flop_counter.FlopCounterMode`; the nominal fp32 peak is physical
-cores × clock × FLOP/cycle, read from /proc/cpuinfo and lscpu (see `cpu_facts` and
-`flop_per_cycle`; override with --clock-ghz / --flop-per-cycle when they are wrong).
+FLOPs come from `torch.utils.flop_counter.FlopCounterMode`; the nominal peak is physical cores
+× clock × FLOP/cycle, read from /proc/cpuinfo and lscpu (`cpu_peak.py`; override with
+--clock-ghz / --flop-per-cycle when they are wrong), twice that for bf16 with AVX512_BF16; the
+measured peak is a 4096² matrix product in each precision.
 
 Examples:
     make bench
@@ -54,13 +57,16 @@ from rich.markdown import Markdown
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from cpu_peak import cpu_facts, measured_peaks
 from onnx_vs_torch import time_interleaved
 from seglab.config import apply_overrides, validate_config
 from seglab.data.io import read_image
 from seglab.data.synthetic import write_synthetic
 from seglab.export import export_onnx
 from seglab.inference.loading import load_predictor
+from seglab.inference.onnx_backend import OnnxPredictor
 from seglab.models import count_parameters, create_model
+from seglab.precision import autocast, cpu_has_native_bf16, resolve_train_precision
 from seglab.task import SegmentationTask
 from seglab.training import train
 from unet_throughput import images_per_second
@@ -75,81 +81,6 @@ TARGETS = {
     "infer_peak_fraction": (">=", 0.75),
     "train_overhead_pct": ("<=", 10.0),
 }
-
-
-def _cpuinfo_blocks() -> list[dict[str, str]]:
-    path = Path("/proc/cpuinfo")
-    text = path.read_text() if path.is_file() else ""
-    return [
-        {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in block)}
-        for block in (b.splitlines() for b in text.split("\n\n"))
-        if block
-    ]
-
-
-def _lscpu() -> dict[str, str]:
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return {}
-    return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in text.splitlines())}
-
-
-def flop_per_cycle(flags: set[str], vendor: str, family: int) -> tuple[int, str]:
-    """fp32 FLOP per cycle per core from the CPU flags (two FMA units, an FMA being 2 FLOP).
-
-    AVX-512 with two 512-bit FMA units gives 64; AMD Zen 4 (family 25 with AVX-512) runs
-    AVX-512 on 256-bit units, so it gives 32 like AVX2 + FMA; AVX without FMA 16; SSE 8. Intel
-    parts with a single 512-bit FMA unit (some Xeon Silver/Bronze) give 32 too, which the flags
-    cannot tell: pass --flop-per-cycle there.
-    """
-    if "avx512f" in flags and vendor == "AuthenticAMD" and family == 25:
-        return 32, "AVX-512 on Zen 4's 256-bit units: 2 FMA x 8 lanes x 2"
-    if "avx512f" in flags:
-        return 64, "AVX-512: 2 FMA x 16 lanes x 2"
-    if {"avx2", "fma"} <= flags:
-        return 32, "AVX2 + FMA: 2 FMA x 8 lanes x 2"
-    if "avx" in flags:
-        return 16, "AVX: 8-lane add + 8-lane multiply"
-    return 8, "SSE: 4-lane add + 4-lane multiply"
-
-
-def cpu_facts(args: argparse.Namespace) -> dict[str, Any]:
-    """Core count, clock, flags and nominal fp32 peak of this machine."""
-    blocks, lscpu = _cpuinfo_blocks(), _lscpu()
-    first = blocks[0] if blocks else {}
-    cores = {(b.get("physical id"), b.get("core id")) for b in blocks if "core id" in b}
-    per_socket = int(lscpu.get("Core(s) per socket", 0)) * int(lscpu.get("Socket(s)", 1))
-    physical = len(cores) or per_socket or os.cpu_count() or 1
-    name = first.get("model name", lscpu.get("Model name", "unknown CPU"))
-    mhz = [float(b["cpu MHz"]) for b in blocks if "cpu MHz" in b]
-    if args.clock_ghz:
-        clock, clock_source = args.clock_ghz, "--clock-ghz"
-    elif "@" in name and name.rstrip().endswith("GHz"):
-        clock, clock_source = float(name.rsplit("@", 1)[1].strip()[:-3]), "model name"
-    elif mhz:
-        clock, clock_source = max(mhz) / 1e3, "/proc/cpuinfo cpu MHz"
-    elif "CPU max MHz" in lscpu:
-        clock, clock_source = float(lscpu["CPU max MHz"]) / 1e3, "lscpu CPU max MHz"
-    else:
-        raise SystemExit("cannot read the CPU clock; pass --clock-ghz")
-    flags = set(first.get("flags", lscpu.get("Flags", "")).split())
-    per_cycle, rule = flop_per_cycle(
-        flags, first.get("vendor_id", ""), int(first.get("cpu family", 0))
-    )
-    if args.flop_per_cycle:
-        per_cycle, rule = args.flop_per_cycle, "--flop-per-cycle"
-    return {
-        "name": name,
-        "logical_cpus": os.cpu_count(),
-        "physical_cores": physical,
-        "clock_ghz": round(clock, 3),
-        "clock_source": clock_source,
-        "flop_per_cycle": per_cycle,
-        "flop_per_cycle_rule": rule,
-        "simd_flags": sorted(flags & {"avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16"}),
-        "peak_gflops": round(physical * clock * per_cycle, 1),
-    }
 
 
 def count_gflop(model: nn.Module, size: int) -> dict[str, float]:
@@ -179,8 +110,9 @@ def run_keras(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def bare_step(args: argparse.Namespace) -> dict[str, Any]:
-    """(a) seglab's model alone: training step and inference images/s on one fixed batch."""
+def bare_step(args: argparse.Namespace, dtype: torch.dtype) -> dict[str, Any]:
+    """(a) seglab's model alone: training step and inference images/s on one fixed batch, the
+    convolutions in `dtype` (bf16 by autocast, as `train.precision=bf16-mixed` runs them)."""
     torch.manual_seed(0)
     model = create_model("unet", in_channels=3, num_classes=1, n_filters=4)
     model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -193,16 +125,19 @@ def bare_step(args: argparse.Namespace) -> dict[str, Any]:
     # overhead over this step never hides or counts an optimiser difference.
     optimizer = SegmentationTask(model, nn.BCEWithLogitsLoss(), lr=1e-3).configure_optimizers()
 
+    cpu = torch.device("cpu")
+
     def train_step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        nn.functional.binary_cross_entropy_with_logits(model(x), target).backward()
+        with autocast(cpu, dtype):
+            logits = model(x)
+        nn.functional.binary_cross_entropy_with_logits(logits.float(), target).backward()
         optimizer.step()
 
     def infer_step() -> None:
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(cpu, dtype):
             model(x)
 
-    cpu = torch.device("cpu")
     model.train()
     train_ips = images_per_second(train_step, cpu, args.batch, args.warmup, args.steps)
     model.eval()
@@ -264,6 +199,7 @@ def train_path(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any],
         "train_ips": round(images * len(epoch_seconds) / fit_seconds[0], 2),
         "train_ips_steady_epochs": round(images / steady, 2),
         "overrides": list(args.set),
+        "precision": resolve_train_precision(config.train.precision, "cpu"),
     }
     return figures, result.bundle_path, data
 
@@ -273,15 +209,25 @@ def inference(args: argparse.Namespace, bundle: Path, data: Path) -> dict[str, A
     export = export_onnx(bundle)
     paths = sorted(data.glob("*/*/images/*.png"))[: args.batch]
     images = [read_image(path) for path in paths]
-    predictors = {name: load_predictor(bundle, "cpu", name) for name in ("torch", "onnx")}
-    batch = np.concatenate([predictors["torch"].preprocess(image) for image in images])
-    steps: dict[str, Callable[[], object]] = {}
+    predictors = {
+        f"torch {precision}": load_predictor(bundle, "cpu", "torch", precision)
+        for precision in (["bf16"] if cpu_has_native_bf16() else []) + ["32"]
+    }
+    predictors["onnx"] = load_predictor(bundle, "cpu", "onnx")
+    default = load_predictor(bundle, "cpu", "auto")
+    default_name = "onnx" if isinstance(default, OnnxPredictor) else next(iter(predictors))
+    batch = np.concatenate([predictors["onnx"].preprocess(image) for image in images])
+    medians: dict[str, float] = {}
     for name, predictor in predictors.items():
-        steps[f"{name} batch"] = partial(predictor.forward, batch)
-        steps[f"{name} forward"] = partial(predictor.forward, batch[:1])
-        steps[f"{name} predict"] = partial(predictor.predict, images[0])
-    seconds = time_interleaved(steps, args.warmup, args.runs)
-    medians = {name: statistics.median(values) for name, values in seconds.items()}
+        # One backend at a time: ONNX Runtime's threads spin after each run, which would slow
+        # a torch call timed right after it.
+        steps: dict[str, Callable[[], object]] = {
+            f"{name} batch": partial(predictor.forward, batch),
+            f"{name} forward": partial(predictor.forward, batch[:1]),
+            f"{name} predict": partial(predictor.predict, images[0]),
+        }
+        seconds = time_interleaved(steps, args.warmup, args.runs)
+        medians |= {step: statistics.median(values) for step, values in seconds.items()}
     backends = {
         name: {
             "infer_ips": round(len(batch) / medians[f"{name} batch"], 2),
@@ -298,24 +244,52 @@ def inference(args: argparse.Namespace, bundle: Path, data: Path) -> dict[str, A
         "onnx_parity_max_abs_diff": export.max_abs_diff,
         "backends": backends,
         "best": best,
+        "default": default_name,  # what `load_predictor(..., backend="auto")` picks here
     }
+
+
+def _mean_of(runs: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, Any]:
+    """The mean of `keys` over `runs`, with every run's value under `<key>_runs`."""
+    means: dict[str, Any] = {}
+    for key in keys:
+        values = [run[key] for run in runs]
+        means[key] = round(statistics.mean(values), 2)
+        means[f"{key}_runs"] = values
+    return means
+
+
+def _precision_key(name: str) -> str:
+    """ "bf16" for a bf16 train precision or predictor name, else "32"."""
+    return "bf16" if "bf16" in name else "32"
 
 
 def summarise(result: dict[str, Any]) -> dict[str, Any]:
-    """Ratios vs Keras, fractions of the peak, end-to-end overhead, and the issue's targets."""
-    keras, bare, path = result["keras"], result["bare"], result["train_path"]
-    best = result["inference"]["backends"][result["inference"]["best"]]
-    peak = result["cpu"]["peak_gflops"]
+    """Ratios vs Keras, fractions of the peak (nominal and measured GEMM, at the precision each
+    figure ran in), end-to-end overhead, and the issue's targets."""
+    keras, bare, path, cpu = result["keras"], result["bare"], result["train_path"], result["cpu"]
+    best_name = result["inference"]["best"]
+    best = result["inference"]["backends"][best_name]
+    train_key, infer_key = _precision_key(path["precision"]), _precision_key(best_name)
+    suffix = {"32": "", "bf16": "_bf16"}
+    train_gflops = bare["gflop_train"] * path["train_ips"]
+    infer_gflops = bare["gflop_forward"] * best["infer_ips"]
+    bare_train = bare["by_precision"][train_key]["train_ips"]
     figures = {
         "train_vs_keras": path["train_ips"] / keras["train_ips"],
-        "bare_train_vs_keras": bare["train_ips"] / keras["train_ips"],
+        "bare_train_vs_keras": bare_train / keras["train_ips"],
         "infer_vs_keras": best["infer_ips"] / keras["infer_ips"],
         "latency_ms": best["predict_ms_batch1"],
-        "train_peak_fraction": bare["gflop_train"] * path["train_ips"] / peak,
-        "bare_train_peak_fraction": bare["gflop_train"] * bare["train_ips"] / peak,
-        "infer_peak_fraction": bare["gflop_forward"] * best["infer_ips"] / peak,
-        "train_overhead_pct": 100 * (bare["train_ips"] / path["train_ips"] - 1),
+        "train_peak_fraction": train_gflops / cpu["peak_gflops" + suffix[train_key]],
+        "infer_peak_fraction": infer_gflops / cpu["peak_gflops" + suffix[infer_key]],
+        "train_gemm_fraction": train_gflops / cpu["gemm_gflops" + suffix[train_key]],
+        "infer_gemm_fraction": infer_gflops / cpu["gemm_gflops" + suffix[infer_key]],
+        "train_overhead_pct": 100 * (bare_train / path["train_ips"] - 1),
+        # Epochs 2.. (validation included; fit's start-up, first-epoch warm-up and end not).
+        "train_overhead_steady_pct": 100 * (bare_train / path["train_ips_steady_epochs"] - 1),
     }
+    fp32 = bare["by_precision"]["32"]
+    figures["fp32_bare_train_vs_keras"] = fp32["train_ips"] / keras["train_ips"]
+    figures["fp32_bare_infer_vs_keras"] = fp32["infer_ips"] / keras["infer_ips"]
     figures = {key: round(value, 3) for key, value in figures.items()}
     figures["targets_met"] = {
         key: (figures[key] >= goal if op == ">=" else figures[key] <= goal)
@@ -327,17 +301,27 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
 def markdown(result: dict[str, Any]) -> str:
     keras, bare, path = result["keras"], result["bare"], result["train_path"]
     summary, cpu = result["summary"], result["cpu"]
-    rows = [
-        ("Keras `train_on_batch` / `predict_on_batch`", keras["train_ips"], keras["infer_ips"],
-         keras["latency_ms_batch1"]),
-        ("seglab bare model step (channels_last)", bare["train_ips"], bare["infer_ips"], None),
-        (f"seglab `train` path, fit wall time ({path['epochs']} epochs)", path["train_ips"],
-         None, None),
+    rows: list[tuple[str, float | None, float | None, float | None]] = [
+        ("Keras `train_on_batch` / `predict_on_batch` (fp32), mean of before and after",
+         keras["train_ips"], keras["infer_ips"], keras["latency_ms_batch1"]),
+    ]  # fmt: skip
+    for index, when in enumerate(("before", "after")):
+        values = [keras[f"{key}_runs"][index] for key in ("train_ips", "infer_ips")]
+        rows.append((f"… Keras {when} seglab", *values, keras["latency_ms_batch1_runs"][index]))
+    for key, row in bare["by_precision"].items():
+        label = f"seglab bare model step, {key} (channels_last), mean of before and after"
+        rows.append((label, row["train_ips"], row["infer_ips"], None))
+        runs = zip(row["train_ips_runs"], row["infer_ips_runs"], ("before", "after"))
+        rows += [(f"… bare {key} {when} the train path", t, i, None) for t, i, when in runs]
+    rows += [
+        (f"seglab `train` path, {path['precision']}, fit wall time ({path['epochs']} epochs)",
+         path["train_ips"], None, None),
         ("seglab `train` path, steady epochs (train_log.csv)", path["train_ips_steady_epochs"],
          None, None),
     ]  # fmt: skip
     for name, row in result["inference"]["backends"].items():
-        label = f"seglab predictor, {name} (`forward` b8; `predict(image)` b1)"
+        default = " (default)" if name == result["inference"]["default"] else ""
+        label = f"seglab predictor, {name}{default} (`forward` b8; `predict(image)` b1)"
         rows.append((label, None, row["infer_ips"], row["predict_ms_batch1"]))
     lines = [
         f"# seglab vs Keras — {cpu['name']}, {cpu['physical_cores']} cores, "
@@ -359,13 +343,21 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {key} | {value} | {' '.join(map(str, TARGETS[key]))} | {met} |")
         elif key != "targets_met":
             lines.append(f"| {key} | {value} | | |")
+    bf16_peak = (
+        f", bf16 {cpu['peak_gflops_bf16']} (AVX512_BF16: 2× fp32)"
+        if cpu["peak_gflops_bf16"]
+        else ""
+    )
     lines += [
         "",
         f"Model {bare['gflop_forward']:.3f} GFLOP/image forward, {bare['gflop_train']:.3f} per "
-        f"training image; peak {cpu['peak_gflops']} GFLOP/s = {cpu['physical_cores']} cores × "
-        f"{cpu['clock_ghz']} GHz ({cpu['clock_source']}) × {cpu['flop_per_cycle']} FLOP/cycle "
-        f"({cpu['flop_per_cycle_rule']}). Keras {keras['keras']} / TensorFlow "
-        f"{keras['tensorflow']}, torch {result['torch']}, batch {bare.get('batch', 8)}.",
+        f"training image. Nominal peak fp32 {cpu['peak_gflops']} GFLOP/s = "
+        f"{cpu['physical_cores']} cores × {cpu['clock_ghz']} GHz ({cpu['clock_source']}) × "
+        f"{cpu['flop_per_cycle']} FLOP/cycle ({cpu['flop_per_cycle_rule']}){bf16_peak}; "
+        f"measured 4096² GEMM fp32 {cpu['gemm_gflops']} GFLOP/s, bf16 "
+        f"{cpu['gemm_gflops_bf16']}. Fractions use the peak of the precision each figure ran "
+        f"in. Keras {keras['keras']} / TensorFlow {keras['tensorflow']}, torch "
+        f"{result['torch']}, batch {bare.get('batch', 8)}.",
         "",
     ]
     return "\n".join(lines)
@@ -410,15 +402,27 @@ def main() -> None:
     cpu = cpu_facts(args)
     torch.set_num_threads(args.threads or cpu["physical_cores"])
     load_start = round(os.getloadavg()[0], 2)
-    keras = run_keras(args)
-    bare = bare_step(args)
-    if bare["params"] != keras["params"]:
+    cpu.update(measured_peaks(cpu_has_native_bf16()))
+    dtypes = {"32": torch.float32, **({"bf16": torch.bfloat16} if cpu_has_native_bf16() else {})}
+    # Keras and the bare steps run before and after the train path and their mean is used: the
+    # machine's speed drifts over minutes (clock, neighbours), and this brackets the drift.
+    runs = [run_keras(args)]
+    bare_runs = [{key: bare_step(args, dtype) for key, dtype in dtypes.items()}]
+    if bare_runs[0]["32"]["params"] != runs[0]["params"]:
         raise SystemExit(
-            f"parameter counts differ: seglab {bare['params']}, Keras {keras['params']}"
+            f"parameter counts differ: seglab {bare_runs[0]['32']['params']}, "
+            f"Keras {runs[0]['params']}"
         )
     with tempfile.TemporaryDirectory() as tmp:
         path, bundle, data = train_path(args, Path(tmp))
         infer = inference(args, bundle, data)
+    bare_runs.append({key: bare_step(args, dtype) for key, dtype in dtypes.items()})
+    runs.append(run_keras(args))
+    keras = runs[0] | _mean_of(runs, ("train_ips", "infer_ips", "latency_ms_batch1"))
+    by_precision = {
+        key: _mean_of([run[key] for run in bare_runs], ("train_ips", "infer_ips")) for key in dtypes
+    }
+    bare = bare_runs[0]["32"] | {"by_precision": by_precision}
     result: dict[str, Any] = {
         "cpu": cpu,
         "torch": torch.__version__,

@@ -366,6 +366,7 @@ def _make_trainer(
         strategy = "ddp"
     device_type = accelerator_device_type(config.train.accelerator)
     precision = resolve_train_precision(config.train.precision, device_type)
+    deterministic = config.train.deterministic
     log.info("training on %s in precision %s", device_type, precision)
     trainer = pl.Trainer(
         max_epochs=config.train.epochs,
@@ -374,10 +375,12 @@ def _make_trainer(
         num_nodes=config.train.num_nodes,
         strategy=strategy,
         precision=precision,  # type: ignore[arg-type]
-        deterministic=config.train.deterministic,
+        # Some CUDA kernels (max-pool and interpolation backward) have no deterministic
+        # version: there "warn" uses deterministic ones where they exist instead of failing.
+        deterministic="warn" if deterministic and device_type == "cuda" else deterministic,
         # cuDNN autotuning picks the fastest convolution per shape, at the cost of bit-exact
         # reruns: on when determinism is not asked for.
-        benchmark=not config.train.deterministic,
+        benchmark=not deterministic,
         callbacks=callbacks,
         logger=logger or False,
         default_root_dir=run_dir,
