@@ -13,7 +13,8 @@ from seglab.cli import app
 from seglab.data.io import read_image, read_label_image
 from seglab.data.labels import cityscapes_mapping
 from seglab.data.layouts import find_samples
-from seglab.data.streets import ROAD, SIDEWALK, SKY, STREET_LABEL_IDS, make_street, write_streets
+from seglab.data.street_drawing import ROAD, SIDEWALK, SKY, STREET_LABEL_IDS
+from seglab.data.streets import make_street, write_streets
 from seglab.data.synthetic import write_synthetic
 from seglab.errors import ConfigError, DataError
 

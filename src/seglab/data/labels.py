@@ -5,22 +5,26 @@ them into the 8 categories of seed 001 or the 19 benchmark classes (train ids); 
 either ignored (``ignore_index``, the benchmark convention) or a class of their own. Other data
 sets map their mask values with a YAML file (`mapping_from_file`) or already hold class indices
 (`index_mapping`). `resolve_mapping` picks one from the config's ``data.labels``.
+
+`colorize` and `default_palette` live in `seglab.data.label_colors`, the checks of a YAML label
+file's content in `seglab.data.label_files`.
 """
 
 from __future__ import annotations
 
-import colorsys
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import yaml
-from numpy.typing import ArrayLike
 
 from seglab.data.cityscapes import CATEGORIES, CITYSCAPES_LABELS, CityscapesLabel
+from seglab.data.label_colors import colorize as colorize
+from seglab.data.label_colors import default_palette
+from seglab.data.label_files import _parse_label_file
 from seglab.errors import BundleError, ConfigError
 
 logger = logging.getLogger(__name__)
@@ -331,59 +335,6 @@ def mapping_from_file(
     return _build(names, palette, pairs, ignore_index, void_index)
 
 
-def colorize(
-    labels: np.ndarray,
-    palette: ArrayLike,
-    ignore_index: int | None = 255,
-    ignore_color: tuple[int, int, int] = (0, 0, 0),
-) -> np.ndarray:
-    """Paints a label map with one colour per class.
-
-    Args:
-        labels: Class indices of shape ``(H, W)``.
-        palette: RGB colour of each class, ``palette[c]`` for class c (at least C entries).
-        ignore_index: Label painted ``ignore_color`` (``None``: no such label).
-        ignore_color: RGB colour of ignored pixels (black by default; figures use white, as
-            Cityscapes' void is black).
-
-    Returns:
-        ``uint8`` RGB of shape ``(H, W, 3)``.
-
-    Raises:
-        ValueError: If the map is not 2-D, the palette is malformed or a label has no colour.
-
-    Example:
-        >>> colorize(np.array([[0, 1, 255]]), [(255, 0, 0), (0, 0, 255)])[0].tolist()
-        [[255, 0, 0], [0, 0, 255], [0, 0, 0]]
-    """
-    lab = np.asarray(labels)
-    if lab.ndim != 2 or not (np.issubdtype(lab.dtype, np.integer) or lab.dtype == np.bool_):
-        raise ValueError(f"labels must be a 2-D integer map (H, W), got {lab.dtype} {lab.shape}")
-    colors = np.asarray(palette)
-    if colors.ndim != 2 or colors.shape[1] != 3 or len(colors) == 0:
-        raise ValueError(f"palette must be a list of (R, G, B) colours, got shape {colors.shape}")
-    if not np.issubdtype(colors.dtype, np.number) or ((colors < 0) | (colors > 255)).any():
-        raise ValueError("palette colours must be numbers in [0, 255]")
-    lab = lab.astype(np.int64)
-    ignored = np.zeros(lab.shape, bool) if ignore_index is None else lab == ignore_index
-    bad = ~ignored & ((lab < 0) | (lab >= len(colors)))
-    if bad.any():
-        raise ValueError(
-            f"label {int(lab[bad][0])} has no colour: the palette has {len(colors)} entries "
-            f"and ignore_index is {ignore_index}"
-        )
-    rgb = colors.astype(np.uint8)[np.where(ignored, 0, lab)]
-    rgb[ignored] = ignore_color
-    return rgb
-
-
-def default_palette(count: int) -> np.ndarray:
-    """``count`` distinct colours: hues a golden angle apart, so neighbours differ most."""
-    hues = (np.arange(count) * 0.618033988749895) % 1.0
-    rgb = [colorsys.hsv_to_rgb(float(h), 0.65, 0.9) for h in hues]
-    return np.array(np.rint(np.array(rgb).reshape(count, 3) * 255), np.uint8)
-
-
 def _build(
     names: Sequence[str],
     colors: object,
@@ -400,66 +351,6 @@ def _build(
         lut[value], known[value] = index, True
     palette = np.asarray(colors, np.uint8)
     return LabelMapping(tuple(names), palette, lut, ignore_index, known, void_index)
-
-
-_FileClass = tuple[str, list[int], "tuple[int, int, int] | None"]
-_FILE_EXAMPLE = "classes: [{name: background, values: [0]}, {name: cell, values: [1, 2]}]"
-
-
-def _parse_label_file(data: object, path: Path) -> tuple[list[_FileClass], list[int]]:
-    """Check a label file's content: (name, values, colour or None) per class, void values."""
-
-    def fail(key: str, problem: str) -> ConfigError:
-        return ConfigError(f"{path}: '{key}': {problem}\n  hint: expected e.g. {_FILE_EXAMPLE}")
-
-    if not isinstance(data, dict):
-        raise fail("classes", "the file must hold a mapping with a 'classes' list")
-    for key in data:
-        if key not in ("classes", "void_values"):
-            raise fail(str(key), "unknown key; the file may hold only classes and void_values")
-    entries = data.get("classes")
-    if not isinstance(entries, list) or not entries:
-        raise fail("classes", "missing, or not a non-empty list of classes")
-    classes: list[_FileClass] = []
-    owner: dict[int, str] = {}
-    for i, entry in enumerate(entries):
-        key = f"classes[{i}]"
-        if not isinstance(entry, dict):
-            raise fail(key, "each class must be a mapping with name and values (color optional)")
-        for field in entry:
-            if field not in ("name", "values", "color"):
-                raise fail(f"{key}.{field}", "unknown key; a class has name, values and color")
-        name = entry.get("name")
-        if not isinstance(name, str) or not name:
-            raise fail(f"{key}.name", "missing, or not a string")
-        if name in (c[0] for c in classes):
-            raise fail(f"{key}.name", f"class name {name!r} is used twice")
-        values = _int_list(entry.get("values"), 65535, f"{key}.values", fail)
-        for value in values:
-            if value in owner:
-                raise fail(f"{key}.values", f"value {value} also belongs to {owner[value]!r}")
-            owner[value] = name
-        color = entry.get("color")
-        if color is not None and (len(_int_list(color, 255, f"{key}.color", fail)) != 3):
-            raise fail(f"{key}.color", "a colour is three integers [r, g, b] in 0..255")
-        classes.append((name, values, None if color is None else tuple(color)))
-    void_values = data.get("void_values", [])
-    void_values = _int_list(void_values, 65535, "void_values", fail) if void_values else []
-    for value in void_values:
-        if value in owner:
-            raise fail("void_values", f"value {value} also belongs to class {owner[value]!r}")
-    return classes, void_values
-
-
-def _int_list(
-    values: object, maximum: int, key: str, fail: Callable[[str, str], ConfigError]
-) -> list[int]:
-    if not isinstance(values, list) or not values:
-        raise fail(key, "missing, or not a non-empty list of integers")
-    for value in values:
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
-            raise fail(key, f"{value!r} is not an integer in 0..{maximum}")
-    return list(values)
 
 
 def _train_id(label: CityscapesLabel) -> int:
