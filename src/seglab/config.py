@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from seglab.errors import ConfigError
+from seglab.precision import TrainPrecision
 
 
 class _Section(BaseModel):
@@ -155,7 +156,7 @@ class TrainConfig(_Section):
     # "auto": bf16 autocast where the hardware has bf16 (CPUs with avx512_bf16/amx_bf16: ~2x
     # faster than fp32; recent GPUs), fp16 autocast on older GPUs, fp32 elsewhere (emulated bf16
     # is ~20x slower). See seglab.precision.
-    precision: Literal["auto", "32", "16-mixed", "bf16-mixed"] = "auto"
+    precision: TrainPrecision = "auto"
     # torch.compile the model (opt-in): the first step pays the compilation (~40 s on 2 cores
     # for the seed U-Net), reported in the log and to MLflow as compile_seconds.
     compile: bool = False

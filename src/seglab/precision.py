@@ -21,7 +21,6 @@ if TYPE_CHECKING:  # torch is imported where it is used: ONNX-only deployments n
     import torch
 
 __all__ = [
-    "InferencePrecision",
     "TrainPrecision",
     "accelerator_device_type",
     "autocast",
@@ -33,7 +32,6 @@ __all__ = [
 ]
 
 TrainPrecision = Literal["auto", "32", "16-mixed", "bf16-mixed"]
-InferencePrecision = Literal["auto", "32", "bf16"]
 
 # CPU flags (as /proc/cpuinfo spells them) of instructions that compute bf16 dot products.
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
