@@ -88,12 +88,8 @@ def train_classification(
         indices: Explicit split indices into the pooled data (cross-validation).
     """
     from seglab.bundle import make_metadata, save_bundle
-    from seglab.training import (
-        RunResult,
-        _checkpoint_epoch,
-        _make_trainer,
-        _tracking_logger,
-    )
+    from seglab.engine import checkpoint_epoch, make_trainer, tracking_logger
+    from seglab.training import RunResult
 
     layout, splits = classification_splits(config, indices)
     atomic_write_json(
@@ -128,10 +124,10 @@ def train_classification(
         TensorDataset(to_tensor(val.images), torch.from_numpy(val.labels)),
         batch_size=max(config.data.batch_size, 256),
     )
-    logger = _tracking_logger(config, run_dir, resume, tags)
+    logger = tracking_logger(config, run_dir, resume, tags)
     last = run_dir / "checkpoints" / "last.ckpt"
-    start = _checkpoint_epoch(last) if resume else 0
-    trainer, checkpoint = _make_trainer(config, run_dir, logger, start, progress, "accuracy")
+    start = checkpoint_epoch(last) if resume else 0
+    trainer, checkpoint = make_trainer(config, run_dir, logger, start, progress, "accuracy")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*treespec.*")

@@ -6,9 +6,7 @@ checkpoints/{best,last}.ckpt, model/ (the bundle), threshold.png, eval/test/.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,13 +33,13 @@ from seglab.data.dataset import (
 from seglab.data.labels import LabelMapping
 from seglab.data.splits import load_split_data
 from seglab.data.transforms import build_augmentation
+from seglab.engine import checkpoint_epoch, ddp_child, loader_options, make_trainer, tracking_logger
 from seglab.errors import ConfigError, SeglabError
 from seglab.fileutils import atomic_write_json, atomic_write_text
 from seglab.inference.base import DEFAULT_TILE
 from seglab.losses import ChannelwiseLoss, class_weights_from_fraction, create_loss
 from seglab.models import create_model, model_spatial_dims, model_summary
-from seglab.precision import accelerator_device_type, resolve_train_precision
-from seglab.task import CompileTimer, EpochLog, MulticlassSegmentationTask, SegmentationTask
+from seglab.task import MulticlassSegmentationTask, SegmentationTask
 from seglab.tuning import tune_threshold
 
 log = logging.getLogger(__name__)
@@ -124,17 +122,6 @@ def _loaders(
     return train_loader, val_loader
 
 
-def loader_options(config: Config) -> dict[str, Any]:
-    """DataLoader settings shared by every task: worker processes kept between epochs, and
-    page-locked batches when training on a GPU (copied to it without blocking the host)."""
-    workers = config.data.num_workers
-    return {
-        "num_workers": workers,
-        "persistent_workers": workers > 0,
-        "pin_memory": accelerator_device_type(config.train.accelerator) == "cuda",
-    }
-
-
 def _build_loss(
     config: Config, train: list[ArraySample], mapping: LabelMapping | None
 ) -> torch.nn.Module:
@@ -207,7 +194,7 @@ def train(
         logging.getLogger(name).setLevel(logging.WARNING)
     if not resume and config.task == "segmentation":
         config = _resolve_layout(config)
-    if not _ddp_child():
+    if not ddp_child():
         _prepare_run_dir(config, run_dir, resume)
     pl.seed_everything(config.seed, workers=True, verbose=False)
     if config.task == "classification":
@@ -294,10 +281,10 @@ def train(
         config, prepared["train"], prepared["val"], views, ignore_index
     )
 
-    logger = _tracking_logger(config, run_dir, resume, tags)
+    logger = tracking_logger(config, run_dir, resume, tags)
     last_ckpt = run_dir / "checkpoints" / "last.ckpt"
-    start_epoch = _checkpoint_epoch(last_ckpt) if resume else 0
-    trainer, checkpoint = _make_trainer(config, run_dir, logger, start_epoch, progress, task.metric)
+    start_epoch = checkpoint_epoch(last_ckpt) if resume else 0
+    trainer, checkpoint = make_trainer(config, run_dir, logger, start_epoch, progress, task.metric)
     with warnings.catch_warnings():
         # Lightning's advice for large GPU jobs is noise for in-memory CPU training.
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -336,60 +323,6 @@ def _outputs(config: Config, mapping: LabelMapping | None) -> list[str]:
     if mapping is not None:
         return list(mapping.names)
     return ["foreground", "borders"] if config.data.target == "boundary" else ["foreground"]
-
-
-def _make_trainer(
-    config: Config,
-    run_dir: Path,
-    logger: Any,
-    start_epoch: int,
-    progress: bool,
-    metric: str = "dice",
-) -> tuple[pl.Trainer, pl.callbacks.ModelCheckpoint]:
-    checkpoint = pl.callbacks.ModelCheckpoint(
-        dirpath=run_dir / "checkpoints",
-        filename="best",
-        monitor="val_loss",
-        save_last=True,
-        enable_version_counter=False,
-    )
-    callbacks: list[pl.Callback] = [checkpoint, EpochLog(run_dir, start_epoch, metric)]
-    if config.train.patience > 0:
-        callbacks.append(
-            pl.callbacks.EarlyStopping(monitor="val_loss", patience=config.train.patience)
-        )
-    if config.train.compile:
-        callbacks.append(CompileTimer())
-    processes = config.train.devices * config.train.num_nodes
-    strategy = config.train.strategy
-    if strategy == "auto" and processes > 1:
-        strategy = "ddp"
-    device_type = accelerator_device_type(config.train.accelerator)
-    precision = resolve_train_precision(config.train.precision, device_type)
-    deterministic = config.train.deterministic
-    log.info("training on %s in precision %s", device_type, precision)
-    trainer = pl.Trainer(
-        max_epochs=config.train.epochs,
-        accelerator=config.train.accelerator,
-        devices=config.train.devices,
-        num_nodes=config.train.num_nodes,
-        strategy=strategy,
-        precision=precision,  # type: ignore[arg-type]
-        # Some CUDA kernels (max-pool and interpolation backward) have no deterministic
-        # version: there "warn" uses deterministic ones where they exist instead of failing.
-        deterministic="warn" if deterministic and device_type == "cuda" else deterministic,
-        # cuDNN autotuning picks the fastest convolution per shape, at the cost of bit-exact
-        # reruns: on when determinism is not asked for.
-        benchmark=not deterministic,
-        callbacks=callbacks,
-        logger=logger or False,
-        default_root_dir=run_dir,
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        log_every_n_steps=1,
-    )
-    return trainer, checkpoint
 
 
 def _finish(
@@ -449,34 +382,6 @@ def _finish(
         log_results(logger, final, files, folders)
         logger.finalize("success")
     return RunResult(run_dir, bundle_path, threshold, val_metrics, test_metrics)
-
-
-def _ddp_child() -> bool:
-    """Whether this process is a DDP process other than rank 0 (started by Lightning's launcher,
-    torchrun or SLURM): the run folder and tracking belong to rank 0."""
-    ranks = (os.environ.get(name, "0") for name in ("RANK", "LOCAL_RANK", "NODE_RANK"))
-    return any(rank.isdigit() and int(rank) > 0 for rank in ranks)
-
-
-def _tracking_logger(
-    config: Config, run_dir: Path, resume: bool, tags: dict[str, str] | None
-) -> Any:
-    if not config.tracking.enabled or _ddp_child():
-        return None
-    from seglab.tracking import create_logger, flat_params
-
-    id_file = run_dir / "mlflow_run.json"
-    run_id = json.loads(id_file.read_text())["run_id"] if resume and id_file.is_file() else None
-    logger = create_logger(config.tracking, run_dir, run_id, tags)
-    if run_id is None:
-        logger.log_hyperparams(flat_params(config_to_dict(config)))
-        atomic_write_json(id_file, {"run_id": logger.run_id, "tracking_uri": logger._tracking_uri})
-    return logger
-
-
-def _checkpoint_epoch(path: Path) -> int:
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    return int(checkpoint.get("epoch", -1)) + 1
 
 
 def resume(

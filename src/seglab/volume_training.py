@@ -119,7 +119,7 @@ def _loaders(
     val: list[tuple[np.ndarray, np.ndarray]],
     patch: tuple[int, int, int],
 ) -> tuple[DataLoader, DataLoader]:
-    from seglab.training import loader_options
+    from seglab.engine import loader_options
 
     data = config.data
     multiclass = data.num_classes is not None
@@ -179,7 +179,7 @@ def train_volumes(
         ...     "model.name=unet3d", "model.params={n_filters: 1}"])  # doctest: +SKIP
         >>> train(config, "runs/blobs")  # doctest: +SKIP
     """
-    from seglab.training import _checkpoint_epoch, _make_trainer, _tracking_logger
+    from seglab.engine import checkpoint_epoch, make_trainer, tracking_logger
 
     _check_model(config)
     data = config.data
@@ -231,10 +231,10 @@ def train_volumes(
         task.model.to(memory_format=torch.channels_last_3d)
     train_loader, val_loader = _loaders(config, inputs["train"], inputs["val"], patch)
 
-    logger = _tracking_logger(config, run_dir, resume, tags)
+    logger = tracking_logger(config, run_dir, resume, tags)
     last = run_dir / "checkpoints" / "last.ckpt"
-    start_epoch = _checkpoint_epoch(last) if resume else 0
-    trainer, checkpoint = _make_trainer(
+    start_epoch = checkpoint_epoch(last) if resume else 0
+    trainer, checkpoint = make_trainer(
         config, run_dir, logger, start_epoch, progress, metric=task.metric
     )
     started = time.perf_counter()

@@ -1,0 +1,114 @@
+"""The Lightning trainer, loaders and tracking shared by the 2D, volume and classification
+training paths: `make_trainer`, `loader_options`, `tracking_logger`, `checkpoint_epoch` and
+`ddp_child`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from seglab.config import Config, config_to_dict
+from seglab.fileutils import atomic_write_json
+from seglab.precision import accelerator_device_type, resolve_train_precision
+from seglab.task import CompileTimer, EpochLog
+
+log = logging.getLogger(__name__)
+
+
+def loader_options(config: Config) -> dict[str, Any]:
+    """DataLoader settings shared by every task: worker processes kept between epochs, and
+    page-locked batches when training on a GPU (copied to it without blocking the host)."""
+    workers = config.data.num_workers
+    return {
+        "num_workers": workers,
+        "persistent_workers": workers > 0,
+        "pin_memory": accelerator_device_type(config.train.accelerator) == "cuda",
+    }
+
+
+def make_trainer(
+    config: Config,
+    run_dir: Path,
+    logger: Any,
+    start_epoch: int,
+    progress: bool,
+    metric: str = "dice",
+) -> tuple[pl.Trainer, pl.callbacks.ModelCheckpoint]:
+    checkpoint = pl.callbacks.ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="best",
+        monitor="val_loss",
+        save_last=True,
+        enable_version_counter=False,
+    )
+    callbacks: list[pl.Callback] = [checkpoint, EpochLog(run_dir, start_epoch, metric)]
+    if config.train.patience > 0:
+        callbacks.append(
+            pl.callbacks.EarlyStopping(monitor="val_loss", patience=config.train.patience)
+        )
+    if config.train.compile:
+        callbacks.append(CompileTimer())
+    processes = config.train.devices * config.train.num_nodes
+    strategy = config.train.strategy
+    if strategy == "auto" and processes > 1:
+        strategy = "ddp"
+    device_type = accelerator_device_type(config.train.accelerator)
+    precision = resolve_train_precision(config.train.precision, device_type)
+    deterministic = config.train.deterministic
+    log.info("training on %s in precision %s", device_type, precision)
+    trainer = pl.Trainer(
+        max_epochs=config.train.epochs,
+        accelerator=config.train.accelerator,
+        devices=config.train.devices,
+        num_nodes=config.train.num_nodes,
+        strategy=strategy,
+        precision=precision,  # type: ignore[arg-type]
+        # Some CUDA kernels (max-pool and interpolation backward) have no deterministic
+        # version: there "warn" uses deterministic ones where they exist instead of failing.
+        deterministic="warn" if deterministic and device_type == "cuda" else deterministic,
+        # cuDNN autotuning picks the fastest convolution per shape, at the cost of bit-exact
+        # reruns: on when determinism is not asked for.
+        benchmark=not deterministic,
+        callbacks=callbacks,
+        logger=logger or False,
+        default_root_dir=run_dir,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+    )
+    return trainer, checkpoint
+
+
+def ddp_child() -> bool:
+    """Whether this process is a DDP process other than rank 0 (started by Lightning's launcher,
+    torchrun or SLURM): the run folder and tracking belong to rank 0."""
+    ranks = (os.environ.get(name, "0") for name in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+    return any(rank.isdigit() and int(rank) > 0 for rank in ranks)
+
+
+def tracking_logger(
+    config: Config, run_dir: Path, resume: bool, tags: dict[str, str] | None
+) -> Any:
+    if not config.tracking.enabled or ddp_child():
+        return None
+    from seglab.tracking import create_logger, flat_params
+
+    id_file = run_dir / "mlflow_run.json"
+    run_id = json.loads(id_file.read_text())["run_id"] if resume and id_file.is_file() else None
+    logger = create_logger(config.tracking, run_dir, run_id, tags)
+    if run_id is None:
+        logger.log_hyperparams(flat_params(config_to_dict(config)))
+        atomic_write_json(id_file, {"run_id": logger.run_id, "tracking_uri": logger._tracking_uri})
+    return logger
+
+
+def checkpoint_epoch(path: Path) -> int:
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    return int(checkpoint.get("epoch", -1)) + 1
