@@ -100,3 +100,13 @@ def test_bf16_predictor_agrees_with_fp32() -> None:
     # bf16 keeps 8 bits of mantissa: probabilities agree to about 1e-2, not exactly.
     assert np.abs(full - half).max() < 0.02
     assert not np.array_equal(full, half)
+
+
+@pytest.mark.usefixtures("no_native_bf16")
+def test_emulated_bf16_training_is_refused_before_the_run_folder_exists(tmp_path: Path) -> None:
+    from seglab.training import train
+
+    config = load_config(None, ["data.root=nowhere", "train.precision=bf16-mixed"])
+    with pytest.raises(ConfigError, match="bf16-mixed on a CPU without bf16"):
+        train(config, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()

@@ -39,6 +39,7 @@ from seglab.fileutils import atomic_write_json, atomic_write_text
 from seglab.inference.base import DEFAULT_TILE
 from seglab.losses import ChannelwiseLoss, class_weights_from_fraction, create_loss
 from seglab.models import create_model, model_spatial_dims, model_summary
+from seglab.precision import accelerator_device_type, resolve_train_precision
 from seglab.task import MulticlassSegmentationTask, SegmentationTask
 from seglab.tuning import tune_threshold
 
@@ -192,6 +193,10 @@ def train(
     run_dir = Path(out)
     for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # A precision this hardware cannot run well is refused before the run folder exists.
+    resolve_train_precision(
+        config.train.precision, accelerator_device_type(config.train.accelerator)
+    )
     if not resume and config.task == "segmentation":
         config = _resolve_layout(config)
     if not ddp_child():
