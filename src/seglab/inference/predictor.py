@@ -45,7 +45,9 @@ def torch_forward(
         tensor = torch.from_numpy(batch)
         if target.type == "cuda":
             tensor = tensor.pin_memory().to(target, non_blocking=True)
-        tensor = tensor.to(target).contiguous(memory_format=channels_last_format(tensor.ndim))
+        else:
+            tensor = tensor.to(target)
+        tensor = tensor.contiguous(memory_format=channels_last_format(tensor.ndim))
         with torch.inference_mode():
             with autocast(target, dtype):
                 logits = model(tensor)
