@@ -10,7 +10,7 @@ import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytorch_lightning as pl
 import torch
@@ -311,6 +311,8 @@ def train(
         "input_size": list(config.data.size) if config.data.size else None,
         "channels": channels,
         "views": views,
+        # Inputs are reflect-padded to a multiple of this before the network sees them.
+        "divisor": cast(int, model.divisor),
         # Larger inputs are predicted by sliding window; at least the training image size.
         "tile": max(
             DEFAULT_TILE,

@@ -20,9 +20,41 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["flip_tta", "gaussian_weights", "sliding_window_predict", "tile_boxes", "tile_starts"]
+__all__ = [
+    "flip_tta",
+    "gaussian_weights",
+    "reflect_pad",
+    "round_up",
+    "sliding_window_predict",
+    "tile_boxes",
+    "tile_starts",
+]
 
 Forward = Callable[[np.ndarray], np.ndarray]
+
+
+def round_up(size: int, divisor: int) -> int:
+    """The smallest multiple of `divisor` that is at least `size`."""
+    return -(-size // divisor) * divisor
+
+
+def reflect_pad(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Pad the trailing axes of `array` at their far end, by reflection, up to `shape`.
+
+    Reflection, not zeros: on a bright-field image a black margin reads as a dark object (a
+    nucleus), while the mirrored image continues its background. Paddings longer than an axis
+    reflect repeatedly; an axis of length 1 is repeated. Axes already as long are left alone.
+
+    Shape:
+        - array: `(..., *spatial)` with `len(spatial) == len(shape)`
+        - Output: `(..., *(max(s, t) for s, t in zip(spatial, shape)))`
+    """
+    spatial = array.shape[array.ndim - len(shape) :]
+    pads = [(0, max(0, t - s)) for s, t in zip(spatial, shape)]
+    if not any(after for _, after in pads):
+        return array
+    lead = [(0, 0)] * (array.ndim - len(shape))
+    return np.pad(array, [*lead, *pads], mode="reflect")
 
 
 def tile_starts(size: int, tile: int, overlap: float = 0.5) -> list[int]:
@@ -139,9 +171,10 @@ def sliding_window_predict(
 ) -> np.ndarray:
     """Predict an image tile by tile and blend the overlapping tiles with importance weights.
 
-    The image is zero-padded at the end of each axis shorter than the tile, so `forward` always
-    gets tiles of exactly `tile`. The padding is written into the batch buffer only, never as a
-    padded copy of the image. Predictions times weights and the weights are summed into two
+    A tile that sticks out past the end of an axis shorter than the tile is filled by reflecting
+    the image (`reflect_pad`), so `forward` always gets tiles of exactly `tile` and never sees
+    invented structure. The padding is written into the batch buffer only, never as a padded
+    copy of the image. Predictions times weights and the weights are summed into two
     float32 accumulators of the (padded) image's size, so peak memory is the image, the
     accumulators and one batch of tiles, not all tiles at once.
 
@@ -188,12 +221,9 @@ def sliding_window_predict(
     for first in range(0, len(boxes), batch_size):
         chunk = boxes[first : first + batch_size]
         for j, box in enumerate(chunk):
-            # The part of the box inside the image; the rest is the zero padding.
+            # The part of the box inside the image; the rest is reflected.
             inside = tuple(slice(b.start, min(b.stop, s)) for b, s in zip(box, spatial))
-            local = tuple(slice(0, i.stop - i.start) for i in inside)
-            if any(i.stop - i.start < t for i, t in zip(inside, tile)):
-                batch[j].fill(0)
-            batch[j][(slice(None), *local)] = image[(slice(None), *inside)]
+            batch[j] = reflect_pad(image[(slice(None), *inside)], tile)
         output = np.asarray(forward(batch[: len(chunk)]), dtype=np.float32)
         if predictions is None:
             # A malformed output gives a k of 0 or a wrong one, which the check below reports.
