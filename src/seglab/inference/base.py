@@ -8,10 +8,15 @@ from typing import Any
 
 import numpy as np
 
-from seglab.data.transforms import match_channels, normalize_image, resize_image
+from seglab.data.transforms import (
+    match_channels,
+    normalize_image,
+    reflect_pad,
+    resize_image,
+    round_up,
+)
 from seglab.data.views import make_views
 from seglab.errors import SeglabError
-from seglab.inference.sliding_window import reflect_pad, round_up
 
 
 @dataclass

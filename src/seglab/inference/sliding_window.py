@@ -20,41 +20,17 @@ from collections.abc import Callable
 
 import numpy as np
 
+from seglab.data.transforms import reflect_pad
+
 __all__ = [
     "flip_tta",
     "gaussian_weights",
-    "reflect_pad",
-    "round_up",
     "sliding_window_predict",
     "tile_boxes",
     "tile_starts",
 ]
 
 Forward = Callable[[np.ndarray], np.ndarray]
-
-
-def round_up(size: int, divisor: int) -> int:
-    """The smallest multiple of `divisor` that is at least `size`."""
-    return -(-size // divisor) * divisor
-
-
-def reflect_pad(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Pad the trailing axes of `array` at their far end, by reflection, up to `shape`.
-
-    Reflection, not zeros: on a bright-field image a black margin reads as a dark object (a
-    nucleus), while the mirrored image continues its background. Paddings longer than an axis
-    reflect repeatedly; an axis of length 1 is repeated. Axes already as long are left alone.
-
-    Shape:
-        - array: `(..., *spatial)` with `len(spatial) == len(shape)`
-        - Output: `(..., *(max(s, t) for s, t in zip(spatial, shape)))`
-    """
-    spatial = array.shape[array.ndim - len(shape) :]
-    pads = [(0, max(0, t - s)) for s, t in zip(spatial, shape)]
-    if not any(after for _, after in pads):
-        return array
-    lead = [(0, 0)] * (array.ndim - len(shape))
-    return np.pad(array, [*lead, *pads], mode="reflect")
 
 
 def tile_starts(size: int, tile: int, overlap: float = 0.5) -> list[int]:
