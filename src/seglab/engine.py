@@ -89,6 +89,9 @@ def make_trainer(
         # reruns: on when determinism is not asked for.
         benchmark=not deterministic,
         callbacks=callbacks,
+        # The training samplers shard themselves (see seglab.data.sampling.EpochSampler);
+        # validation loaders are whole on every process, whose summed tallies keep the ratios.
+        use_distributed_sampler=False,
         logger=logger or False,
         default_root_dir=run_dir,
         enable_progress_bar=progress,

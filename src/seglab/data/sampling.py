@@ -11,6 +11,7 @@ made from them: workers never repeat one another, and a run gives the same batch
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 from torch.utils.data import Sampler
@@ -24,34 +25,53 @@ def item_rng(seed: int, key: int | tuple[int, int]) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, index])
 
 
-class EpochSampler(Sampler[tuple[int, int]]):
-    """Yields `(epoch, index)` keys, in a new seeded order each epoch.
+class EpochSampler(Sampler[Any]):
+    """Yields `(epoch, index)` keys (or plain indices), in a new seeded order each epoch.
 
     Lightning calls `set_epoch` at the start of every training epoch (also after a resume), so
-    the epoch travels inside the keys to the worker processes.
+    the epoch travels inside the keys to the worker processes. Under DDP each process takes
+    every `world_size`-th key of the same order (Lightning's own distributed sampler is off:
+    wrapping this one would hide the epoch from it).
 
     Args:
         size: Number of items (`len(dataset)`).
         seed: Seed of the order.
         shuffle: Shuffle the order each epoch (else `0..size-1`).
+        keyed: Yield `(epoch, index)` keys (else plain indices, for datasets without draws).
     """
 
-    def __init__(self, size: int, seed: int = 0, shuffle: bool = True) -> None:
+    def __init__(self, size: int, seed: int = 0, shuffle: bool = True, keyed: bool = True) -> None:
         self.size = size
         self.seed = seed
         self.shuffle = shuffle
+        self.keyed = keyed
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         """Use the order and draws of `epoch` from the next iteration on."""
         self.epoch = epoch
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
+    def __iter__(self) -> Iterator[Any]:
         if self.shuffle:
             order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
         else:
             order = np.arange(self.size)
+        rank, world = _process_group()
+        if world > 1:  # equal shares: the first items again where the order runs short
+            order = np.resize(order, len(self) * world)[rank::world]
+        if not self.keyed:
+            return iter([int(index) for index in order])
         return iter([(self.epoch, int(index)) for index in order])
 
     def __len__(self) -> int:
-        return self.size
+        _, world = _process_group()
+        return -(-self.size // world)
+
+
+def _process_group() -> tuple[int, int]:
+    """This process's rank and the number of DDP processes (0, 1 outside DDP)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
