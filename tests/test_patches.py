@@ -92,17 +92,24 @@ def test_flip_probability_one_flips_all_three_axes() -> None:
         assert torch.equal(fy, torch.flip(y, (1, 2, 3)))
 
 
-def test_small_volumes_are_padded_at_the_far_end() -> None:
-    image = volume((3, 4, 5)) + 1  # values in [1, 2): the zero padding stands out
+def test_small_volumes_are_padded_at_the_far_end_by_reflection() -> None:
+    image = volume((3, 4, 5))
     labels = np.ones((3, 4, 5), np.int32)
-    dataset = PatchDataset([image], [labels], (6, 6, 6), flip=0.0)
+    dataset = PatchDataset([image], [labels], (6, 6, 6), flip=0.0, pad_label=7)
+    # Reflection without repeating the edge: index 3 of an axis of 3 mirrors index 1, etc.
+    reflected = np.pad(image, [(0, 0), (0, 3), (0, 2), (0, 1)], mode="reflect")
+    assert reflected[0, 3, 0, 0] == image[0, 1, 0, 0] and reflected[0, 5, 0, 0] == image[0, 1, 0, 0]
     for index in range(len(dataset)):
         patch, target = dataset[index]
         assert patch.shape == (1, 6, 6, 6)
         # The only placement of a 6³ patch in the padded 6³ volume is the whole of it.
-        np.testing.assert_array_equal(patch[:, :3, :4, :5].numpy(), image)
-        assert patch.sum() == pytest.approx(image.sum(), rel=1e-6)
-        assert target.sum() == 3 * 4 * 5
+        np.testing.assert_array_equal(patch.numpy(), reflected)
+        assert target[0, :3, :4, :5].sum() == 3 * 4 * 5  # labels 1 inside ...
+        assert int((target == 0).sum()) == 0  # ... and the padding label 7 > 0 is foreground
+    # Multi-class padding keeps its label (ignore_index in training), not background.
+    classes = PatchDataset([image], [labels], (6, 6, 6), flip=0.0, multiclass=True, pad_label=7)
+    _, target = classes[0]
+    assert int((target == 7).sum()) == 6**3 - 3 * 4 * 5 and int((target == 1).sum()) == 60
 
 
 def test_multiclass_targets_and_ignored_voxels() -> None:

@@ -12,6 +12,9 @@ curves.png, checkpoints/, threshold.png, model/, eval/test/). What differs from 
   free memory of the device at `data.batch_size` (`seglab.planner.plan_patch`), logged.
 - Validation runs on whole volumes (batch 1; the U-Net pads them to its divisor): cheap for the
   volumes this is meant for, and exactly what the validation loss and Dice should measure.
+- Every volume is decoded once into the cache beside the runs (`data.cache_dir`, else
+  `cache/`; `seglab.data.volume_cache`): patches, validation and test scoring read from its
+  memory-maps, so resident memory is bounded by the patches in flight, not by the volumes.
 - The threshold is tuned on the validation volumes as in 2D (`seglab.tuning.tune_threshold`),
   predicted by sliding window with the training patch as the tile, as the bundle predicts later.
 - Binary only: `data.num_classes` is refused (3D prediction and evaluation are binary); `unet3d`
@@ -35,18 +38,20 @@ from seglab.data.layouts import Sample
 from seglab.data.patches import PatchDataset, VolumeDataset, choose_patch
 from seglab.data.sampling import EpochSampler
 from seglab.data.splits import assign_splits
+from seglab.data.volume_cache import (
+    CachedVolume,
+    LabelledVolumes,
+    PreparedVolume,
+    VolumePreparation,
+    cache_volumes,
+)
 from seglab.data.volumes import find_volumes
 from seglab.errors import ConfigError, DataError
 from seglab.fileutils import atomic_write_json, atomic_write_text
 from seglab.inference.predictor import torch_forward
-from seglab.inference.volumes import VolumePredictor, prepare_volume
+from seglab.inference.volumes import VolumePredictor
 from seglab.models import create_model, model_spatial_dims, model_summary
-from seglab.volume_evaluation import (
-    LabelledVolume,
-    evaluate_volume_samples,
-    load_labelled_volumes,
-    volume_counts,
-)
+from seglab.volume_evaluation import evaluate_volume_samples, volume_counts
 
 if TYPE_CHECKING:
     from seglab.training import RunResult
@@ -116,24 +121,27 @@ def _build_task(config: Config, model: torch.nn.Module, train_fraction: float) -
 
 def _loaders(
     config: Config,
-    train: list[tuple[np.ndarray, np.ndarray]],
-    val: list[tuple[np.ndarray, np.ndarray]],
+    train: list[CachedVolume],
+    val: list[CachedVolume],
     patch: tuple[int, int, int],
+    channels: int,
 ) -> tuple[DataLoader, DataLoader]:
     from seglab.engine import loader_options
 
     data = config.data
     multiclass = data.num_classes is not None
-    patches = PatchDataset(
-        [image for image, _ in train],
-        [labels for _, labels in train],
+
+    def sources(volumes: list[CachedVolume]) -> list[PreparedVolume]:
+        return [PreparedVolume(v, channels, data.normalize, data.percentiles) for v in volumes]
+
+    patches = PatchDataset.from_volumes(
+        sources(train),
         patch,
         data.patches_per_volume,
         data.foreground_share,
         flip=data.augment.hflip,
         seed=config.seed,
         multiclass=multiclass,
-        ignore_index=data.ignore_index if multiclass else None,
         pad_label=data.ignore_index if multiclass else 0,
     )
     train_loader = DataLoader(
@@ -143,13 +151,59 @@ def _loaders(
         drop_last=len(patches) > data.batch_size,
         **loader_options(config),
     )
-    whole = VolumeDataset([i for i, _ in val], [labels for _, labels in val], multiclass)
+    whole = VolumeDataset.from_volumes(sources(val), multiclass)
     val_loader = DataLoader(whole, batch_size=1, **loader_options(config))
     return train_loader, val_loader
 
 
-def _labels(volume: LabelledVolume) -> np.ndarray:
-    return volume.mask.astype(np.int64) if volume.mask.dtype != np.bool_ else volume.mask
+def _cached_splits(config: Config, run_dir: Path, progress: bool) -> dict[str, list[CachedVolume]]:
+    """Split the volumes (written to splits.json) and decode into the cache (`data.cache_dir`,
+    else `cache/` beside the run) those not there yet; open them all."""
+    data = config.data
+    files = volume_splits(config)
+    atomic_write_json(
+        run_dir / "splits.json",
+        {
+            "layout": "volumes",
+            **{name: [str(s.image) for s in group] for name, group in files.items()},
+        },
+    )
+    cache = data.cache_dir or run_dir.parent / "cache"
+    preparation = VolumePreparation(data.num_classes, data.ignore_index, data.percentiles)
+    volumes = {
+        name: cache_volumes(group, cache, preparation, progress, f"caching {name}")
+        for name, group in files.items()
+    }
+    for name in ("train", "val"):
+        if not volumes.get(name):
+            raise DataError(
+                Path(str(data.root)),
+                f"the {name} split has no volume",
+                "add volumes, or lower data.val_fraction / data.test_fraction",
+            )
+    return volumes
+
+
+def _model_and_patch(
+    config: Config, run_dir: Path, channels: int, train: list[CachedVolume]
+) -> tuple[torch.nn.Module, dict[str, Any], tuple[int, int, int]]:
+    """The model, its keyword arguments and the training patch (model_summary.txt written)."""
+    data = config.data
+    model_kwargs = {"in_channels": channels, "num_classes": data.num_classes or 1}
+    model_kwargs.update(config.model.params)
+    try:
+        model = create_model(config.model.name, **model_kwargs)
+    except ValueError as exc:  # a bad value in model.params
+        raise ConfigError(str(exc)) from None
+    patch = choose_patch(
+        data.patch,
+        lambda: create_model(config.model.name, **model_kwargs),
+        channels,
+        data.batch_size,
+        [v.shape for v in train],
+    )
+    atomic_write_text(run_dir / "model_summary.txt", model_summary(model, (1, channels, *patch)))
+    return model, model_kwargs, patch
 
 
 def train_volumes(
@@ -183,55 +237,14 @@ def train_volumes(
     from seglab.engine import checkpoint_epoch, make_trainer, tracking_logger
 
     _check_model(config)
-    data = config.data
-    files = volume_splits(config)
-    atomic_write_json(
-        run_dir / "splits.json",
-        {
-            "layout": "volumes",
-            **{name: [str(s.image) for s in group] for name, group in files.items()},
-        },
-    )
-    volumes = {
-        name: load_labelled_volumes(group, data.num_classes, data.ignore_index)
-        for name, group in files.items()
-    }
-    for name in ("train", "val"):
-        if not volumes.get(name):
-            raise DataError(
-                Path(str(data.root)),
-                f"the {name} split has no volume",
-                "add volumes, or lower data.val_fraction / data.test_fraction",
-            )
-    channels = max(v.image.shape[3] if v.image.ndim == 4 else 1 for v in volumes["train"])
-    inputs = {
-        name: [
-            (prepare_volume(v.image, channels, data.normalize, data.percentiles), _labels(v))
-            for v in group
-        ]
-        for name, group in volumes.items()
-    }
-    model_kwargs = {"in_channels": channels, "num_classes": data.num_classes or 1}
-    model_kwargs.update(config.model.params)
-    try:
-        model = create_model(config.model.name, **model_kwargs)
-    except ValueError as exc:  # a bad value in model.params
-        raise ConfigError(str(exc)) from None
-    patch = choose_patch(
-        data.patch,
-        lambda: create_model(config.model.name, **model_kwargs),
-        channels,
-        data.batch_size,
-        [v.mask.shape for v in volumes["train"]],
-    )
-    summary = model_summary(model, (1, channels, *patch))
-    atomic_write_text(run_dir / "model_summary.txt", summary)
-    foreground = float(np.mean([np.mean(labels > 0) for _, labels in inputs["train"]]))
+    volumes = _cached_splits(config, run_dir, progress)
+    channels = max(v.channels for v in volumes["train"])
+    model, model_kwargs, patch = _model_and_patch(config, run_dir, channels, volumes["train"])
+    foreground = float(np.mean([v.positive / np.prod(v.shape) for v in volumes["train"]]))
     task = _build_task(config, model, foreground)
     if config.train.channels_last:
         task.model.to(memory_format=torch.channels_last_3d)
-    train_loader, val_loader = _loaders(config, inputs["train"], inputs["val"], patch)
-
+    train_loader, val_loader = _loaders(config, volumes["train"], volumes["val"], patch, channels)
     logger = tracking_logger(config, run_dir, resume, tags)
     last = run_dir / "checkpoints" / "last.ckpt"
     start_epoch = checkpoint_epoch(last) if resume else 0
@@ -247,7 +260,6 @@ def train_volumes(
         warnings.filterwarnings("ignore", message=".*treespec.*")
         trainer.fit(task, train_loader, val_loader, ckpt_path=last if resume else None)
     log.info("trained for %.1f s", time.perf_counter() - started)
-
     best = checkpoint.best_model_path or str(last)
     task.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
     model = task.model.cpu().to(memory_format=torch.contiguous_format)
@@ -301,7 +313,7 @@ def _finish(
     model_kwargs: dict[str, Any],
     channels: int,
     patch: tuple[int, int, int],
-    volumes: dict[str, list[LabelledVolume]],
+    volumes: dict[str, list[CachedVolume]],
     logger: Any,
 ) -> RunResult:
     from seglab.bundle import save_bundle
@@ -316,18 +328,16 @@ def _finish(
         # Argmax needs no threshold: score the foreground (any class but 0) at the argmax.
         ignored = config.data.ignore_index
         counts = [
-            volume_counts(predictor.predict(v.image).mask, v.mask, ignored) for v in volumes["val"]
+            volume_counts(predictor.predict(v.image).mask, v.mask, ignored)
+            for v in LabelledVolumes(volumes["val"])
         ]
         threshold, val_metrics = 0.5, summarize(np.concatenate(counts))
     else:
         # tune_threshold needs only `predict_proba(image)` and samples' `.image` / `.mask`; it
         # scores the rows of an (N, ...) mask as N images, so each volume is flattened to one.
-        flat = [
-            LabelledVolume(v.id, v.path, v.image, v.mask.reshape(1, -1)) for v in volumes["val"]
-        ]
         threshold, val_metrics = tune_threshold(
             cast(Any, _FlatVolumePredictor(predictor)),
-            cast(Any, flat),
+            cast(Any, LabelledVolumes(volumes["val"], flat=True)),
             config.train.threshold_range,
             run_dir / "threshold.png",
         )
@@ -339,7 +349,7 @@ def _finish(
     if config.train.evaluate_test and volumes.get("test"):
         out = run_dir / "eval" / "test"
         result = evaluate_volume_samples(
-            predictor, volumes["test"], out, ignore_index=config.data.ignore_index
+            predictor, LabelledVolumes(volumes["test"]), out, ignore_index=config.data.ignore_index
         )
         test_metrics = result.metrics
     if logger is not None:

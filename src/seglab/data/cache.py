@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -40,11 +40,31 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CACHE_VERSION", "CachedSample", "Preparation", "cache_samples", "clear_cache"]
+__all__ = [
+    "CACHE_VERSION",
+    "CachedSample",
+    "Fingerprinted",
+    "Preparation",
+    "cache_samples",
+    "clear_cache",
+    "entry_folder",
+    "file_stamp",
+    "read_record",
+    "sample_key",
+    "write_entry",
+]
 
 # Bumped when the stored arrays change meaning, so old entries are never misread.
 CACHE_VERSION = 1
 _WORKERS = 2  # decoding threads: PNG and TIFF decoders release the GIL
+
+
+class Fingerprinted(Protocol):
+    """Pre-processing that can be part of a cache key (2D `Preparation`, volumes' own)."""
+
+    def fingerprint(self) -> dict[str, Any]:
+        """A JSON-serialisable description of the pre-processing."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -120,41 +140,88 @@ class CachedSample:
         return np.load(self.folder / "instances.npy", mmap_mode="r")
 
 
-def _file_stamp(path: Path) -> list[Any]:
+def file_stamp(path: Path) -> list[Any]:
+    """What identifies a source file in a key: its resolved path, byte size and mtime (ns)."""
     stat = path.stat()
     return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
 
 
-def sample_key(sample: Sample, preparation: Preparation) -> str:
+def sample_key(sample: Sample, preparation: Fingerprinted) -> str:
     """The cache key of a sample: its files' paths, sizes and times, and the pre-processing."""
     source = {
-        "image": _file_stamp(sample.image),
-        "masks": [_file_stamp(p) for p in sample.masks],
+        "image": file_stamp(sample.image),
+        "masks": [file_stamp(p) for p in sample.masks],
         "prepare": preparation.fingerprint(),
     }
     return hashlib.sha256(json.dumps(source, sort_keys=True).encode()).hexdigest()
 
 
-def _open(folder: Path, sample_id: str) -> CachedSample | None:
-    """The complete cache entry in `folder`, or None (missing, truncated or unreadable)."""
+def entry_folder(cache: Path, key: str) -> Path:
+    """The folder of the entry `key`: `<cache>/<key[:2]>/<key>`."""
+    return cache / key[:2] / key
+
+
+def read_record(folder: Path) -> dict[str, Any] | None:
+    """The `sample.json` record of a complete entry, or None (missing, truncated, unreadable).
+
+    Every array listed in the record's `bytes` must have the recorded size: a truncated file
+    (a full disk, a killed copy) makes the whole entry missing, to be decoded again.
+    """
     try:
         record = json.loads((folder / "sample.json").read_text())
         for name, size in record["bytes"].items():
             if (folder / name).stat().st_size != size:
                 log.warning("cache entry %s: %s is truncated; decoding again", folder, name)
                 return None
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, AttributeError):
         return None
-    return CachedSample(
-        sample_id,
-        folder,
-        (int(record["shape"][0]), int(record["shape"][1])),
-        int(record["channels"]),
-        (float(record["bounds"][0]), float(record["bounds"][1])),
-        tuple(record["foreground"]),
-        "borders.npy" in record["bytes"],
-        "instances.npy" in record["bytes"],
-    )
+    return record if isinstance(record, dict) else None
+
+
+def write_entry(folder: Path, arrays: dict[str, np.ndarray], record: dict[str, Any]) -> None:
+    """Write `<name>.npy` for each array and `sample.json` (the record and the byte sizes)
+    into `folder`, atomically: under a temporary name, renamed when complete.
+
+    An existing (truncated) entry is replaced; if another process (a DDP rank, a parallel run)
+    renames its copy first, that one is kept.
+    """
+    temporary = folder.with_name(f".{folder.name}.{uuid.uuid4().hex}.tmp")
+    temporary.mkdir(parents=True)
+    try:
+        sizes = {}
+        for name, array in arrays.items():
+            np.save(temporary / f"{name}.npy", np.ascontiguousarray(array))
+            sizes[f"{name}.npy"] = (temporary / f"{name}.npy").stat().st_size
+        # sample.json last: an entry without it is incomplete and never opened.
+        (temporary / "sample.json").write_text(json.dumps({**record, "bytes": sizes}))
+        shutil.rmtree(folder, ignore_errors=True)
+        try:
+            temporary.rename(folder)
+        except OSError:  # another process finished it first
+            shutil.rmtree(temporary, ignore_errors=True)
+    finally:
+        if temporary.exists():
+            shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _open(folder: Path, sample_id: str) -> CachedSample | None:
+    """The complete cache entry in `folder`, or None (missing, truncated or unreadable)."""
+    record = read_record(folder)
+    if record is None:
+        return None
+    try:
+        return CachedSample(
+            sample_id,
+            folder,
+            (int(record["shape"][0]), int(record["shape"][1])),
+            int(record["channels"]),
+            (float(record["bounds"][0]), float(record["bounds"][1])),
+            tuple(record["foreground"]),
+            "borders.npy" in record["bytes"],
+            "instances.npy" in record["bytes"],
+        )
+    except (KeyError, ValueError, TypeError, IndexError):
+        return None
 
 
 def _arrays(loaded: LoadedSample, preparation: Preparation) -> dict[str, np.ndarray]:
@@ -184,37 +251,20 @@ def _arrays(loaded: LoadedSample, preparation: Preparation) -> dict[str, np.ndar
 
 def _write(folder: Path, loaded: LoadedSample, preparation: Preparation) -> CachedSample:
     arrays = _arrays(loaded, preparation)
-    temporary = folder.with_name(f".{folder.name}.{uuid.uuid4().hex}.tmp")
-    temporary.mkdir(parents=True)
-    try:
-        sizes = {}
-        for name, array in arrays.items():
-            np.save(temporary / f"{name}.npy", np.ascontiguousarray(array))
-            sizes[f"{name}.npy"] = (temporary / f"{name}.npy").stat().st_size
-        image, mask = arrays["image"], arrays["mask"]
-        mapping = preparation.mapping
-        if mapping is None:
-            foreground: list[int] = [int(np.count_nonzero(mask))]
-        else:
-            foreground = np.bincount(mask.ravel(), minlength=256)[: mapping.num_classes].tolist()
-        record = {
-            "id": loaded.id,
-            "shape": list(image.shape[:2]),
-            "channels": int(image.shape[2]),
-            "bounds": [float(b) for b in percentile_bounds(image, preparation.percentiles)],
-            "foreground": [int(f) for f in foreground],
-            "bytes": sizes,
-        }
-        # sample.json last: an entry without it is incomplete and never opened.
-        (temporary / "sample.json").write_text(json.dumps(record))
-        shutil.rmtree(folder, ignore_errors=True)  # a truncated entry being replaced
-        try:
-            temporary.rename(folder)
-        except OSError:  # another process (DDP rank, parallel run) finished it first
-            shutil.rmtree(temporary, ignore_errors=True)
-    finally:
-        if temporary.exists():
-            shutil.rmtree(temporary, ignore_errors=True)
+    image, mask = arrays["image"], arrays["mask"]
+    mapping = preparation.mapping
+    if mapping is None:
+        foreground: list[int] = [int(np.count_nonzero(mask))]
+    else:
+        foreground = np.bincount(mask.ravel(), minlength=256)[: mapping.num_classes].tolist()
+    record = {
+        "id": loaded.id,
+        "shape": list(image.shape[:2]),
+        "channels": int(image.shape[2]),
+        "bounds": [float(b) for b in percentile_bounds(image, preparation.percentiles)],
+        "foreground": [int(f) for f in foreground],
+    }
+    write_entry(folder, arrays, record)
     entry = _open(folder, loaded.id)
     if entry is None:
         raise DataError(folder, "the cache entry just written cannot be read back")
@@ -232,8 +282,7 @@ def _entries(
     with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
         queue: deque[CachedSample | Future[CachedSample]] = deque()
         for sample in samples:
-            key = sample_key(sample, preparation)
-            folder = cache / key[:2] / key
+            folder = entry_folder(cache, sample_key(sample, preparation))
             queue.append(
                 _open(folder, sample.id) or pool.submit(_build, sample, folder, preparation)
             )

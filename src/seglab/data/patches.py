@@ -7,6 +7,10 @@ random foreground voxel. Every patch depends only on `(seed, epoch, index)`: `Ep
 hands the dataset `(epoch, index)` keys, so worker processes never repeat each other's patches
 and a run is reproducible whatever `num_workers` is.
 
+The datasets read volumes through `PatchSource`s: in-memory arrays (`ArrayVolume`) or cached,
+memory-mapped ones (`seglab.data.volume_cache.PreparedVolume`), which read only the voxels of
+each patch, so resident memory is bounded by the patches in flight, not by the volumes.
+
 Example:
     >>> dataset = PatchDataset([image], [labels > 0], patch=(32, 32, 32), seed=0)
     >>> loader = DataLoader(dataset, batch_size=2, sampler=EpochSampler(len(dataset)))
@@ -17,19 +21,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from functools import cached_property
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from seglab.data.sampling import item_rng
+from seglab.data.transforms import reflect_pad
 from seglab.errors import ConfigError
 
 __all__ = [
     "DEFAULT_PATCH_SIDE",
+    "MAX_FOREGROUND_VOXELS",
+    "ArrayVolume",
     "PatchDataset",
+    "PatchSource",
     "VolumeDataset",
     "choose_patch",
+    "foreground_voxels",
     "patch_start",
     "volume_target",
 ]
@@ -63,14 +74,98 @@ def patch_start(centre: int, patch: int, size: int) -> int:
     return int(min(max(centre - patch // 2, 0), size - patch))
 
 
+def foreground_voxels(labels: np.ndarray, ignore_index: int | None = None) -> np.ndarray:
+    """Flat indices of the voxels patches may be centred on: labels > 0, not `ignore_index`.
+
+    At most `MAX_FOREGROUND_VOXELS`, a fixed random subset beyond: the same whatever the run's
+    seed, so that one cache entry serves every run.
+
+    Shape:
+        - labels: `(D, H, W)`
+        - Output: `(N,)` int64, increasing
+    """
+    wanted = labels > 0
+    if ignore_index is not None:
+        wanted &= labels != ignore_index
+    flat = np.flatnonzero(wanted)
+    if len(flat) > MAX_FOREGROUND_VOXELS:
+        rng = np.random.default_rng(len(flat))
+        flat = np.sort(rng.choice(flat, MAX_FOREGROUND_VOXELS, replace=False))
+    return flat.astype(np.int64)
+
+
+class PatchSource(Protocol):
+    """A volume the datasets read boxes of: in memory, or memory-mapped from the cache."""
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Spatial shape `(D, H, W)`."""
+        ...
+
+    @property
+    def foreground_count(self) -> int:
+        """How many candidate patch centres (`foreground_voxels`) the volume has."""
+        ...
+
+    def foreground_voxel(self, number: int) -> int:
+        """The flat index (into `shape`) of candidate centre `number`."""
+        ...
+
+    def read(self, box: tuple[slice, slice, slice]) -> tuple[np.ndarray, np.ndarray]:
+        """The `(C, d, h, w)` float32 model input and `(d, h, w)` labels inside `box`."""
+        ...
+
+
+class ArrayVolume:
+    """A `PatchSource` of in-memory arrays.
+
+    Args:
+        image: `(C, D, H, W)` float32 normalised volume.
+        labels: `(D, H, W)` integer labels (see `PatchDataset`).
+        ignore_index: Multi-class label of unlabelled voxels: never a patch centre.
+
+    Raises:
+        ValueError: The shapes do not match.
+    """
+
+    def __init__(
+        self, image: np.ndarray, labels: np.ndarray, ignore_index: int | None = None
+    ) -> None:
+        if image.ndim != 4 or image.shape[1:] != labels.shape:
+            raise ValueError(
+                f"image {image.shape} must be (C, D, H, W) and labels {labels.shape} (D, H, W) "
+                "of the same size"
+            )
+        self.image, self.labels, self.ignore_index = image, labels, ignore_index
+        self.shape: tuple[int, int, int] = (labels.shape[0], labels.shape[1], labels.shape[2])
+
+    @cached_property
+    def _foreground(self) -> np.ndarray:
+        return foreground_voxels(self.labels, self.ignore_index)
+
+    @property
+    def foreground_count(self) -> int:
+        return len(self._foreground)
+
+    def foreground_voxel(self, number: int) -> int:
+        return int(self._foreground[number])
+
+    def read(self, box: tuple[slice, slice, slice]) -> tuple[np.ndarray, np.ndarray]:
+        return self.image[(slice(None), *box)], self.labels[box]
+
+
 class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """Random patches of in-memory volumes, reproducible per `(seed, epoch, index)`.
+    """Random patches of volumes, reproducible per `(seed, epoch, index)`.
 
     Item `index` comes from volume `index // patches_per_volume`; of each volume's items, the
     first `round(foreground_share * patches_per_volume)` are centred on a random foreground voxel
-    (uniform when the volume has none), the others are uniform over the volume. Volumes smaller
-    than the patch along an axis are padded at the far end (images with 0, labels with
-    `pad_label`), once, here. Each axis is then flipped with probability `flip`.
+    (uniform when the volume has none), the others are uniform over the volume. A patch that
+    sticks out of a volume smaller than the patch is padded at the far end: the image by
+    reflection (as sliding-window prediction pads), the labels with `pad_label`; only the patch
+    is padded, never the volume. Each axis is then flipped with probability `flip`.
+
+    `PatchDataset(images, labels, ...)` takes in-memory arrays; `PatchDataset.from_volumes`
+    takes any `PatchSource`s, such as memory-mapped cached volumes.
 
     Args:
         images: `(C, D, H, W)` float32 normalised volumes.
@@ -111,6 +206,48 @@ class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             raise ValueError(
                 f"need as many label volumes as images (>= 1): {len(images)}, {len(labels)}"
             )
+        volumes = []
+        for number, (image, label) in enumerate(zip(images, labels, strict=True)):
+            try:
+                volumes.append(ArrayVolume(image, label, ignore_index))
+            except ValueError as exc:
+                raise ValueError(f"volume {number}: {exc}") from None
+        self._configure(volumes, patch, patches_per_volume, foreground_share, flip, seed)
+        self.multiclass, self.pad_label = multiclass, pad_label
+
+    @classmethod
+    def from_volumes(
+        cls,
+        volumes: Sequence[PatchSource],
+        patch: tuple[int, int, int],
+        patches_per_volume: int = 8,
+        foreground_share: float = 0.33,
+        flip: float = 0.5,
+        seed: int = 0,
+        multiclass: bool = False,
+        pad_label: int = 0,
+    ) -> PatchDataset:
+        """Patches of `PatchSource`s (candidate centres are theirs); other arguments as above.
+
+        Raises:
+            ValueError: No volume, or an out-of-range argument.
+        """
+        if not volumes:
+            raise ValueError("need at least one volume")
+        dataset = cls.__new__(cls)
+        dataset._configure(volumes, patch, patches_per_volume, foreground_share, flip, seed)
+        dataset.multiclass, dataset.pad_label = multiclass, pad_label
+        return dataset
+
+    def _configure(
+        self,
+        volumes: Sequence[PatchSource],
+        patch: tuple[int, int, int],
+        patches_per_volume: int,
+        foreground_share: float,
+        flip: float,
+        seed: int,
+    ) -> None:
         if len(patch) != 3 or min(patch) < 1:
             raise ValueError(f"patch must be 3 sizes >= 1, got {patch}")
         if patches_per_volume < 1 or not 0 <= foreground_share <= 1 or not 0 <= flip <= 1:
@@ -118,42 +255,16 @@ class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
                 "need patches_per_volume >= 1, foreground_share and flip in [0, 1]; got "
                 f"{patches_per_volume}, {foreground_share}, {flip}"
             )
-        self.patch = tuple(int(p) for p in patch)
+        self.volumes = list(volumes)
+        self.patch = (int(patch[0]), int(patch[1]), int(patch[2]))
         self.patches_per_volume = patches_per_volume
         # Round half up: 0.5 of 3 patches is 2 centred ones, as the share promises "at least".
         self.foreground_items = int(np.floor(foreground_share * patches_per_volume + 0.5))
         self.flip = flip
         self.seed = seed
-        self.multiclass = multiclass
-        self.images: list[np.ndarray] = []
-        self.labels: list[np.ndarray] = []
-        self.foreground: list[np.ndarray] = []
-        for number, (image, label) in enumerate(zip(images, labels, strict=True)):
-            if image.ndim != 4 or image.shape[1:] != label.shape:
-                raise ValueError(
-                    f"volume {number}: image {image.shape} must be (C, D, H, W) and labels "
-                    f"{label.shape} (D, H, W) of the same size"
-                )
-            pads = [(0, max(0, p - s)) for p, s in zip(self.patch, label.shape)]
-            self.images.append(np.pad(image, [(0, 0), *pads]) if any(p for _, p in pads) else image)
-            padded = np.pad(label, pads, constant_values=pad_label)
-            self.labels.append(padded)
-            self.foreground.append(self._foreground_voxels(padded, ignore_index, number))
-
-    def _foreground_voxels(
-        self, labels: np.ndarray, ignore_index: int | None, number: int
-    ) -> np.ndarray:
-        wanted = labels > 0
-        if ignore_index is not None:
-            wanted &= labels != ignore_index
-        flat = np.flatnonzero(wanted)
-        if len(flat) > MAX_FOREGROUND_VOXELS:
-            rng = np.random.default_rng([self.seed, number])
-            flat = np.sort(rng.choice(flat, MAX_FOREGROUND_VOXELS, replace=False))
-        return flat
 
     def __len__(self) -> int:
-        return len(self.images) * self.patches_per_volume
+        return len(self.volumes) * self.patches_per_volume
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Item `key` = `(epoch, index)` (from `EpochSampler`), or `index` for epoch 0."""
@@ -161,19 +272,23 @@ class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         if not 0 <= index < len(self):
             raise IndexError(f"patch index {index} out of range [0, {len(self)})")
         rng = item_rng(self.seed, key)
-        volume, slot = divmod(index, self.patches_per_volume)
-        labels = self.labels[volume]
-        candidates = self.foreground[volume]
-        if slot < self.foreground_items and len(candidates):
-            centre = np.unravel_index(candidates[rng.integers(len(candidates))], labels.shape)
-            starts = [
-                patch_start(int(c), p, s) for c, p, s in zip(centre, self.patch, labels.shape)
-            ]
+        number, slot = divmod(index, self.patches_per_volume)
+        source = self.volumes[number]
+        # Positions are drawn in the volume as if padded up to the patch (at the far end).
+        size = [max(s, p) for s, p in zip(source.shape, self.patch)]
+        count = source.foreground_count
+        if slot < self.foreground_items and count:
+            flat = source.foreground_voxel(int(rng.integers(count)))
+            centre = np.unravel_index(flat, source.shape)
+            starts = [patch_start(int(c), p, s) for c, p, s in zip(centre, self.patch, size)]
         else:
-            starts = [int(rng.integers(0, s - p + 1)) for p, s in zip(self.patch, labels.shape)]
-        box = tuple(slice(start, start + p) for start, p in zip(starts, self.patch))
-        image = self.images[volume][(slice(None), *box)]
-        label = labels[box]
+            starts = [int(rng.integers(0, s - p + 1)) for p, s in zip(self.patch, size)]
+        d, h, w = (slice(start, start + p) for start, p in zip(starts, self.patch))
+        image, label = source.read((d, h, w))
+        image = reflect_pad(image, self.patch)
+        pads = [(0, p - s) for p, s in zip(self.patch, label.shape)]
+        if any(after for _, after in pads):
+            label = np.pad(label, pads, constant_values=self.pad_label)
         flipped = [axis for axis in range(3) if rng.random() < self.flip]
         if flipped:
             image = np.flip(image, tuple(axis + 1 for axis in flipped))
@@ -184,6 +299,9 @@ class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
 
 class VolumeDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """Whole volumes, one per item (validation: batch size 1, as sizes may differ).
+
+    `VolumeDataset(images, labels)` takes in-memory arrays; `VolumeDataset.from_volumes` any
+    `PatchSource`s, each read whole when its item is asked for.
 
     Args:
         images: `(C, D, H, W)` float32 normalised volumes.
@@ -196,16 +314,25 @@ class VolumeDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     ) -> None:
         if len(images) != len(labels):
             raise ValueError(f"need as many label volumes as images: {len(images)}, {len(labels)}")
-        self.images = list(images)
-        self.labels = list(labels)
+        self.volumes: list[PatchSource] = [ArrayVolume(i, m) for i, m in zip(images, labels)]
         self.multiclass = multiclass
 
+    @classmethod
+    def from_volumes(
+        cls, volumes: Sequence[PatchSource], multiclass: bool = False
+    ) -> VolumeDataset:
+        """Whole volumes of `PatchSource`s."""
+        dataset = cls([], [], multiclass)
+        dataset.volumes = list(volumes)
+        return dataset
+
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.volumes)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image = torch.from_numpy(np.ascontiguousarray(self.images[index]))
-        return image, volume_target(self.labels[index], self.multiclass)
+        source = self.volumes[index]
+        image, labels = source.read((slice(None), slice(None), slice(None)))
+        return torch.from_numpy(np.ascontiguousarray(image)), volume_target(labels, self.multiclass)
 
 
 def choose_patch(

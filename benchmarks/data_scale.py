@@ -1,0 +1,682 @@
+"""Training at the real data sets' scale: cache build, first step, peak memory, loader rate.
+
+Synthetic data is written in the real layouts at the real data sets' counts and shape mix:
+
+- cityscapes: 2,975 train + 500 val street scenes at 2048×1024 (`seglab.data.streets`, gtFine
+  labelIds), written by two processes through `make_street` with `write_streets`' file names.
+- dsb2018: stage1's 670 images in its size mix (counts below), fluorescence, bright-field and
+  stained, in the dsb2018 layout (`<id>/images/<id>.png`, one `<id>/masks/<k>.png` per nucleus).
+  The generator is this file's own (`seglab.data.synthetic` writes square images only): ellipses
+  on a flat background with noise, nuclei per image proportional to its area.
+- volumes (opt-in): `.npy` volume pairs (`train|val/images/`, `labels/`) whose total size is
+  twice the memory available when the benchmark starts, each written and freed in turn.
+
+`--scale` multiplies the counts (at least one image per split and per DSB2018 size). Each step
+runs in a child process, so the benchmark itself holds no data; each child reports its own
+peak resident set (`VmHWM` of /proc/self/status) and the parent polls the resident memory of the
+child's process tree, killing it beyond `--rss-cap` GiB so a run cannot exhaust the machine:
+
+1. generation (skipped when `<root>/<set>/data` exists, so reruns with `--keep` measure the
+   cached case);
+2. the first-run cache build: `cache_split_data`, as `seglab train` calls it, then `cache_size`;
+3. training: `seglab train` cannot bound its steps (no `train.max_steps`), so a child builds what
+   `seglab.training.train` builds (default config, the same model, loss, task and loaders, by
+   the same functions) and fits a Lightning Trainer for `--steps` steps without validation,
+   logging or checkpoints: seconds from its launch to the first training batch, steps/s (after
+   the first step) and peak RSS;
+4. loader throughput: the same training DataLoader with 0, 1 and 2 workers, batches/s after a
+   warm-up, against the step rate (goal: >= 1.5×).
+
+The volumes set goes through the real `seglab train --layout volumes` (one epoch of
+`data.patches_per_volume` patches per volume, no test split): its wall time and peak RSS only.
+
+Timings are from a shared 2-core machine; they are noisy.
+
+Examples:
+    python benchmarks/data_scale.py --scale 0.01
+    python benchmarks/data_scale.py --sets dsb2018 --steps 30
+    python benchmarks/data_scale.py --sets volumes --scale 0.02 --keep
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from multiprocessing import Pool
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+SETS = ("cityscapes", "dsb2018", "volumes")
+CITYSCAPES_COUNTS = {"train": 2975, "val": 500}
+CITYSCAPES_SHAPE = (1024, 2048)
+# DSB2018 stage1_train: images per (H, W); 670 in all.
+DSB_SIZES = {
+    (256, 256): 334,
+    (256, 320): 112,
+    (260, 347): 5,
+    (360, 360): 91,
+    (512, 640): 13,
+    (520, 696): 92,
+    (603, 1272): 6,
+    (1024, 1024): 16,
+    (1040, 1388): 1,
+}
+DSB_MODALITIES = {"fluorescence": 0.8, "stained": 0.15, "brightfield": 0.05}
+PIXELS_PER_NUCLEUS = 3500  # ~44 nuclei per image on average, as in stage1 (29,461 masks)
+VOLUME_SHAPE = (64, 512, 512)  # uint8 image + uint8 labels: 32 MiB a pair
+LOADER_GOAL = 1.5  # issue: the loader delivers >= 1.5x the training step rate
+RSS_GOAL_MIB = 3 * 1024
+WARMUP_BATCHES = 3
+
+
+# --- generation ----------------------------------------------------------------------------
+
+
+def _street_job(job: tuple[str, int, int, str, int]) -> None:
+    from seglab.data.cityscapes import IMAGE_TAG, LABEL_SUFFIX
+    from seglab.data.io import write_png
+    from seglab.data.streets import CITIES, make_street
+
+    partial, index, seed, split, _ = job
+    image, label_ids = make_street(np.random.default_rng([seed, index]), *CITYSCAPES_SHAPE)
+    city = CITIES[split][index % len(CITIES[split])]
+    name = f"{city}_000000_{index:06d}"
+    base = Path(partial)
+    write_png(base / "leftImg8bit" / split / city / f"{name}{IMAGE_TAG}.png", image)
+    write_png(base / "gtFine" / split / city / f"{name}{LABEL_SUFFIX}", label_ids)
+
+
+def _nucleus_field(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """`(H, W)` int32 instance labels: ellipses, later ones over earlier ones."""
+    height, width = shape
+    labels = np.zeros(shape, np.int32)
+    for k in range(1, max(3, height * width // PIXELS_PER_NUCLEUS) + 1):
+        a, b = rng.uniform(4, 16, size=2)
+        angle = rng.uniform(0, np.pi)
+        cy, cx = rng.uniform(0, height), rng.uniform(0, width)
+        r = int(max(a, b)) + 1
+        y0, y1 = max(0, int(cy) - r), min(height, int(cy) + r + 1)
+        x0, x1 = max(0, int(cx) - r), min(width, int(cx) + r + 1)
+        if y0 >= y1 or x0 >= x1:
+            continue
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        dy, dx = yy - cy, xx - cx
+        u = dx * np.cos(angle) + dy * np.sin(angle)
+        v = -dx * np.sin(angle) + dy * np.cos(angle)
+        inside = (u / a) ** 2 + (v / b) ** 2 <= 1
+        labels[y0:y1, x0:x1][inside] = k
+    return labels
+
+
+def _dsb_image(rng: np.random.Generator, labels: np.ndarray, modality: str) -> np.ndarray:
+    count = int(labels.max()) + 1
+    if modality == "fluorescence":  # bright nuclei on black, grey
+        level = np.concatenate([[8.0], rng.uniform(60, 250, count - 1)])
+        grey = level[labels] + rng.normal(0, 6, labels.shape)
+        image = np.repeat(grey[..., None], 3, axis=2)
+    elif modality == "brightfield":  # dark grey-brown nuclei on a light field
+        level = np.concatenate([[205.0], rng.uniform(70, 150, count - 1)])
+        grey = level[labels] + rng.normal(0, 8, labels.shape)
+        image = grey[..., None] * np.array([1.0, 0.95, 0.85])
+    else:  # H&E-like: purple nuclei on pink tissue
+        nuclei = labels > 0
+        image = np.where(nuclei[..., None], [[[110, 60, 150]]], [[[235, 170, 205]]]).astype(float)
+        image += rng.normal(0, 10, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def _dsb_job(job: tuple[str, int, int, str, int]) -> None:
+    from seglab.data.io import write_png
+
+    partial, index, seed, shape_text, _ = job
+    height, width, modality = shape_text.split(",")
+    rng = np.random.default_rng([seed, index])
+    labels = _nucleus_field(rng, (int(height), int(width)))
+    image = _dsb_image(rng, labels, modality)
+    sample_id = hashlib.sha1(f"{seed}-{index}".encode()).hexdigest()
+    folder = Path(partial) / sample_id
+    write_png(folder / "images" / f"{sample_id}.png", image)
+    present = np.unique(labels)
+    for k in present[present > 0]:
+        write_png(folder / "masks" / f"{k}.png", labels == k)
+
+
+def _volume_job(job: tuple[str, int, int, str, int]) -> None:
+    partial, index, seed, split, _ = job
+    rng = np.random.default_rng([seed, index])
+    depth, height, width = VOLUME_SHAPE
+    labels = np.zeros(VOLUME_SHAPE, np.uint8)
+    zz, yy, xx = np.ogrid[:depth, :height, :width]
+    for _ in range(24):
+        r = rng.uniform(5, 20)
+        cz, cy, cx = rng.uniform(0, depth), rng.uniform(0, height), rng.uniform(0, width)
+        z0, z1 = max(0, int(cz - r)), min(depth, int(cz + r) + 1)
+        y0, y1 = max(0, int(cy - r)), min(height, int(cy + r) + 1)
+        x0, x1 = max(0, int(cx - r)), min(width, int(cx + r) + 1)
+        ball = (zz[z0:z1] - cz) ** 2 + (yy[:, y0:y1] - cy) ** 2 + (xx[..., x0:x1] - cx) ** 2
+        labels[z0:z1, y0:y1, x0:x1][ball <= r * r] = 1
+    noise = rng.integers(0, 40, VOLUME_SHAPE, dtype=np.uint8)
+    image = noise + labels * np.uint8(120) + np.uint8(20)
+    base = Path(partial) / split
+    for folder, array in (("images", image), ("labels", labels)):
+        (base / folder).mkdir(parents=True, exist_ok=True)
+        np.save(base / folder / f"vol_{index:05d}.npy", array)
+
+
+def scaled(count: int, scale: float) -> int:
+    return max(1, round(count * scale))
+
+
+def generation_jobs(name: str, scale: float, seed: int) -> tuple[str, list[Any], dict[str, Any]]:
+    """The job function's name, its jobs (`(partial, index, seed, what, 0)`) and a summary."""
+    jobs: list[Any] = []
+    if name == "cityscapes":
+        counts = {split: scaled(n, scale) for split, n in CITYSCAPES_COUNTS.items()}
+        index = 0
+        for split, count in counts.items():
+            for _ in range(count):
+                jobs.append(("", index, seed, split, 0))
+                index += 1
+        height, width = CITYSCAPES_SHAPE
+        return "_street_job", jobs, {"counts": counts, "sizes": [f"{width}×{height}"]}
+    if name == "dsb2018":
+        rng = np.random.default_rng(seed)
+        shapes = [s for s, n in DSB_SIZES.items() for _ in range(scaled(n, scale))]
+        modalities = rng.choice(list(DSB_MODALITIES), len(shapes), p=list(DSB_MODALITIES.values()))
+        for index, ((h, w), modality) in enumerate(zip(shapes, modalities, strict=True)):
+            jobs.append(("", index, seed, f"{h},{w},{modality}", 0))
+        mix = {m: int(np.sum(modalities == m)) for m in DSB_MODALITIES}
+        return (
+            "_dsb_job",
+            jobs,
+            {
+                "counts": {"all": len(shapes)},
+                "sizes": [f"{w}×{h}" for h, w in DSB_SIZES],
+                "modalities": mix,
+            },
+        )
+    available = _mem_available()
+    pair = 2 * math.prod(VOLUME_SHAPE)
+    total = max(2, math.ceil(2 * available * scale / pair))
+    splits = ["val"] + ["train"] * (total - 1)
+    jobs = [("", index, seed, split, 0) for index, split in enumerate(splits)]
+    depth, height, width = VOLUME_SHAPE
+    return (
+        "_volume_job",
+        jobs,
+        {
+            "counts": {"train": total - 1, "val": 1},
+            "sizes": [f"{depth}×{height}×{width}"],
+            "mem_available_gib": round(available / 2**30, 2),
+            "target_gib": round(2 * available * scale / 2**30, 2),
+        },
+    )
+
+
+def generate(name: str, data: Path, scale: float, seed: int, jobs_count: int) -> dict[str, Any]:
+    """Write the set into `data` (via `<data>.partial`, renamed when complete)."""
+    function, jobs, summary = generation_jobs(name, scale, seed)
+    partial = data.with_name(data.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    jobs = [(str(partial), *job[1:]) for job in jobs]
+    with Pool(jobs_count) as pool:
+        for _ in pool.imap_unordered(globals()[function], jobs, chunksize=1):
+            pass
+    partial.rename(data)
+    return summary
+
+
+# --- children ------------------------------------------------------------------------------
+
+
+def _vm_hwm_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _config(spec: dict[str, Any], workers: int | None = None) -> Any:
+    from seglab.config import load_config
+    from seglab.training import _resolve_layout
+
+    overrides = [f"data.root={spec['data']}", f"data.cache_dir={spec['cache']}"]
+    if workers is not None:
+        overrides.append(f"data.num_workers={workers}")
+    return _resolve_layout(load_config(None, overrides))
+
+
+def child_cache(spec: dict[str, Any]) -> dict[str, Any]:
+    from seglab.data.cache import cache_size
+    from seglab.data.splits import cache_split_data
+
+    config = _config(spec)
+    started = time.perf_counter()
+    split = cache_split_data(
+        config.data, config.seed, Path(spec["cache"]), config.data.target == "boundary"
+    )
+    seconds = time.perf_counter() - started
+    entries, total = cache_size(Path(spec["cache"]))
+    return {
+        "seconds": seconds,
+        "entries": entries,
+        "bytes": total,
+        "layout": split.layout,
+        "samples": {name: len(s) for name, s in split.samples.items()},
+    }
+
+
+def _training_parts(config: Any) -> dict[str, Any]:
+    """What `seglab.training.train` builds before `trainer.fit`, by the same functions."""
+    import torch
+
+    from seglab.data.splits import cache_split_data
+    from seglab.losses import ChannelwiseLoss
+    from seglab.models import create_model
+    from seglab.task import MulticlassSegmentationTask, SegmentationTask
+    from seglab.training import _build_loss, _loaders, _outputs, resolve_views
+
+    borders = config.data.target == "boundary"
+    split = cache_split_data(config.data, config.seed, Path(str(config.data.cache_dir)), borders)
+    train = split.samples["train"]
+    channels = max(s.channels for s in train)
+    mapping = split.mapping
+    views = resolve_views(config)
+    model_kwargs = {
+        "in_channels": channels * len(views),
+        "num_classes": len(_outputs(config, mapping)),
+        **config.model.params,
+    }
+    model = create_model(config.model.name, **model_kwargs)
+    loss = _build_loss(config, train, mapping)
+    if borders:
+        loss = ChannelwiseLoss(loss)
+    if config.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    settings = config.train
+    common = (settings.lr, settings.weight_decay, settings.scheduler, settings.channels_last)
+    if mapping is not None:
+        task = MulticlassSegmentationTask(
+            model, loss, mapping.num_classes, mapping.ignore_index, *common
+        )
+    else:
+        task = SegmentationTask(model, loss, *common)
+    ignore_index = mapping.ignore_index if mapping is not None else None
+    train_loader, _ = _loaders(config, train, split.samples["val"], channels, views, ignore_index)
+    return {"task": task, "loader": train_loader, "model_kwargs": model_kwargs}
+
+
+def child_train(spec: dict[str, Any]) -> dict[str, Any]:
+    import warnings
+
+    import pytorch_lightning as pl
+
+    from seglab.engine import loader_workers
+    from seglab.precision import resolve_train_precision
+    from seglab.training import resolve_crop
+
+    config = _config(spec)
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+    parts = _training_parts(config)
+    starts: list[float] = []
+    ends: list[float] = []
+
+    class Clock(pl.Callback):
+        def on_train_batch_start(self, *args: Any) -> None:
+            starts.append(time.time())
+
+        def on_train_batch_end(self, *args: Any) -> None:
+            ends.append(time.time())
+
+    precision = resolve_train_precision("auto", "cpu")
+    trainer = pl.Trainer(
+        max_steps=spec["steps"],
+        max_epochs=-1,
+        accelerator="cpu",
+        devices=1,
+        precision=precision,  # type: ignore[arg-type]
+        deterministic=config.train.deterministic,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Clock()],
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore")
+        trainer.fit(parts["task"], parts["loader"])
+    steps = len(ends)
+    dataset = parts["loader"].dataset
+    return {
+        "first_step_s": starts[0] - spec["launched"],
+        "steps": steps,
+        "steps_per_s": (steps - 1) / (ends[-1] - ends[0]) if steps > 1 else float("nan"),
+        "precision": precision,
+        "batch_size": parts["loader"].batch_size,
+        "crop": resolve_crop(config.data.crop, [tuple(s.shape) for s in dataset.samples]),
+        "num_workers": loader_workers(config),
+        "model": {"name": config.model.name, **parts["model_kwargs"]},
+    }
+
+
+def child_loader(spec: dict[str, Any]) -> dict[str, Any]:
+    rates = {}
+    for workers in spec["workers"]:
+        loader = _training_parts(_config(spec, workers))["loader"]
+        epoch, done, started = 0, 0, 0.0
+        while done < WARMUP_BATCHES + spec["batches"]:
+            loader.sampler.set_epoch(epoch)
+            for _ in loader:
+                done += 1
+                if done == WARMUP_BATCHES:
+                    started = time.perf_counter()
+                if done == WARMUP_BATCHES + spec["batches"]:
+                    break
+            epoch += 1
+        rates[str(workers)] = spec["batches"] / (time.perf_counter() - started)
+        del loader  # its persistent workers exit before the next count's start
+    return {"batches_per_s": rates}
+
+
+def child_generate(spec: dict[str, Any]) -> dict[str, Any]:
+    started = time.perf_counter()
+    summary = generate(spec["set"], Path(spec["data"]), spec["scale"], spec["seed"], spec["jobs"])
+    return {"seconds": time.perf_counter() - started, **summary}
+
+
+CHILDREN = {
+    "generate": child_generate,
+    "cache": child_cache,
+    "train": child_train,
+    "loader": child_loader,
+}
+
+
+def run_child(mode: str, spec: dict[str, Any], result_file: Path) -> None:
+    result = CHILDREN[mode](spec)
+    result["peak_rss_mib"] = _vm_hwm_mib()
+    result_file.write_text(json.dumps(result))
+
+
+# --- the parent ----------------------------------------------------------------------------
+
+
+def _mem_available() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no MemAvailable in /proc/meminfo")
+
+
+def _tree_rss_mib(root: int) -> float:
+    """Resident memory of `root` and its descendants (DataLoader workers, pool processes)."""
+    parents: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            parents[int(entry.name)] = int(fields[1])
+            rss[int(entry.name)] = int(fields[21])
+        except (OSError, IndexError, ValueError):
+            continue
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent]
+        tree.update(children)
+        frontier += children
+    return sum(rss.get(pid, 0) for pid in tree) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def supervise(command: list[str], cap_mib: float, log: Path) -> dict[str, Any]:
+    """Run `command` in its own session, polling its tree's memory; killed beyond `cap_mib`."""
+    started = time.perf_counter()
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        peak, killed = 0.0, False
+        while process.poll() is None:
+            peak = max(peak, _tree_rss_mib(process.pid))
+            if peak > cap_mib:
+                os.killpg(process.pid, signal.SIGKILL)
+                killed = True
+                process.wait()
+                break
+            time.sleep(0.2)
+    return {
+        "code": process.returncode,
+        "killed": killed,
+        "tree_peak_rss_mib": peak,
+        "wall_s": time.perf_counter() - started,
+    }
+
+
+def child(mode: str, spec: dict[str, Any], work: Path, cap_mib: float) -> dict[str, Any]:
+    result_file = work / f"{mode}.json"
+    result_file.unlink(missing_ok=True)
+    spec = {**spec, "launched": time.time()}
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", mode, json.dumps(spec)]
+    command += ["--child-result", str(result_file)]
+    status = supervise(command, cap_mib, work / f"{mode}.log")
+    if status["killed"] or status["code"] != 0:
+        tail = (work / f"{mode}.log").read_text()[-3000:]
+        reason = f"killed at {status['tree_peak_rss_mib']:.0f} MiB" if status["killed"] else ""
+        raise SystemExit(f"{mode} child failed {reason} (code {status['code']}):\n{tail}")
+    return {**json.loads(result_file.read_text()), **status}
+
+
+def run_volumes(root: Path, data: Path, args: argparse.Namespace, cap: float) -> dict[str, Any]:
+    """The real `seglab train --layout volumes`, one epoch, no test split: wall time and RSS."""
+    run_dir = root / "run"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    command = [str(Path(sys.executable).with_name("seglab")), "train", "--data", str(data)]
+    command += ["--layout", "volumes", "--model", "unet3d", "--out", str(run_dir)]
+    command += ["--no-track", "--no-progress"]
+    for override in (
+        "train.epochs=1",
+        "train.evaluate_test=false",
+        f"data.cache_dir={root / 'cache'}",
+        "data.patches_per_volume=1",
+        "data.patch=[32,64,64]",
+    ):
+        command += ["--set", override]
+    launcher = "import resource,subprocess,sys\n"
+    launcher += "code=subprocess.run(sys.argv[1:]).returncode\n"
+    launcher += "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\nsys.exit(code)\n"
+    status = supervise([sys.executable, "-c", launcher, *command], cap, root / "train.log")
+    text = (root / "train.log").read_text()
+    result: dict[str, Any] = {"command": " ".join(command), **status}
+    if status["code"] == 0:
+        result["peak_rss_mib"] = int(text.split()[-1]) / 1024
+    else:
+        result["log_tail"] = text[-2000:]
+    return result
+
+
+def measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    root = args.root / name
+    data, cache = root / "data", root / "cache"
+    root.mkdir(parents=True, exist_ok=True)
+    cap = args.rss_cap * 1024
+    spec = {"set": name, "data": str(data), "cache": str(cache), "scale": args.scale}
+    spec |= {"seed": 0, "jobs": args.jobs, "steps": args.steps, "batches": args.loader_batches}
+    row: dict[str, Any] = {"set": name, "scale": args.scale}
+    if data.is_dir():
+        row["generation"] = {"skipped": True, **generation_jobs(name, args.scale, 0)[2]}
+    else:
+        row["generation"] = child("generate", spec, root, cap)
+    print(f"[{name}] generated: {row['generation']}", flush=True)
+    if name == "volumes":
+        row["train_cli"] = run_volumes(root, data, args, cap)
+        print(f"[{name}] seglab train: {row['train_cli']}", flush=True)
+    else:
+        row["cache_was_present"] = cache.is_dir()
+        row["cache"] = child("cache", spec, root, cap)
+        print(f"[{name}] cache: {row['cache']}", flush=True)
+        row["train"] = child("train", spec, root, cap)
+        print(f"[{name}] train: {row['train']}", flush=True)
+        row["loader"] = child("loader", {**spec, "workers": [0, 1, 2]}, root, cap)
+        print(f"[{name}] loader: {row['loader']}", flush=True)
+        step_rate = row["train"]["steps_per_s"]
+        ratios = {w: r / step_rate for w, r in row["loader"]["batches_per_s"].items()}
+        default = str(row["train"]["num_workers"])
+        row["ratio"] = ratios
+        row["loader_meets_goal"] = ratios.get(default, float("nan")) >= LOADER_GOAL
+    peaks = [row[k]["peak_rss_mib"] for k in ("cache", "train", "train_cli") if k in row]
+    peaks = [p for p in peaks if p is not None]
+    row["rss_meets_goal"] = bool(peaks) and max(peaks) < RSS_GOAL_MIB
+    row["disk_gb"] = {"data": _disk_bytes(data) / 1e9, "cache": _disk_bytes(cache) / 1e9}
+    if not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
+    return row
+
+
+def _disk_bytes(folder: Path) -> int:
+    if not folder.exists():
+        return 0
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _fmt(value: Any, spec: str = ".1f") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return format(value, spec)
+
+
+def print_table(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"seglab at data scale (scale {result['scale']}, {result['steps']} steps)")
+    columns = ["set", "images", "sizes", "gen s", "cache s", "cache GB", "first step s"]
+    columns += ["steps/s", "loader b/s 0/1/2 w", "ratio 0/1/2 w", "≥1.5×", "peak RSS MiB"]
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("set", "sizes") else "right")
+    for row in result["sets"]:
+        generation = row["generation"]
+        images = "+".join(str(n) for n in generation["counts"].values())
+        sizes = (
+            generation["sizes"][0]
+            if len(generation["sizes"]) == 1
+            else (f"{len(generation['sizes'])} sizes")
+        )
+        gen_s = "cached" if generation.get("skipped") else _fmt(generation["seconds"])
+        if row["set"] == "volumes":
+            cli = row["train_cli"]
+            state = "killed" if cli["killed"] else ("ok" if cli["code"] == 0 else "failed")
+            rss = _fmt(cli.get("peak_rss_mib") or cli["tree_peak_rss_mib"], ".0f")
+            table.add_row(
+                row["set"],
+                images,
+                sizes,
+                gen_s,
+                "—",
+                _fmt(row["disk_gb"]["cache"], ".2f"),
+                f"train {state} {cli['wall_s']:.0f} s",
+                "—",
+                "—",
+                "—",
+                "—",
+                rss,
+            )
+            continue
+        loader = row["loader"]["batches_per_s"]
+        table.add_row(
+            row["set"],
+            images,
+            sizes,
+            gen_s,
+            _fmt(row["cache"]["seconds"]) + (" (warm)" if row["cache_was_present"] else ""),
+            _fmt(row["cache"]["bytes"] / 1e9, ".2f"),
+            _fmt(row["train"]["first_step_s"]),
+            _fmt(row["train"]["steps_per_s"], ".2f"),
+            "/".join(_fmt(loader[w]) for w in ("0", "1", "2")),
+            "/".join(_fmt(row["ratio"][w]) for w in ("0", "1", "2")),
+            "yes" if row["loader_meets_goal"] else "NO",
+            f"{row['cache']['peak_rss_mib']:.0f}/{row['train']['peak_rss_mib']:.0f}",
+        )
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
+    print(
+        "peak RSS: cache build / training process (VmHWM); ratio: loader batches/s over "
+        f"training steps/s at 0/1/2 workers, ≥1.5× judged at the default "
+        f"({result['sets'][0].get('train', {}).get('num_workers', '—')} workers on a CPU)"
+    )
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--sets", default="cityscapes,dsb2018", help="comma-separated: " + ", ".join(SETS)
+    )
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of the real counts")
+    parser.add_argument(
+        "--root", type=Path, default=Path("/tmp/seglab-data-scale"), help="data and cache"
+    )
+    parser.add_argument("--steps", type=int, default=20, help="training steps (20)")
+    parser.add_argument("--loader-batches", type=int, default=20, help="timed batches (20)")
+    parser.add_argument("--jobs", type=int, default=2, help="generating processes (2)")
+    parser.add_argument(
+        "--rss-cap", type=float, default=8.0, help="GiB at which a child is killed (8)"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep data and cache afterwards")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=HERE / "results" / "data_scale.json",
+        help="JSON result file (benchmarks/results/data_scale.json)",
+    )
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--child-result", type=Path, help=argparse.SUPPRESS)
+    args, rest = parser.parse_known_args()
+    if args.child:
+        args.spec = json.loads(rest[0])
+        return args
+    if rest:
+        parser.error(f"unrecognised arguments: {' '.join(rest)}")
+    args.sets = [s.strip() for s in args.sets.split(",") if s.strip()]
+    if not args.sets or not set(args.sets) <= set(SETS):
+        parser.error(f"--sets takes {', '.join(SETS)}")
+    if args.scale <= 0 or args.steps < 2 or args.loader_batches < 1:
+        parser.error("--scale must be > 0, --steps >= 2, --loader-batches >= 1")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    if args.child:
+        run_child(args.child, args.spec, args.child_result)
+        return
+    started = time.perf_counter()
+    rows = [measure(name, args) for name in args.sets]
+    result = {
+        "scale": args.scale,
+        "steps": args.steps,
+        "loader_batches": args.loader_batches,
+        "cpu_count": os.cpu_count(),
+        "goals": {"loader_ratio": LOADER_GOAL, "peak_rss_mib": RSS_GOAL_MIB},
+        "wall_s": time.perf_counter() - started,
+        "sets": rows,
+    }
+    print_table(result)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
