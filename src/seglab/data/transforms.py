@@ -50,12 +50,26 @@ def normalize_image(
     if mode == "percentile":
         data = image.astype(np.float32)
         low, high = np.percentile(data, percentiles)
-        if high <= low:
-            return np.zeros_like(data)
-        return np.clip((data - low) / (high - low), 0.0, 1.0)
+        return stretch_image(data, low, high)
     if np.issubdtype(image.dtype, np.integer):
         return image.astype(np.float32) / np.float32(np.iinfo(image.dtype).max)
     return image.astype(np.float32)
+
+
+def stretch_image(image: np.ndarray, low: np.floating, high: np.floating) -> np.ndarray:
+    """Map `low`..`high` to 0..1 and clip: the "percentile" normalisation with given bounds.
+
+    Large images are normalised tile by tile with bounds computed once for the whole image
+    (see `seglab.inference.large_images`); the same arithmetic keeps both paths equal.
+
+    Args:
+        image: float32 (H, W, C) image.
+        low: Value mapped to 0 (as `np.percentile` returns it, float64).
+        high: Value mapped to 1; `high <= low` (a constant image) gives zeros.
+    """
+    if high <= low:
+        return np.zeros_like(image)
+    return np.clip((image - low) / (high - low), 0.0, 1.0)
 
 
 def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
