@@ -23,6 +23,7 @@ from seglab.data.classification import (
     load_classification,
     stratified_split,
 )
+from seglab.data.sampling import EpochSampler
 from seglab.errors import ConfigError, DataError
 from seglab.fileutils import atomic_write_json, atomic_write_text
 from seglab.models import create_model, model_summary
@@ -113,12 +114,10 @@ def train_classification(
     task = ClassificationTask(
         model, config.train.lr, config.train.weight_decay, config.train.scheduler
     )
-    generator = torch.Generator().manual_seed(config.seed)
     train_loader = DataLoader(
         TensorDataset(to_tensor(train.images), torch.from_numpy(train.labels)),
         batch_size=config.data.batch_size,
-        shuffle=True,
-        generator=generator,
+        sampler=EpochSampler(len(train.labels), config.seed, keyed=False),
     )
     val_loader = DataLoader(
         TensorDataset(to_tensor(val.images), torch.from_numpy(val.labels)),

@@ -16,7 +16,7 @@ import numpy as np
 from seglab.data.io import IMAGE_SUFFIXES, read_image, write_label_png, write_png
 from seglab.data.layouts import find_samples
 from seglab.data.lazy_io import is_zarr
-from seglab.errors import ConfigError, DataError
+from seglab.errors import ConfigError, DataError, SeglabError
 
 logger = logging.getLogger(__name__)
 
@@ -214,7 +214,12 @@ def predict_one(
 
     image = read_image(path)
     want_instances = options.instances or options.rle
-    prediction = predictor.predict(image, instances=want_instances)
+    try:
+        prediction = predictor.predict(image, instances=want_instances)
+    except SeglabError as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(path, str(exc)) from None
     mask_path = out / f"{name}_mask.png"
     multiclass = getattr(predictor, "multiclass", False)
     if multiclass:

@@ -36,7 +36,7 @@ from seglab.data.lazy_io import (
     open_band_writer,
     open_lazy,
 )
-from seglab.data.transforms import match_channels, normalize_image, stretch_image
+from seglab.data.transforms import match_channels, normalize_image, stretch
 from seglab.data.views import make_views
 from seglab.errors import ConfigError, DataError
 from seglab.inference.base import DEFAULT_TILE, BasePredictor
@@ -126,7 +126,7 @@ def band_preprocessor(
         if bounds is None:
             data = normalize_image(data, predictor.normalize)
         else:
-            data = stretch_image(data.astype(np.float32), *bounds)
+            data = stretch(data, bounds)
         return make_views(data, views).transpose(2, 0, 1)
 
     return preprocess
