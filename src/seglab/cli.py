@@ -294,17 +294,32 @@ def predict(
     workers: Annotated[
         int, typer.Option(help="Processes sharing the images (each loads the model once).", min=1)
     ] = 1,
+    lazy_above: Annotated[
+        float,
+        typer.Option(
+            help="TIFFs above this many megapixels (and zarr folders) are predicted tile by "
+            "tile with bounded memory into <stem>_mask.tif.",
+            min=0,
+        ),
+    ] = 64.0,
+    large_format: Annotated[
+        str, typer.Option(help="Format of lazily predicted masks: tif (tiled BigTIFF) or zarr.")
+    ] = "tif",
     progress: Progress = True,
 ) -> None:
     """Predict masks (and instances) for images of any size.
 
-    `--model` is a bundle folder or a baseline name (`otsu`, no training).
+    `--model` is a bundle folder or a baseline name (`otsu`, no training). TIFFs above
+    `--lazy-above` megapixels and `.zarr` / `.ome.zarr` folders are read, predicted and
+    written band by band, so images larger than memory work.
 
     Examples:
 
     * `seglab predict --model runs/nuclei/model 'data/new/*.png' --out predictions/`
     * `seglab predict --model runs/nuclei/model stage1_test/ --out pred/ --instances --rle sub.csv`
     * `seglab predict --model runs/nuclei/model big_folder/ --out pred/ --workers 2`
+    * `seglab predict --model runs/nuclei/model slide.ome.tif --out pred/ --lazy-above 16`
+    * `seglab predict --model runs/nuclei/model plate.ome.zarr --out pred/ --large-format zarr`
     """
     from seglab.inference.files import predict_files
     from seglab.inference.loading import load_predictor
@@ -343,6 +358,8 @@ def predict(
         progress,
         workers=workers,
         load=load,
+        lazy_above=lazy_above,
+        large_format=large_format,
     )
     console.print(f"wrote {len(results)} masks to {out}" + (f", submission {rle}" if rle else ""))
 

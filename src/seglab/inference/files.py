@@ -1,9 +1,12 @@
-"""Prediction over files, folders and globs: masks, probability maps and overlays as PNG."""
+"""Prediction over files, folders and globs: masks, probability maps and overlays as PNG;
+images larger than `lazy_above` megapixels and zarr folders tile by tile, as TIFF or zarr."""
 
 from __future__ import annotations
 
 import glob
+import logging
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,21 +15,33 @@ import numpy as np
 
 from seglab.data.io import IMAGE_SUFFIXES, read_image, write_label_png, write_png
 from seglab.data.layouts import find_samples
-from seglab.errors import DataError, SeglabError
+from seglab.data.lazy_io import is_zarr
+from seglab.errors import ConfigError, DataError, SeglabError
+
+logger = logging.getLogger(__name__)
+
+# Images above this many megapixels are predicted lazily (`predict_large`): 64 MP is 64 MB as
+# 8-bit gray, and the in-memory path holds about 20 bytes per pixel (float32 input, blended
+# probabilities and weights, the mask), so ~1.3 GB, where the lazy path needs a few bands.
+LAZY_ABOVE_MEGAPIXELS = 64.0
+LARGE_FORMATS = ("tif", "zarr")
 
 
 def collect_inputs(inputs: list[str | Path]) -> list[Path]:
-    """Expand files, folders (their images, recursively) and glob patterns, in order, once each."""
+    """Expand files, folders (their images, recursively) and glob patterns, in order, once each.
+
+    A zarr folder (`.zarr`, `.ome.zarr`) is one image, not a folder of images.
+    """
     found: list[Path] = []
     for item in inputs:
         path = Path(item)
-        if path.is_dir():
-            matches = _folder_images(path)
-        elif path.is_file():
+        if is_zarr(path) or path.is_file():
             matches = [path]
+        elif path.is_dir():
+            matches = _folder_images(path)
         else:
             matches = sorted(Path(p) for p in glob.glob(str(item), recursive=True))
-            matches = [p for p in matches if p.is_file()]
+            matches = [p for p in matches if p.is_file() or is_zarr(p)]
         if not matches:
             raise DataError(path, "no such file, or no image matches", "check the path or pattern")
         found.extend(matches)
@@ -39,8 +54,15 @@ def _folder_images(folder: Path) -> list[Path]:
         found = find_samples(folder, "auto", skip_bad=True, require_masks=False)
         return [s.image for split in found.splits.values() for s in split]
     except DataError:
-        files = folder.rglob("*")
-        return sorted(p for p in files if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        # Everything inside a zarr folder is its chunks: skip it (string checks only).
+        below = [p for p in folder.rglob("*") if not _in_zarr(p.relative_to(folder))]
+        return sorted(
+            p for p in below if (p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()) or is_zarr(p)
+        )
+
+
+def _in_zarr(relative: Path) -> bool:
+    return any(part.lower().endswith(".zarr") for part in relative.parts[:-1])
 
 
 @dataclass
@@ -54,10 +76,10 @@ class PredictedFile:
 
 def _output_names(paths: list[Path]) -> list[str]:
     # Stems collide when folders hold same-named files; prefix the parent folder then.
-    stems = [p.stem for p in paths]
+    stems = [p.stem.removesuffix(".ome") for p in paths]
     if len(set(stems)) == len(stems):
         return stems
-    return [f"{p.parent.name}_{p.stem}" if stems.count(p.stem) > 1 else p.stem for p in paths]
+    return [f"{p.parent.name}_{s}" if stems.count(s) > 1 else s for p, s in zip(paths, stems)]
 
 
 @dataclass(frozen=True)
@@ -81,11 +103,16 @@ def predict_files(
     progress: bool = True,
     workers: int = 1,
     load: Callable[[], Any] | None = None,
+    lazy_above: float | None = LAZY_ABOVE_MEGAPIXELS,
+    large_format: str = "tif",
 ) -> list[PredictedFile]:
     """Predict every input image and write `<stem>_mask.png` (0/255) into `out`.
 
     Multi-class models write class indices into `<stem>_mask.png` and the classes in their
-    palette into `<stem>_color.png`.
+    palette into `<stem>_color.png`. Zarr folders and TIFFs of more than `lazy_above`
+    megapixels are predicted tile by tile with bounded memory (`predict_large`) into
+    `<stem>_mask.tif` (a tiled BigTIFF) or `<stem>_mask.zarr`, and `<stem>_prob.tif|zarr`;
+    overlays, instances and RLE rows are not made for them.
 
     Args:
         predictor: The model to apply (see `load_predictor`).
@@ -101,28 +128,81 @@ def predict_files(
             `load` and using its share of the cores; memory per worker stays constant.
         load: Builds the predictor in a worker (picklable, e.g. a `functools.partial` of
             `load_predictor`); needed when `workers > 1`.
+        lazy_above: Megapixels above which a TIFF is predicted lazily; None: zarr only.
+        large_format: "tif" or "zarr", the format of lazily predicted masks.
+
+    Raises:
+        ConfigError: An unknown `large_format`.
     """
+    from seglab.inference.large_images import needs_lazy
     from seglab.postprocess import write_submission
 
+    if large_format not in LARGE_FORMATS:
+        raise ConfigError(f"--large-format: unknown '{large_format}'; valid: tif, zarr")
     paths = collect_inputs(inputs)
     options = OutputOptions(probabilities, overlays, instances, rle is not None)
-    items = list(zip(paths, _output_names(paths)))
+    named = list(zip(paths, _output_names(paths)))
+    large = {path: needs_lazy(path, lazy_above) for path in paths}
+    items = [item for item in named if not large[item[0]]]
+    done = _predict_in_memory(predictor, items, Path(out), options, workers, load, progress)
+    if rle is not None:
+        write_submission(Path(rle), [row for _, rows in done for row in rows])
+    results = {result.source: result for result, _ in done}
+    for path, name in named:
+        if large[path]:
+            if predictor is None and load is not None:
+                predictor = load()  # workers > 1 left the main process without a model
+            results[path] = predict_large_file(
+                predictor, path, name, Path(out), options, large_format, progress
+            )
+    return [results[path] for path in paths]
+
+
+def predict_large_file(
+    predictor: Any,
+    path: Path,
+    name: str,
+    out: Path,
+    options: OutputOptions,
+    large_format: str = "tif",
+    progress: bool = True,
+) -> PredictedFile:
+    """Predict one large image tile by tile into `<name>_mask.<large_format>` (and
+    `<name>_prob.<large_format>`), with a progress bar over its tiles."""
+    from seglab.inference.large_images import predict_large, tile_progress
+
+    if options.overlays or options.instances or options.rle:
+        logger.warning("%s: large image: no overlay, instances or RLE rows are made", path)
+    probabilities = out / f"{name}_prob.{large_format}" if options.probabilities else None
+    bar = tile_progress(f"predicting {path.name}") if progress else nullcontext(None)
+    with bar as update:
+        done = predict_large(
+            predictor, path, out / f"{name}_mask.{large_format}", probabilities, update
+        )
+    return PredictedFile(path, done.mask, done.foreground_fraction)
+
+
+def _predict_in_memory(
+    predictor: Any,
+    items: list[tuple[Path, str]],
+    out: Path,
+    options: OutputOptions,
+    workers: int,
+    load: Callable[[], Any] | None,
+    progress: bool,
+) -> list[tuple[PredictedFile, list[tuple[str, np.ndarray]]]]:
     if workers > 1:
         if load is None:
             raise ValueError("workers > 1 needs `load`, to build the predictor in each worker")
         from seglab.inference.parallel import predict_in_processes
 
-        done = predict_in_processes(load, items, Path(out), options, workers, progress)
-    else:
-        shown: Iterable[tuple[Path, str]] = items
-        if progress:
-            from rich.progress import track
+        return predict_in_processes(load, items, out, options, workers, progress)
+    shown: Iterable[tuple[Path, str]] = items
+    if progress:
+        from rich.progress import track
 
-            shown = track(items, description="predicting")
-        done = [predict_one(predictor, path, name, Path(out), options) for path, name in shown]
-    if rle is not None:
-        write_submission(Path(rle), [row for _, rows in done for row in rows])
-    return [result for result, _ in done]
+        shown = track(items, description="predicting")
+    return [predict_one(predictor, path, name, out, options) for path, name in shown]
 
 
 def predict_one(
