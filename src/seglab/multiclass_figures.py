@@ -97,7 +97,7 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: 
 
     Args:
         matrix: Counts ``[true, predicted]`` of shape ``(C, C)``, e.g. from
-            :func:`seglab.multiclass_metrics.confusion_matrix`.
+            :func:`seglab.objectives.multiclass_metrics.confusion_matrix`.
         class_names: One name per class.
         path: Destination PNG.
 

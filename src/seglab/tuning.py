@@ -8,7 +8,7 @@ from typing import Protocol
 import numpy as np
 
 from seglab.inference.base import BasePredictor as Predictor
-from seglab.metrics import confusion_counts, summarize, threshold_sweep
+from seglab.objectives.metrics import confusion_counts, summarize, threshold_sweep
 
 
 class _Labelled(Protocol):

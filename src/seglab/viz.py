@@ -347,7 +347,7 @@ def instance_overlay(
     """
     # Imported here rather than at the top so that viz's import block, and so the import cost and
     # cycles of every other viz user, stay as they were; instance_metrics needs only numpy.
-    from seglab.instance_metrics import iou_matrix
+    from seglab.objectives.instance_metrics import iou_matrix
 
     _check_alpha(alpha)
     base = to_display(image)

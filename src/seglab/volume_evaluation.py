@@ -27,7 +27,7 @@ from seglab.errors import DataError
 from seglab.evaluation import EvaluationResult, _write_csv, training_sections
 from seglab.fileutils import atomic_write_json
 from seglab.inference.volumes import VolumePredictor, load_volume_predictor
-from seglab.metrics import METRICS, confusion_counts, summarize
+from seglab.objectives.metrics import METRICS, confusion_counts, summarize
 
 __all__ = [
     "LabelledVolume",

@@ -304,7 +304,7 @@ def _finish(
     logger: Any,
 ) -> RunResult:
     from seglab.bundle import save_bundle
-    from seglab.metrics import summarize
+    from seglab.objectives.metrics import summarize
     from seglab.training import RUN_FILES, RunResult
     from seglab.tuning import tune_threshold
 
