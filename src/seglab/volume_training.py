@@ -87,7 +87,7 @@ def _check_model(config: Config) -> None:
 
 
 def _binary_loss(config: Config, train_fraction: float) -> torch.nn.Module:
-    from seglab.losses import class_weights_from_fraction, create_loss
+    from seglab.objectives.losses import class_weights_from_fraction, create_loss
 
     params = dict(config.loss.params)
     if config.loss.name == "weighted_bce" and "pos_weight" not in params:

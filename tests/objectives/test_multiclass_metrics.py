@@ -229,3 +229,15 @@ def test_module_does_not_import_torch() -> None:
     code = "import sys, seglab.objectives.multiclass_metrics; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_package_reexports_resolve_without_torch() -> None:
+    code = (
+        "import sys, seglab.objectives as o\n"
+        "from seglab.objectives.multiclass_metrics import IGNORE_INDEX\n"
+        "assert o.summarize_multiclass and o.score_image\n"
+        "assert IGNORE_INDEX is o.IGNORE_INDEX == 255\n"
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

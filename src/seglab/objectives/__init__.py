@@ -1,8 +1,9 @@
 """What training minimises and evaluation reports: losses, pixel metrics, instance metrics.
 
-- `losses`: the loss modules and the one registry, ``create_loss(name, mode)`` with ``mode``
-  ``"binary"`` (one logit channel) or ``"multiclass"`` (C channels, class-index targets);
-  `binary_losses` and `multiclass_losses` hold the functional cores.
+- `losses`: the one loss registry, ``create_loss(name, mode)`` with ``mode`` ``"binary"`` (one
+  logit channel) or ``"multiclass"`` (C channels, class-index targets), and class weights from
+  the data; `loss_modules` holds the ``nn.Module`` classes it builds, `binary_losses` and
+  `multiclass_losses` the functional cores.
 - `metrics`: binary confusion counts ``(tp, fp, fn, tn)`` and the scores computed from them.
 - `multiclass_metrics`: a ``(C, C)`` confusion matrix and per-class and mean scores (mIoU).
 - `instance_metrics`: object matching by IoU and the DSB 2018 score of label images.
@@ -25,6 +26,13 @@ from typing import Any
 IGNORE_INDEX = 255
 
 _EXPORTS = {
+    "LOSSES": "seglab.objectives.losses",
+    "LossMode": "seglab.objectives.losses",
+    "create_loss": "seglab.objectives.losses",
+    "loss_parameters": "seglab.objectives.losses",
+    "ChannelwiseLoss": "seglab.objectives.losses",
+    "class_weights_from_fraction": "seglab.objectives.losses",
+    "inverse_frequency_weights": "seglab.objectives.losses",
     "METRICS": "seglab.objectives.metrics",
     "confusion_counts": "seglab.objectives.metrics",
     "confusion_counts_torch": "seglab.objectives.metrics",
