@@ -94,9 +94,9 @@ def evaluate_samples(
     metrics["per_modality"] = _per_modality(rows, all_counts, instance_scores)
     per_threshold = per_threshold_table(instance_scores) if instance_scores else []
     if per_threshold:
-        _write_csv(out_dir / "per_threshold.csv", per_threshold)
+        write_csv(out_dir / "per_threshold.csv", per_threshold)
     atomic_write_json(out_dir / "metrics.json", metrics)
-    _write_csv(out_dir / "per_image.csv", rows)
+    write_csv(out_dir / "per_image.csv", rows)
     _write_report(out_dir, metrics, rows, predictor, per_threshold)
     return EvaluationResult(metrics, rows, out_dir)
 
@@ -194,7 +194,8 @@ def _progress(items: list[LoadedSample], enabled: bool, label: str) -> Any:
     return track(items, description=label)
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Writes ``rows`` (dicts with the same keys) as a CSV, floats with 6 decimals, atomically."""
     with atomic_path(path) as temporary, temporary.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
