@@ -14,6 +14,7 @@ from seglab.data.layouts import find_samples
 from seglab.data.loading import LoadedSample, load_samples
 from seglab.errors import DataError
 from seglab.fileutils import atomic_path, atomic_write_json
+from seglab.objectives.instance_metrics import per_threshold_table, score_image, summarize_instances
 from seglab.objectives.metrics import METRICS, confusion_counts, summarize
 
 log = logging.getLogger(__name__)
@@ -48,11 +49,6 @@ def evaluate_samples(
     confusion matrix, palette panels).
     """
     from seglab.data.views import detect_modality
-    from seglab.objectives.instance_metrics import (
-        per_threshold_table,
-        score_image,
-        summarize_instances,
-    )
     from seglab.viz import confusion_image, instance_overlay, save_png
 
     out_dir = Path(out_dir)
@@ -167,8 +163,6 @@ def _per_modality(
     rows: list[dict[str, Any]], counts: list[np.ndarray], scores: list[Any]
 ) -> dict[str, dict[str, Any]]:
     """Dice (and DSB mAP) per imaging modality, so a model failing on one kind shows up."""
-    from seglab.objectives.instance_metrics import summarize_instances
-
     groups: dict[str, list[int]] = {}
     for index, row in enumerate(rows):
         groups.setdefault(row["modality"], []).append(index)
