@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -19,6 +20,7 @@ from seglab.models import (
     model_summary,
     model_task,
 )
+from seglab.models.padding import pad_end, padding_to_multiple
 
 # The contract below is the 2D segmentation one ((N, C, H, W) in and out); the classifiers have
 # theirs in test_classifiers.py, and the volume models ((N, C, D, H, W)) theirs below.
@@ -227,13 +229,22 @@ def test_unet_options_build_and_run(kwargs: dict[str, Any]) -> None:
     assert out.shape == (2, kwargs.get("num_classes", 1), 20, 28)
 
 
-def test_unet_divisor_and_padding_are_zeros_at_bottom_right() -> None:
+def test_unet_divisor_and_padding_reflect_at_bottom_right() -> None:
     model = small_model("unet", depth=2).eval()
     assert model.divisor == 4
     x = images(1, 3, 17, 31)
-    padded = torch.nn.functional.pad(x, (0, 1, 0, 3))  # 17×31 -> 20×32
+    padded = torch.nn.functional.pad(x, (0, 1, 0, 3), mode="reflect")  # 17×31 -> 20×32
     with torch.no_grad():
         torch.testing.assert_close(model(x), model(padded)[..., :17, :31])
+
+
+def test_pad_end_matches_numpy_reflect_even_past_the_axis_length() -> None:
+    x = torch.arange(10.0).view(1, 2, 5, 1)
+    padded = pad_end(x, [11, 3])  # 5 -> 16 reflects three times; the 1-wide axis repeats
+    expected = np.pad(x.numpy(), [(0, 0), (0, 0), (0, 11), (0, 0)], mode="reflect")
+    expected = np.repeat(expected, 4, axis=3)
+    np.testing.assert_array_equal(padded.numpy(), expected)
+    assert padding_to_multiple([118, 128, 5], 16, least=32) == [10, 0, 27]
 
 
 @pytest.mark.parametrize(

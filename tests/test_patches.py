@@ -11,11 +11,11 @@ from torch.utils.data import DataLoader
 
 from seglab.data.patches import (
     PatchDataset,
-    PatchSampler,
     VolumeDataset,
     patch_start,
     volume_target,
 )
+from seglab.data.sampling import EpochSampler
 
 
 def volume(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
@@ -164,7 +164,7 @@ def test_index_out_of_range_and_bad_arguments() -> None:
 
 
 def test_sampler_orders_each_epoch_and_carries_it() -> None:
-    sampler = PatchSampler(6, seed=0)
+    sampler = EpochSampler(6, seed=0)
     first = list(sampler)
     assert len(sampler) == 6
     assert [epoch for epoch, _ in first] == [0] * 6
@@ -174,7 +174,7 @@ def test_sampler_orders_each_epoch_and_carries_it() -> None:
     third = list(sampler)
     assert {epoch for epoch, _ in third} == {3}
     assert [i for _, i in third] != [i for _, i in first]  # 1 chance in 720 to coincide
-    assert [i for _, i in PatchSampler(6, shuffle=False)] == list(range(6))
+    assert [i for _, i in EpochSampler(6, shuffle=False)] == list(range(6))
 
 
 def test_batches_are_the_same_with_worker_processes() -> None:
@@ -182,7 +182,7 @@ def test_batches_are_the_same_with_worker_processes() -> None:
     dataset = PatchDataset([volume((12, 12, 12)), volume((12, 12, 12), 1)], [labels] * 2, (4, 4, 4))
 
     def batches(workers: int) -> list[torch.Tensor]:
-        sampler = PatchSampler(len(dataset), seed=0)
+        sampler = EpochSampler(len(dataset), seed=0)
         sampler.set_epoch(2)
         loader = DataLoader(dataset, batch_size=4, sampler=sampler, num_workers=workers)
         return [images for images, _ in loader]

@@ -184,8 +184,11 @@ def test_position_independent_forward_equals_whole_image(
     np.testing.assert_allclose(out, affine(image[None])[0], rtol=1e-5, atol=1e-5)
 
 
-def test_forward_always_gets_exact_tiles_with_zero_padding() -> None:
-    image = np.ones((2, 5, 30), dtype=np.float32)  # 5 rows < tile 8: padded with 3 zero rows
+def test_forward_always_gets_exact_tiles_padded_by_reflection() -> None:
+    # 5 rows < tile 8: rows 5, 6, 7 mirror rows 3, 2, 1 (never zeros, which a bright-field
+    # model reads as dark nuclei).
+    image = np.ones((2, 5, 30), dtype=np.float32)
+    image[:, 1:4] = np.array([0.9, 0.8, 0.7], dtype=np.float32)[None, :, None]
     seen: list[np.ndarray] = []
 
     def recording(batch: np.ndarray) -> np.ndarray:
@@ -194,7 +197,8 @@ def test_forward_always_gets_exact_tiles_with_zero_padding() -> None:
 
     out = sliding_window_predict(image, recording, (8, 8), batch_size=3)
     assert {b.shape[1:] for b in seen} == {(2, 8, 8)}
-    assert all((b[:, :, :5] == 1).all() and (b[:, :, 5:] == 0).all() for b in seen)
+    mirrored = np.array([1, 0.9, 0.8, 0.7, 1, 0.7, 0.8, 0.9], dtype=np.float32)
+    assert all(np.array_equal(b[:, :, :, 0].reshape(-1, 8)[0], mirrored) for b in seen)
     np.testing.assert_allclose(out, image, rtol=1e-6)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from seglab.config import AugmentConfig, DataConfig
 from seglab.data.dataset import ArraySample, SegmentationDataset, foreground_fraction
@@ -64,19 +65,49 @@ def test_resize_mask_is_nearest() -> None:
     assert resize_image(np.zeros((10, 10, 1), np.uint8), (4, 6)).shape == (4, 6, 1)
 
 
-def test_dataset_crops_pads_and_normalises() -> None:
-    small = ArraySample("a", np.full((20, 24, 1), 255, np.uint8), np.ones((20, 24), bool))
+def test_dataset_crops_pads_by_reflection_and_normalises() -> None:
+    # A bright image with a dark, labelled first row: reflection brings that row back at the
+    # padded end only mirrored (row 20 mirrors row 18), never as zeros.
+    bright = np.full((20, 24, 1), 255, np.uint8)
+    bright[0] = 0
+    labels = np.zeros((20, 24), bool)
+    labels[0] = True
+    small = ArraySample("a", bright, labels)
     large = ArraySample("b", np.zeros((64, 80, 1), np.uint8), np.zeros((64, 80), bool))
-    data = DataConfig(crop=32)
-    dataset = SegmentationDataset([small, large], data, random_crop=True)
+    dataset = SegmentationDataset([small, large], DataConfig(), channels=1, crop=32)
     image, mask = dataset[0]
     assert image.shape == (1, 32, 32) and mask.shape == (1, 32, 32)
-    # The padded border of the small image is background (0) both in image and mask.
-    assert image.max() == 1.0 and image[0, 31, 31] == 0.0 and mask[0, 31, 31] == 0.0
+    np.testing.assert_array_equal(
+        image[0, :, 0].numpy(), np.pad(bright[:, 0, 0], (0, 12), "reflect") / 255
+    )
+    assert image[0, 20:, 24:].min() == 1.0  # the padded corner is background, as the image
+    assert mask[0, 20:].sum() == 0 and mask[0, 0].all()
     assert dataset[1][0].shape == (1, 32, 32)
-    whole = SegmentationDataset([small], DataConfig())
-    assert whole[0][0].shape == (1, 20, 24)
-    assert not SegmentationDataset([small, large], DataConfig()).same_size()
+    whole = SegmentationDataset([small], DataConfig(), channels=3)
+    assert whole[0][0].shape == (3, 20, 24)  # grey repeated to the model's channels
+    assert not SegmentationDataset([small, large], DataConfig(), channels=1).same_size()
+
+
+def test_quarter_turns_keep_non_square_shapes() -> None:
+    wide = ArraySample("w", np.zeros((16, 40, 1), np.uint8), np.eye(16, 40, dtype=bool))
+    dataset = SegmentationDataset([wide], DataConfig(), channels=1, rotate90=1.0)
+    for epoch in range(8):
+        image, mask = dataset[(epoch, 0)]
+        assert image.shape == (1, 16, 40)  # turned by 180° only
+        np.testing.assert_array_equal(mask[0].numpy(), np.rot90(np.eye(16, 40), 2))
+    square = ArraySample("s", np.zeros((16, 16, 1), np.uint8), np.eye(16, dtype=bool)[::-1])
+    turned = SegmentationDataset([square], DataConfig(), channels=1, rotate90=1.0)
+    seen = {tuple(turned[(epoch, 0)][1][0].numpy().ravel()) for epoch in range(20)}
+    assert len(seen) == 2  # the anti-diagonal turns into the diagonal and back
+
+
+def test_items_depend_only_on_seed_epoch_and_index() -> None:
+    image = np.random.default_rng(0).integers(0, 255, (64, 64, 1), dtype=np.uint8)
+    sample = ArraySample("a", image, image[:, :, 0] > 128)
+    dataset = SegmentationDataset([sample], DataConfig(), channels=1, crop=16, seed=3)
+    again = SegmentationDataset([sample], DataConfig(), channels=1, crop=16, seed=3)
+    assert torch.equal(dataset[(2, 0)][0], again[(2, 0)][0])
+    assert not torch.equal(dataset[(2, 0)][0], dataset[(3, 0)][0])
 
 
 def test_foreground_fraction() -> None:

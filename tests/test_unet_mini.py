@@ -80,10 +80,10 @@ def test_dilated_bottleneck_keeps_size_and_sees_13_positions() -> None:
     assert (rows.min().item(), rows.max().item()) == (9, 21)
 
 
-def test_padding_is_zeros_at_bottom_right() -> None:
+def test_padding_reflects_at_bottom_right() -> None:
     model = UNetMini(n_filters=1).eval()
     x = images(1, 3, 17, 30)
-    padded = torch.nn.functional.pad(x, (0, 2, 0, 3))  # 17×30 -> 20×32
+    padded = torch.nn.functional.pad(x, (0, 2, 0, 3), mode="reflect")  # 17×30 -> 20×32
     with torch.no_grad():
         torch.testing.assert_close(model(x), model(padded)[..., :17, :30])
 

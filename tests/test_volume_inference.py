@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from seglab.bundle import make_metadata, save_bundle
 from seglab.data.volumes import read_volume, write_blobs3d, write_volume
@@ -25,6 +24,7 @@ from seglab.inference.volumes import (
     prepare_volume,
 )
 from seglab.models import create_model
+from seglab.models.padding import pad_end
 from seglab.viz import MASK_COLOR
 from seglab.volume_evaluation import evaluate_volumes, orthogonal_slices, volume_counts
 
@@ -126,13 +126,13 @@ def test_torch_bundle_matches_the_model_on_the_padded_volume(tmp_path: Path) -> 
     predictor = load_volume_predictor(bundle, device="cpu", backend="torch", precision="32")
     volume = np.random.default_rng(2).integers(0, 256, (10, 12, 7), dtype=np.uint8)
     probabilities = predictor.predict_proba(volume)
-    # One tile: the volume is zero-padded to 12³, predicted, and cropped back; the Gaussian
+    # One tile: the volume is reflect-padded to 12³, predicted, and cropped back; the Gaussian
     # weights cancel out (weight / weight).
     model = create_model("unet3d", **predictor.metadata["model"]["kwargs"])
     model.load_state_dict(predictor_state(bundle))
     x = torch.from_numpy(prepare_volume(volume, 1))[None]
     with torch.no_grad():
-        expected = torch.sigmoid(model.eval()(F.pad(x, (0, 5, 0, 0, 0, 2))))[0, 0, :10, :12, :7]
+        expected = torch.sigmoid(model.eval()(pad_end(x, [2, 0, 5])))[0, 0, :10, :12, :7]
     np.testing.assert_allclose(probabilities, expected.numpy(), atol=1e-5)
     assert probabilities.std() > 0.01  # the check says something only if outputs vary
 

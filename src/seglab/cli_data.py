@@ -146,3 +146,32 @@ def data_inspect(
     grid_path = grid or Path(f"{root.resolve().name}_samples.png")
     save_dataset_grid(root, grid_path, layout)
     console.print(f"sample grid: {grid_path}")
+
+
+@data_app.command("cache")
+def data_cache(
+    folder: Annotated[
+        Path, typer.Argument(help="The cache folder (default: runs/cache, beside the runs).")
+    ] = Path("runs/cache"),
+    clear: Annotated[bool, typer.Option("--clear", help="Delete the cache.")] = False,
+) -> None:
+    """Show or clear the cache of decoded samples that training reads from.
+
+    Training decodes each sample once into `cache/` beside its run folders (or
+    `data.cache_dir`), keyed by the source files and the pre-processing, and later runs,
+    `compare` and `cv` reuse it; a changed file gets a new entry.
+
+    Examples:
+
+    * `seglab data cache` (entries and size of runs/cache)
+    * `seglab data cache runs/cache --clear`
+    """
+    from seglab.data.cache import cache_size, clear_cache
+    from seglab.planner import format_size
+
+    if clear:
+        entries, total = clear_cache(folder)
+        console.print(f"removed {entries} cached samples ({format_size(total)}) from {folder}")
+        return
+    entries, total = cache_size(folder)
+    console.print(f"{folder}: {entries} cached samples, {format_size(total)}")

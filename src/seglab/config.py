@@ -58,8 +58,10 @@ class DataConfig(_Section):
     test_fraction: float = Field(0.15, ge=0, lt=1)
     # [H, W] resizes every image once at load (the seeds' 128x128); null keeps native sizes.
     size: tuple[int, int] | None = None
-    # With native sizes, train on random crops of this side (images smaller are padded).
-    crop: int | None = Field(None, ge=8)
+    # With native sizes, train on random crops of this side (images smaller are padded by
+    # reflection). "auto": whole images when all are one size of at most 512x512, else crops
+    # of 256 (or of the smallest image side, when that is smaller). null: whole images.
+    crop: int | Literal["auto"] | None = "auto"
     # "scale": divide by the dtype maximum; "percentile": stretch each image between its
     # percentiles, which makes dim and bright acquisitions look alike to the model.
     normalize: Literal["scale", "percentile"] = "scale"
@@ -90,10 +92,28 @@ class DataConfig(_Section):
     # Share of patches centred on a foreground voxel (nnU-Net uses 1/3).
     foreground_share: float = Field(0.33, ge=0, le=1)
     batch_size: int = Field(8, ge=1)
-    # Arrays are decoded once and held in memory, so worker processes rarely pay off on CPU.
-    num_workers: int = Field(0, ge=0)
+    # Loader processes. "auto": none when training on a CPU (the network needs every core and
+    # reading a cached crop takes a small fraction of a step; see benchmarks/data_scale.py),
+    # else one per spare core, at most 8.
+    num_workers: int | Literal["auto"] = "auto"
+    # The on-disk cache of decoded samples; null: `cache/` beside the run folders.
+    cache_dir: Path | None = None
     skip_bad: bool = False
     augment: AugmentConfig = AugmentConfig()
+
+    @field_validator("crop")
+    @classmethod
+    def _crop_side(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and value < 8:
+            raise ValueError("crop must be at least 8 pixels, 'auto' or null")
+        return value
+
+    @field_validator("num_workers")
+    @classmethod
+    def _workers(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("num_workers must be >= 0 or 'auto'")
+        return value
 
     @field_validator("percentiles")
     @classmethod

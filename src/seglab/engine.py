@@ -21,10 +21,23 @@ from seglab.task import CompileTimer, EpochLog
 log = logging.getLogger(__name__)
 
 
+def loader_workers(config: Config) -> int:
+    """`data.num_workers`, with "auto" resolved: on a CPU none, since the network uses every
+    core and a cached crop reads in a small fraction of a training step (measured by
+    benchmarks/data_scale.py); on a GPU one process per core beside the training one, at
+    most 8."""
+    workers = config.data.num_workers
+    if workers != "auto":
+        return int(workers)
+    if accelerator_device_type(config.train.accelerator) == "cpu":
+        return 0
+    return max(0, min(8, (os.cpu_count() or 1) - 1))
+
+
 def loader_options(config: Config) -> dict[str, Any]:
     """DataLoader settings shared by every task: worker processes kept between epochs, and
     page-locked batches when training on a GPU (copied to it without blocking the host)."""
-    workers = config.data.num_workers
+    workers = loader_workers(config)
     return {
         "num_workers": workers,
         "persistent_workers": workers > 0,

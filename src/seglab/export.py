@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from seglab.bundle import METADATA, load_bundle, read_metadata
 from seglab.errors import SeglabError
 from seglab.fileutils import atomic_path, atomic_write_json
+from seglab.models.padding import pad_end
 
 __all__ = ["ONNX_FILE", "PARITY_TOLERANCE", "ExportResult", "export_onnx"]
 
@@ -74,10 +74,11 @@ class ExportResult:
 class _Probabilities(nn.Module):
     """A U-Net that pads, applies the sigmoid (softmax for multi-class) and crops in the graph.
 
-    The U-Net pads only `if pad_h or pad_w`; an exporter traces that branch once for the example
-    size and bakes it in, so a graph traced at 64×64 fails at 45×61. Padding here unconditionally
-    (by 0 when the size is already a multiple) keeps one graph valid for every size, and the
-    model's own check then always sees a multiple of its divisor, which is true for every input.
+    The U-Net pads (by reflection, as here) only `if any(pads)`; an exporter traces that branch
+    once for the example size and bakes it in, so a graph traced at 64×64 fails at 45×61.
+    Padding here unconditionally (by 0 when the size is already a multiple) keeps one graph
+    valid for every size, and the model's own check then always sees a multiple of its
+    divisor. seglab's predictors pad before the graph, so there the padding is always 0.
     """
 
     def __init__(self, model: nn.Module, multiclass: bool = False) -> None:
@@ -91,10 +92,8 @@ class _Probabilities(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         sizes = image.shape[2:]
-        pads: list[int] = []
-        for size in reversed(sizes):  # F.pad takes the last dimension first
-            pads += [0, (size + self.divisor - 1) // self.divisor * self.divisor - size]
-        probabilities = self.activation(self.model(F.pad(image, pads)))
+        pads = [(size + self.divisor - 1) // self.divisor * self.divisor - size for size in sizes]
+        probabilities = self.activation(self.model(pad_end(image, pads)))
         for axis, size in enumerate(sizes, start=2):
             probabilities = probabilities.narrow(axis, 0, size)
         return probabilities

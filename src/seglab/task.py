@@ -8,12 +8,15 @@ import logging
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from seglab.data.transforms import round_up
 from seglab.fileutils import atomic_path
+from seglab.inference.base import DEFAULT_TILE
 from seglab.objectives.metrics import confusion_counts_torch
 from seglab.precision import channels_last_format
 
@@ -112,15 +115,35 @@ class SegmentationTask(_TallyTask):
         scheduler: str = "none",
         channels_last: bool = True,
         tally_size: int = 4,
+        tile: int = DEFAULT_TILE,
     ) -> None:
         super().__init__(model, lr, weight_decay, scheduler, tally_size)
         self.loss = loss
         self.channels_last = channels_last
+        # Validation images larger than this are predicted by sliding window, as in inference.
+        self.tile = tile
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             images = images.contiguous(memory_format=channels_last_format(images.ndim))
+        if not self.training and images.ndim == 4 and max(images.shape[2:]) > self.tile:
+            return self._tiled(images)
         return self.model(images)
+
+    def _tiled(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits of whole images larger than the tile, blended from overlapping tiles."""
+        from seglab.inference.sliding_window import sliding_window_predict
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            tiles = torch.from_numpy(batch).to(images.device)
+            return self.model(tiles).float().cpu().numpy()
+
+        side = round_up(self.tile, cast(int, self.model.divisor))
+        logits = [
+            sliding_window_predict(image.float().cpu().numpy(), run, (side, side), 0.5, 2)
+            for image in images
+        ]
+        return torch.from_numpy(np.stack(logits)).to(images.device)
 
     def _loss_and_tally(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         images, masks = batch

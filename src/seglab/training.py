@@ -10,7 +10,7 @@ import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytorch_lightning as pl
 import torch
@@ -23,15 +23,10 @@ from seglab.config import (
     dump_config,
     load_config,
 )
-from seglab.data.dataset import (
-    ArraySample,
-    SegmentationDataset,
-    class_pixel_counts,
-    foreground_fraction,
-    prepare_samples,
-)
+from seglab.data.dataset import SegmentationDataset, class_pixel_counts, foreground_fraction
 from seglab.data.labels import LabelMapping
-from seglab.data.splits import load_split_data
+from seglab.data.sampling import EpochSampler
+from seglab.data.splits import cache_split_data
 from seglab.data.transforms import build_augmentation
 from seglab.engine import checkpoint_epoch, ddp_child, loader_options, make_trainer, tracking_logger
 from seglab.errors import ConfigError, SeglabError
@@ -85,37 +80,62 @@ def resolve_views(config: Config) -> list[str]:
     return views
 
 
+# Crops of this side when images differ in size or are large ("auto"): 256 holds several
+# nuclei at DSB2018's resolutions and a street scene's objects at Cityscapes' half size.
+DEFAULT_CROP = 256
+# Whole images of one size up to this side train as they are ("auto").
+WHOLE_IMAGE_SIDE = 512
+
+
+def resolve_crop(crop: int | str | None, shapes: list[tuple[int, int]]) -> int | None:
+    """The training crop side of `data.crop` for training images of `shapes`.
+
+    Example:
+        >>> resolve_crop("auto", [(128, 128), (128, 128)]), resolve_crop("auto", [(520, 696)])
+        (None, 256)
+    """
+    if crop != "auto":
+        return None if crop is None else int(crop)
+    if len(set(shapes)) == 1 and max(shapes[0]) <= WHOLE_IMAGE_SIDE:
+        return None
+    smallest = min(min(shape) for shape in shapes)
+    return max(16, min(DEFAULT_CROP, smallest // 16 * 16))
+
+
 def _loaders(
     config: Config,
     train: list[Any],
     val: list[Any],
+    channels: int,
     views: list[str],
     ignore_index: int | None = None,
 ) -> tuple[DataLoader, DataLoader]:
     data = config.data
-    augment = build_augmentation(data.augment, seed=config.seed)
+    crop = resolve_crop(data.crop, [tuple(s.shape) for s in train])
+    log.info("training on %s", f"random {crop}x{crop} crops" if crop else "whole images")
     train_set = SegmentationDataset(
         train,
         data,
-        augment,
-        random_crop=data.crop is not None,
-        seed=config.seed,
-        views=views,
-        ignore_index=ignore_index,
+        channels,
+        crop,
+        build_augmentation(data.augment, seed=config.seed),
+        config.seed,
+        views,
+        ignore_index,
+        rotate90=data.augment.rotate90,
     )
-    val_set = SegmentationDataset(val, data, views=views, ignore_index=ignore_index)
-    generator = torch.Generator().manual_seed(config.seed)
+    val_set = SegmentationDataset(val, data, channels, views=views, ignore_index=ignore_index)
     if not train_set.same_size():
         raise SeglabError(
-            "training images have different sizes; set data.size=[H,W] to resize them or "
-            "data.crop=N to train on random crops"
+            "training images have different sizes; set data.crop=N (or auto) to train on "
+            "random crops, or data.size=[H,W] to resize them"
         )
+    batch_size = min(data.batch_size, len(train_set))
     train_loader = DataLoader(
         train_set,
-        batch_size=min(data.batch_size, len(train_set)),
-        shuffle=True,
+        batch_size=batch_size,
+        sampler=EpochSampler(len(train_set), config.seed),
         drop_last=len(train_set) > data.batch_size,
-        generator=generator,
         **loader_options(config),
     )
     val_batch = data.batch_size if val_set.same_size() else 1
@@ -123,9 +143,7 @@ def _loaders(
     return train_loader, val_loader
 
 
-def _build_loss(
-    config: Config, train: list[ArraySample], mapping: LabelMapping | None
-) -> torch.nn.Module:
+def _build_loss(config: Config, train: list[Any], mapping: LabelMapping | None) -> torch.nn.Module:
     params = dict(config.loss.params)
     if mapping is not None:
         from seglab.objectives.losses import inverse_frequency_weights
@@ -220,7 +238,9 @@ def train(
         raise ConfigError(
             f"'model.name': {config.model.name} is a volume model; set data.layout=volumes"
         )
-    split_data = load_split_data(config.data, config.seed, progress, assignment)
+    borders = config.data.target == "boundary"
+    cache = config.data.cache_dir or run_dir.parent / "cache"
+    split_data = cache_split_data(config.data, config.seed, cache, borders, progress, assignment)
     atomic_write_json(run_dir / "splits.json", split_data.splits_json())
     if split_data.skipped:
         atomic_write_json(
@@ -229,17 +249,9 @@ def train(
         )
         log.warning("skipped %d bad samples, listed in skipped.json", len(split_data.skipped))
 
-    channels = max(s.image.shape[2] for s in split_data.samples["train"])
-    borders = config.data.target == "boundary"
+    prepared = split_data.samples
+    channels = max(s.channels for s in prepared["train"])
     mapping = split_data.mapping
-    if mapping is not None and borders:
-        raise ConfigError(
-            "'data.target': boundary is for binary nucleus masks; multi-class data uses mask"
-        )
-    prepared = {
-        name: prepare_samples(samples, channels, config.data.size, borders)
-        for name, samples in split_data.samples.items()
-    }
     views = resolve_views(config)
     outputs = _outputs(config, mapping)
     model_kwargs = {
@@ -254,8 +266,8 @@ def train(
             loss = ChannelwiseLoss(loss)
     except ValueError as exc:  # a bad value in model.params or loss.params
         raise ConfigError(str(exc)) from None
-    sample_shape = prepared["train"][0].image.shape
-    side = config.data.crop or None
+    sample_shape = prepared["train"][0].shape
+    side = resolve_crop(config.data.crop, [tuple(s.shape) for s in prepared["train"]])
     summary_shape = (1, channels * len(views), side or sample_shape[0], side or sample_shape[1])
     atomic_write_text(run_dir / "model_summary.txt", model_summary(model, summary_shape))
     if config.train.channels_last:
@@ -285,7 +297,7 @@ def train(
         )
     ignore_index = mapping.ignore_index if mapping is not None else None
     train_loader, val_loader = _loaders(
-        config, prepared["train"], prepared["val"], views, ignore_index
+        config, prepared["train"], prepared["val"], channels, views, ignore_index
     )
 
     logger = tracking_logger(config, run_dir, resume, tags)
@@ -313,11 +325,13 @@ def train(
         "input_size": list(config.data.size) if config.data.size else None,
         "channels": channels,
         "views": views,
+        # Inputs are reflect-padded to a multiple of this before the network sees them.
+        "divisor": cast(int, model.divisor),
         # Larger inputs are predicted by sliding window; at least the training image size.
         "tile": max(
             DEFAULT_TILE,
-            *(s.image.shape[0] for s in prepared["train"]),
-            *(s.image.shape[1] for s in prepared["train"]),
+            *(s.shape[0] for s in prepared["train"]),
+            *(s.shape[1] for s in prepared["train"]),
         ),
     }
     return _finish(

@@ -8,7 +8,7 @@ from typing import Protocol
 import numpy as np
 
 from seglab.inference.base import BasePredictor as Predictor
-from seglab.objectives.metrics import confusion_counts, summarize, threshold_sweep
+from seglab.objectives.metrics import confusion_counts, dice, summarize
 
 
 class _Labelled(Protocol):
@@ -35,11 +35,21 @@ def tune_threshold(
         The threshold and the metrics of `samples` at that threshold.
     """
     thresholds = threshold_grid(*threshold_range)
-    probabilities = [predictor.predict_proba(s.image) for s in samples]
-    truths = [np.asarray(s.mask, dtype=bool) for s in samples]
-    flat_p = np.concatenate([p.ravel() for p in probabilities])[None, None]
-    flat_t = np.concatenate([t.ravel() for t in truths])[None, None]
-    scores = threshold_sweep(flat_p, flat_t, thresholds)
+    # One image at a time (validation sets can be larger than memory): its confusion counts at
+    # every threshold, compared in float64 as the predictor thresholds.
+    per_image = np.stack(
+        [
+            np.concatenate(
+                [
+                    confusion_counts(probabilities >= np.float64(t), np.asarray(s.mask, bool))
+                    for t in thresholds
+                ]
+            )
+            for s in samples
+            for probabilities in [predictor.predict_proba(s.image)]
+        ]
+    )  # (N, T, 4)
+    scores = dice(per_image.sum(0))
     # Among equal scores prefer the threshold nearest 0.5: it generalises best.
     order = np.lexsort((np.abs(thresholds - 0.5), -scores))
     best = float(thresholds[order[0]])
@@ -47,11 +57,4 @@ def tune_threshold(
         from seglab.viz import plot_threshold
 
         plot_threshold(thresholds, scores, best, figure)
-    # float64 comparison, exactly as threshold_sweep compares.
-    counts = np.concatenate(
-        [
-            confusion_counts(p >= np.float64(best), t)
-            for p, t in zip(probabilities, truths, strict=True)
-        ]
-    )
-    return best, summarize(counts)
+    return best, summarize(per_image[:, order[0]])

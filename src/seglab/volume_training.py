@@ -32,7 +32,8 @@ from torch.utils.data import DataLoader
 
 from seglab.config import Config, config_to_dict
 from seglab.data.layouts import Sample
-from seglab.data.patches import PatchDataset, PatchSampler, VolumeDataset, choose_patch
+from seglab.data.patches import PatchDataset, VolumeDataset, choose_patch
+from seglab.data.sampling import EpochSampler
 from seglab.data.splits import assign_splits
 from seglab.data.volumes import find_volumes
 from seglab.errors import ConfigError, DataError
@@ -138,7 +139,7 @@ def _loaders(
     train_loader = DataLoader(
         patches,
         batch_size=min(data.batch_size, len(patches)),
-        sampler=PatchSampler(len(patches), config.seed),
+        sampler=EpochSampler(len(patches), config.seed),
         drop_last=len(patches) > data.batch_size,
         **loader_options(config),
     )

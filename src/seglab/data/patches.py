@@ -3,31 +3,31 @@
 A volume is far too large for one training step, so each epoch draws `patches_per_volume`
 patches from every volume. Uniform crops of a volume that is mostly background teach mostly
 background, so, as nnU-Net does, a share of the patches (a third by default) is centred on a
-random foreground voxel. Every patch depends only on `(seed, epoch, index)`: `PatchSampler`
+random foreground voxel. Every patch depends only on `(seed, epoch, index)`: `EpochSampler`
 hands the dataset `(epoch, index)` keys, so worker processes never repeat each other's patches
 and a run is reproducible whatever `num_workers` is.
 
 Example:
     >>> dataset = PatchDataset([image], [labels > 0], patch=(32, 32, 32), seed=0)
-    >>> loader = DataLoader(dataset, batch_size=2, sampler=PatchSampler(len(dataset)))
+    >>> loader = DataLoader(dataset, batch_size=2, sampler=EpochSampler(len(dataset)))
     >>> images, targets = next(iter(loader))  # (2, C, 32, 32, 32), (2, 1, 32, 32, 32)
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset
 
+from seglab.data.sampling import item_rng
 from seglab.errors import ConfigError
 
 __all__ = [
     "DEFAULT_PATCH_SIDE",
     "PatchDataset",
-    "PatchSampler",
     "VolumeDataset",
     "choose_patch",
     "patch_start",
@@ -156,11 +156,11 @@ class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         return len(self.images) * self.patches_per_volume
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Item `key` = `(epoch, index)` (from `PatchSampler`), or `index` for epoch 0."""
-        epoch, index = key if isinstance(key, tuple) else (0, key)
+        """Item `key` = `(epoch, index)` (from `EpochSampler`), or `index` for epoch 0."""
+        index = key[1] if isinstance(key, tuple) else key
         if not 0 <= index < len(self):
             raise IndexError(f"patch index {index} out of range [0, {len(self)})")
-        rng = np.random.default_rng([self.seed, epoch, index])
+        rng = item_rng(self.seed, key)
         volume, slot = divmod(index, self.patches_per_volume)
         labels = self.labels[volume]
         candidates = self.foreground[volume]
@@ -180,39 +180,6 @@ class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
             label = np.flip(label, tuple(flipped))
         # Copies: torch rejects the negative strides of flips (even along axes of length 1).
         return torch.from_numpy(image.copy()), volume_target(label.copy(), self.multiclass)
-
-
-class PatchSampler(Sampler[tuple[int, int]]):
-    """Yields `(epoch, index)` keys for `PatchDataset`, in a new seeded order each epoch.
-
-    Lightning calls `set_epoch` at the start of every training epoch (also after a resume), so
-    the epoch travels inside the keys to the worker processes, which hold copies of the dataset.
-
-    Args:
-        size: Number of items (`len(dataset)`).
-        seed: Seed of the order.
-        shuffle: Shuffle the order each epoch (else `0..size-1`).
-    """
-
-    def __init__(self, size: int, seed: int = 0, shuffle: bool = True) -> None:
-        self.size = size
-        self.seed = seed
-        self.shuffle = shuffle
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Use the order and patches of `epoch` from the next iteration on."""
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        if self.shuffle:
-            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
-        else:
-            order = np.arange(self.size)
-        return iter([(self.epoch, int(index)) for index in order])
-
-    def __len__(self) -> int:
-        return self.size
 
 
 class VolumeDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):

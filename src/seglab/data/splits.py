@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from seglab.data.layouts import Sample, Skipped, find_samples, split_samples
-from seglab.data.loading import LoadedSample, load_samples
+from seglab.data.loading import load_samples
 from seglab.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -20,7 +20,8 @@ class SplitData:
     """Decoded samples per split, the layout found, and what was skipped as bad input."""
 
     layout: str
-    samples: dict[str, list[LoadedSample]]
+    # LoadedSample (decoded in memory) or CachedSample (memory-mapped) lists per split.
+    samples: dict[str, list[Any]]
     files: dict[str, list[Sample]]
     skipped: list[Skipped] = field(default_factory=list)
     # The label mapping of multi-class masks; None for binary masks.
@@ -68,13 +69,10 @@ def label_mapping(data: DataConfig, layout: str) -> LabelMapping | None:
     return mapping
 
 
-def load_split_data(
-    data: DataConfig,
-    seed: int,
-    progress: bool = False,
-    assignment: dict[str, list[str]] | None = None,
+def find_split_files(
+    data: DataConfig, seed: int, assignment: dict[str, list[str]] | None = None
 ) -> SplitData:
-    """Find, split and decode every sample of `data.root` once.
+    """Find and split the samples of `data.root`, decoding nothing (`samples` stays empty).
 
     `assignment` (split name -> sample ids) overrides the split, e.g. for cross-validation.
     """
@@ -86,20 +84,63 @@ def load_split_data(
         files = {name: [by_id[i] for i in ids] for name, ids in assignment.items()}
     else:
         files = assign_splits(found.splits, data, seed)
-    skipped = list(found.skipped)
     mapping = label_mapping(data, found.layout)
-    samples: dict[str, list[LoadedSample]] = {}
-    for name, split_files in files.items():
-        loaded, bad = load_samples(
-            split_files, data.skip_bad, progress=progress, label=f"decoding {name}", mapping=mapping
-        )
-        samples[name] = [s for s in loaded if s.mask is not None]
-        skipped.extend(bad)
+    return SplitData(found.layout, {}, files, list(found.skipped), mapping)
+
+
+def check_labelled(split: SplitData, root: Path) -> None:
+    """Refuse a train or val split without a labelled sample."""
     for name in ("train", "val"):
-        if not samples.get(name):
+        if not split.samples.get(name):
             raise DataError(
-                Path(data.root),
+                root,
                 f"the {name} split has no labelled sample",
                 "add images with masks, or lower data.val_fraction / data.test_fraction",
             )
-    return SplitData(found.layout, samples, files, skipped, mapping)
+
+
+def load_split_data(
+    data: DataConfig,
+    seed: int,
+    progress: bool = False,
+    assignment: dict[str, list[str]] | None = None,
+) -> SplitData:
+    """Find, split and decode every sample of `data.root` into memory (small data sets and
+    evaluation; training reads through `seglab.data.cache`)."""
+    split = find_split_files(data, seed, assignment)
+    for name, split_files in split.files.items():
+        loaded, bad = load_samples(
+            split_files, data.skip_bad, progress, f"decoding {name}", split.mapping
+        )
+        split.samples[name] = [s for s in loaded if s.mask is not None]
+        split.skipped.extend(bad)
+    check_labelled(split, Path(str(data.root)))
+    return split
+
+
+def cache_split_data(
+    data: DataConfig,
+    seed: int,
+    cache: Path,
+    borders: bool,
+    progress: bool = False,
+    assignment: dict[str, list[str]] | None = None,
+) -> SplitData:
+    """Find and split the samples of `data.root` and decode into `cache` those not yet there;
+    `samples` holds memory-mapped `CachedSample`s."""
+    from seglab.data.cache import Preparation, cache_samples
+
+    split = find_split_files(data, seed, assignment)
+    if borders and split.mapping is not None:
+        raise ConfigError(
+            "'data.target': boundary is for binary nucleus masks; multi-class data uses mask"
+        )
+    preparation = Preparation(data.size, borders, data.percentiles, split.mapping)
+    for name, split_files in split.files.items():
+        cached, bad = cache_samples(
+            split_files, cache, preparation, data.skip_bad, progress, f"caching {name}"
+        )
+        split.samples[name] = cached
+        split.skipped.extend(bad)
+    check_labelled(split, Path(str(data.root)))
+    return split

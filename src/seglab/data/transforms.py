@@ -20,6 +20,30 @@ if TYPE_CHECKING:
 NormalizeMode = Literal["scale", "percentile"]
 
 
+def round_up(size: int, divisor: int) -> int:
+    """The smallest multiple of `divisor` that is at least `size`."""
+    return -(-size // divisor) * divisor
+
+
+def reflect_pad(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Pad the trailing axes of `array` at their far end, by reflection, up to `shape`.
+
+    Reflection, not zeros: on a bright-field image a black margin reads as a dark object (a
+    nucleus), while the mirrored image continues its background. Paddings longer than an axis
+    reflect repeatedly; an axis of length 1 is repeated. Axes already as long are left alone.
+
+    Shape:
+        - array: `(..., *spatial)` with `len(spatial) == len(shape)`
+        - Output: `(..., *(max(s, t) for s, t in zip(spatial, shape)))`
+    """
+    spatial = array.shape[array.ndim - len(shape) :]
+    pads = [(0, max(0, t - s)) for s, t in zip(spatial, shape)]
+    if not any(after for _, after in pads):
+        return array
+    lead = [(0, 0)] * (array.ndim - len(shape))
+    return np.pad(array, [*lead, *pads], mode="reflect")
+
+
 def match_channels(image: np.ndarray, channels: int) -> np.ndarray:
     """Return `image` (H, W, C) with `channels` channels: gray is repeated, RGB is averaged."""
     have = image.shape[2]
@@ -33,10 +57,26 @@ def match_channels(image: np.ndarray, channels: int) -> np.ndarray:
     raise ValueError(f"cannot convert an image with {have} channels to {channels}")
 
 
+def percentile_bounds(image: np.ndarray, percentiles: tuple[float, float]) -> tuple[float, float]:
+    """The (low, high) percentiles of an image's values (all channels together)."""
+    low, high = np.percentile(image, percentiles)
+    return float(low), float(high)
+
+
+def stretch(image: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
+    """Map `[low, high]` to [0, 1] as float32, clipped; all zeros when `high <= low`."""
+    low, high = bounds
+    data = image.astype(np.float32)
+    if high <= low:
+        return np.zeros_like(data)
+    return np.clip((data - np.float32(low)) / np.float32(high - low), 0.0, 1.0)
+
+
 def normalize_image(
     image: np.ndarray,
     mode: NormalizeMode = "scale",
     percentiles: tuple[float, float] = (1.0, 99.0),
+    bounds: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """Map an (H, W, C) integer or float image to float32, about [0, 1].
 
@@ -46,13 +86,11 @@ def normalize_image(
             image between its low and high percentiles and clips, so dim and bright
             acquisitions look alike.
         percentiles: The (low, high) percentiles of "percentile" mode.
+        bounds: The whole image's percentiles, when `image` is a crop of it (training reads
+            crops, and a crop's own percentiles would differ from what prediction uses).
     """
     if mode == "percentile":
-        data = image.astype(np.float32)
-        low, high = np.percentile(data, percentiles)
-        if high <= low:
-            return np.zeros_like(data)
-        return np.clip((data - low) / (high - low), 0.0, 1.0)
+        return stretch(image, bounds or percentile_bounds(image, percentiles))
     if np.issubdtype(image.dtype, np.integer):
         return image.astype(np.float32) / np.float32(np.iinfo(image.dtype).max)
     return image.astype(np.float32)
@@ -80,7 +118,8 @@ def build_augmentation(config: AugmentConfig, seed: int = 0) -> A.Compose | None
     """The albumentations pipeline of `config`, or None when every probability is zero.
 
     Images are float32 in [0, 1]; masks follow every geometric transform with nearest
-    interpolation.
+    interpolation. Quarter turns (`config.rotate90`) are drawn by the dataset, which knows
+    whether a sample is square (a non-square one only turns by 180°).
     """
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     import albumentations as A
@@ -90,8 +129,6 @@ def build_augmentation(config: AugmentConfig, seed: int = 0) -> A.Compose | None
         steps.append(A.HorizontalFlip(p=config.hflip))
     if config.vflip:
         steps.append(A.VerticalFlip(p=config.vflip))
-    if config.rotate90:
-        steps.append(A.RandomRotate90(p=config.rotate90))
     if config.affine:
         steps.append(
             A.Affine(

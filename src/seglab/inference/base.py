@@ -8,8 +8,15 @@ from typing import Any
 
 import numpy as np
 
-from seglab.data.transforms import match_channels, normalize_image, resize_image
+from seglab.data.transforms import (
+    match_channels,
+    normalize_image,
+    reflect_pad,
+    resize_image,
+    round_up,
+)
 from seglab.data.views import make_views
+from seglab.errors import SeglabError
 
 
 @dataclass
@@ -29,6 +36,22 @@ class Prediction:
 # The largest side predicted in one pass when the bundle does not say: ~0.5 GB of activations
 # for the default U-Net on a CPU.
 DEFAULT_TILE = 1024
+
+# Below this side an image holds too little context for a U-Net (and a 1×N "image" is usually a
+# mistake, or an attempt to make the sliding window run for hours).
+MIN_SIDE = 4
+
+
+def model_divisor(metadata: dict[str, Any]) -> int:
+    """What a bundle's network needs its input sides to be a multiple of (2**depth).
+
+    Bundles record it since seglab pads inputs itself; older ones are derived from the model's
+    depth (UNet's default 4; UNetMini's 2 poolings divide 16 as well).
+    """
+    recorded = metadata["preprocessing"].get("divisor")
+    if recorded:
+        return int(recorded)
+    return 2 ** int(metadata.get("model", {}).get("kwargs", {}).get("depth", 4))
 
 
 class BasePredictor:
@@ -52,6 +75,7 @@ class BasePredictor:
         # Inputs larger than the tile are predicted tile by tile with Gaussian blending, so
         # memory depends on the tile and batch, not on the image.
         self.tile: int | None = pre.get("tile") or DEFAULT_TILE
+        self.divisor = model_divisor(metadata)
         self.overlap = 0.5
         self.batch_size = 4
         self.tta = False
@@ -80,15 +104,24 @@ class BasePredictor:
         from seglab.inference.sliding_window import flip_tta, sliding_window_predict
 
         height, width = image.shape[:2]
+        if min(height, width) < MIN_SIDE:
+            raise SeglabError(
+                f"the image is {width}x{height} (WxH) pixels; segmentation needs at least "
+                f"{MIN_SIDE} on each side"
+            )
         batch = self.preprocess(image)
         forward = flip_tta(self.forward, 2) if self.tta else self.forward
         if self.tile is not None and max(batch.shape[2:]) > self.tile:
-            tile = (self.tile, self.tile)
+            side = round_up(self.tile, self.divisor)
             probabilities = sliding_window_predict(
-                batch[0], forward, tile, self.overlap, self.batch_size
+                batch[0], forward, (side, side), self.overlap, self.batch_size
             )
         else:
-            probabilities = forward(batch)[0]
+            # Reflection up to the network's multiple (see `reflect_pad`), then cropped back.
+            sides = tuple(round_up(s, self.divisor) for s in batch.shape[2:])
+            probabilities = forward(reflect_pad(batch, sides))[0][
+                :, : batch.shape[2], : batch.shape[3]
+            ]
         if probabilities.shape[1:] != (height, width):
             resized = resize_image(probabilities.transpose(1, 2, 0), (height, width))
             probabilities = resized.transpose(2, 0, 1)

@@ -12,7 +12,7 @@ import numpy as np
 
 from seglab.data.io import IMAGE_SUFFIXES, read_image, write_label_png, write_png
 from seglab.data.layouts import find_samples
-from seglab.errors import DataError
+from seglab.errors import DataError, SeglabError
 
 
 def collect_inputs(inputs: list[str | Path]) -> list[Path]:
@@ -134,7 +134,12 @@ def predict_one(
 
     image = read_image(path)
     want_instances = options.instances or options.rle
-    prediction = predictor.predict(image, instances=want_instances)
+    try:
+        prediction = predictor.predict(image, instances=want_instances)
+    except SeglabError as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(path, str(exc)) from None
     mask_path = out / f"{name}_mask.png"
     multiclass = getattr(predictor, "multiclass", False)
     if multiclass:

@@ -20,7 +20,15 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["flip_tta", "gaussian_weights", "sliding_window_predict", "tile_boxes", "tile_starts"]
+from seglab.data.transforms import reflect_pad
+
+__all__ = [
+    "flip_tta",
+    "gaussian_weights",
+    "sliding_window_predict",
+    "tile_boxes",
+    "tile_starts",
+]
 
 Forward = Callable[[np.ndarray], np.ndarray]
 
@@ -139,9 +147,10 @@ def sliding_window_predict(
 ) -> np.ndarray:
     """Predict an image tile by tile and blend the overlapping tiles with importance weights.
 
-    The image is zero-padded at the end of each axis shorter than the tile, so `forward` always
-    gets tiles of exactly `tile`. The padding is written into the batch buffer only, never as a
-    padded copy of the image. Predictions times weights and the weights are summed into two
+    A tile that sticks out past the end of an axis shorter than the tile is filled by reflecting
+    the image (`reflect_pad`), so `forward` always gets tiles of exactly `tile` and never sees
+    invented structure. The padding is written into the batch buffer only, never as a padded
+    copy of the image. Predictions times weights and the weights are summed into two
     float32 accumulators of the (padded) image's size, so peak memory is the image, the
     accumulators and one batch of tiles, not all tiles at once.
 
@@ -188,12 +197,9 @@ def sliding_window_predict(
     for first in range(0, len(boxes), batch_size):
         chunk = boxes[first : first + batch_size]
         for j, box in enumerate(chunk):
-            # The part of the box inside the image; the rest is the zero padding.
+            # The part of the box inside the image; the rest is reflected.
             inside = tuple(slice(b.start, min(b.stop, s)) for b, s in zip(box, spatial))
-            local = tuple(slice(0, i.stop - i.start) for i in inside)
-            if any(i.stop - i.start < t for i, t in zip(inside, tile)):
-                batch[j].fill(0)
-            batch[j][(slice(None), *local)] = image[(slice(None), *inside)]
+            batch[j] = reflect_pad(image[(slice(None), *inside)], tile)
         output = np.asarray(forward(batch[: len(chunk)]), dtype=np.float32)
         if predictions is None:
             # A malformed output gives a k of 0 or a wrong one, which the check below reports.

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from seglab.models.blocks import ConvBlock, Down, Up
 from seglab.models.checks import check_unet
+from seglab.models.padding import pad_end, padding_to_multiple
 
 __all__ = ["UNet", "UNetExtended"]
 
@@ -20,8 +20,8 @@ class UNet(nn.Module):
     convolution gives `num_classes` logit channels: no sigmoid or softmax is applied, since the
     losses take logits (numerically safer) and inference applies the activation itself.
 
-    Any input size is accepted: H and W are padded up to a multiple of `divisor` and the output is
-    cropped back, so the output has the input's spatial size.
+    Any input size is accepted: H and W are padded by reflection (see `seglab.models.padding`)
+    up to a multiple of `divisor` and the output is cropped back to the input's spatial size.
 
     Args:
         in_channels: Channels of the input image (3 for RGB, 1 for grey).
@@ -76,12 +76,9 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
-        pad_h, pad_w = -height % self.divisor, -width % self.divisor
-        if pad_h or pad_w:
-            # Zero padding at the bottom and right: reflect padding fails when the padding exceeds
-            # the input (a 5×5 image padded to 16×16), and zeros are what every 'same' convolution
-            # already sees beyond the border. Bottom/right keeps the crop a plain slice.
-            x = F.pad(x, (0, pad_w, 0, pad_h))
+        pads = padding_to_multiple((height, width), self.divisor)
+        if any(pads):
+            x = pad_end(x, pads)
 
         skips = [self.stem(x)]
         for down in self.downs:

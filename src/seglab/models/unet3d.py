@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from seglab.models.checks import check_unet
+from seglab.models.padding import pad_end, padding_to_multiple
 
 __all__ = ["NORMS", "UNet3D"]
 
@@ -71,10 +71,10 @@ class UNet3D(nn.Module):
     2×2×2 stride-2 transposed convolutions, concatenates the skip and convolves at the skip's
     width. A 1×1×1 convolution gives `num_classes` logit channels (no sigmoid or softmax).
 
-    D, H and W are zero-padded (at the far end) to a multiple of `divisor` and the output is cropped
-    back, so any size works. With a norm in training mode the deepest level must hold more than
-    one value per channel: instance norm needs a padded side above `divisor` on some axis, batch
-    norm a batch above 1 otherwise (PyTorch raises a ValueError).
+    D, H and W are padded by reflection (at the far end) to a multiple of `divisor` and the
+    output is cropped back, so any size works. With a norm in training mode the deepest level
+    must hold more than one value per channel: instance norm needs a padded side above
+    `divisor` on some axis, batch norm a batch above 1 otherwise (PyTorch raises a ValueError).
 
     Args:
         in_channels: Channels of the input volume.
@@ -137,10 +137,9 @@ class UNet3D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         depth, height, width = x.shape[-3:]
-        pads = [-size % self.divisor for size in (depth, height, width)]
+        pads = padding_to_multiple((depth, height, width), self.divisor)
         if any(pads):
-            # F.pad lists the last axis first; zeros at the far end keep the crop a plain slice.
-            x = F.pad(x, (0, pads[2], 0, pads[1], 0, pads[0]))
+            x = pad_end(x, pads)
 
         skips = [self.stem(x)]
         for down in self.downs:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from seglab.models.blocks import ConvBlock, Down, Up
 from seglab.models.checks import check_dropout, check_int
+from seglab.models.padding import pad_end, padding_to_multiple
 
 __all__ = ["UNetMini"]
 
@@ -26,7 +26,7 @@ class UNetMini(nn.Module):
     before the ReLU, the usual order, where the seed put it after; and the convolutions followed
     by batch norm have no bias, which the norm's shift makes redundant.
 
-    Any input size is accepted: H and W are padded with zeros at the bottom and right to a
+    Any input size is accepted: H and W are padded by reflection at the bottom and right to a
     multiple of `divisor` (4), and in training to at least 8, and the output is cropped back to
     the input's size.
 
@@ -80,11 +80,9 @@ class UNetMini(nn.Module):
         # and a single image under 5×5 pixels would leave a 1×1 bottleneck. Not in inference,
         # so an exported graph keeps one padding rule for every size.
         least = 2 * self.divisor if self.training else 0
-        pad_h = max(-height % self.divisor, least - height)
-        pad_w = max(-width % self.divisor, least - width)
-        if pad_h or pad_w:
-            # Zeros at the bottom and right, as UNet: what 'same' convolutions see past the border.
-            x = F.pad(x, (0, pad_w, 0, pad_h))
+        pads = padding_to_multiple((height, width), self.divisor, least)
+        if any(pads):
+            x = pad_end(x, pads)
         full = self.stem(x)
         half = self.down(full)
         x = self.bottleneck(self.pool(half))
