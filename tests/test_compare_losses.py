@@ -50,7 +50,7 @@ def test_compare_losses_trains_each_run_with_its_own_loss(tmp_path: Path) -> Non
     from seglab.config import load_config
     from seglab.data.streets import write_streets
     from seglab.experiments import compare
-    from seglab.multiclass_losses import create_multiclass_loss
+    from seglab.objectives.losses import create_loss
 
     data = tmp_path / "streets"
     write_streets(data, 8, height=32, width=64, seed=0)
@@ -82,5 +82,5 @@ def test_compare_losses_trains_each_run_with_its_own_loss(tmp_path: Path) -> Non
     generator = torch.Generator().manual_seed(0)
     logits = torch.randn(2, 7, 8, 8, generator=generator)
     target = torch.randint(0, 7, (2, 8, 8), generator=generator)
-    values = {float(create_multiclass_loss(name)(logits, target)) for name in recorded}
+    values = {float(create_loss(name, mode="multiclass")(logits, target)) for name in recorded}
     assert len(values) == len(losses)

@@ -76,7 +76,7 @@ def test_weighted_ce_used_inverse_frequency_weights(streets_run: tuple[Path, Run
     for sample in split.samples["train"]:
         counts += np.bincount(sample.mask.ravel(), minlength=256)[:7]
     present = counts > 0
-    from seglab.multiclass_losses import inverse_frequency_weights
+    from seglab.objectives.losses import inverse_frequency_weights
 
     weights = inverse_frequency_weights(counts)
     assert np.argmax(np.where(present, weights, -1)) == np.argmin(np.where(present, counts, 1e18))

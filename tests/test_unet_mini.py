@@ -11,7 +11,7 @@ from torch import nn
 from seglab.models import MODELS, count_parameters, create_model, model_parameters
 from seglab.models.blocks import ConvBlock
 from seglab.models.unet_mini import UNetMini
-from seglab.multiclass_losses import create_multiclass_loss
+from seglab.objectives.losses import create_loss
 
 
 def images(*shape: int) -> torch.Tensor:
@@ -132,7 +132,7 @@ def test_learns_a_tiny_multiclass_batch_with_the_total_loss() -> None:
     target[:, :2] = 255
     x = torch.stack([(target == c).float() for c in range(3)], dim=1) + 0.1 * images(2, 3, 16, 16)
     model = UNetMini(num_classes=3, n_filters=2)
-    loss_fn = create_multiclass_loss("ce_dice")
+    loss_fn = create_loss("ce_dice", mode="multiclass")
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     first = loss_fn(model(x), target).item()
     for _ in range(30):

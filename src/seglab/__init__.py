@@ -26,7 +26,7 @@ _EXPORTS = {
     "Predictor": "seglab.inference.predictor",
     "predict_files": "seglab.inference.files",
     "create_model": "seglab.models",
-    "create_loss": "seglab.losses",
+    "create_loss": "seglab.objectives.losses",
     "load_bundle": "seglab.bundle",
     "write_synthetic": "seglab.data.synthetic",
     "find_samples": "seglab.data.layouts",

@@ -7,6 +7,7 @@ config is written into every run folder and every model bundle, so a run can be 
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 from typing import Any, Literal
 
@@ -151,7 +152,7 @@ class ModelConfig(_Section):
 
 
 class LossConfig(_Section):
-    """Loss name (see `seglab.losses.LOSSES`) and its arguments."""
+    """Loss name (see `seglab.objectives.losses.LOSSES`) and its arguments."""
 
     name: str = "bce_dice"
     params: dict[str, Any] = Field(default_factory=dict)
@@ -283,9 +284,8 @@ def _apply_task_defaults(config: Config) -> None:
 
 def _check_component_params(config: Config) -> None:
     # Imported here: the registries import torch, which `seglab --help` must not pay for.
-    from seglab.losses import LOSSES, loss_parameters
     from seglab.models import MODELS, model_parameters, model_task
-    from seglab.multiclass_losses import MULTICLASS_LOSSES, multiclass_loss_parameters
+    from seglab.objectives.losses import LOSSES, LossMode, loss_parameters
 
     if config.data.layout == "volumes" and config.data.num_classes is not None:
         # The volume predictor, threshold tuning and evaluation are binary: a multi-class run
@@ -308,13 +308,17 @@ def _check_component_params(config: Config) -> None:
             raise ConfigError("'loss.name': classification trains with cross-entropy: use ce")
         if config.loss.params:
             raise ConfigError("'loss.params': ce takes no parameters")
-    elif is_multiclass(config.data):
-        registries.append(("loss", MULTICLASS_LOSSES, multiclass_loss_parameters, config.loss))
-    elif config.data.layout == "auto" and config.loss.name in MULTICLASS_LOSSES:
-        # The layout (binary or cityscapes) is known once the data is found: train() checks.
-        registries.append(("loss", MULTICLASS_LOSSES, multiclass_loss_parameters, config.loss))
     else:
-        registries.append(("loss", LOSSES, loss_parameters, config.loss))
+        # With layout auto the masks' kind (binary or cityscapes) is known once the data is
+        # found: a multi-class loss name is checked as such here, and train() checks the rest.
+        mode: LossMode = (
+            "multiclass"
+            if is_multiclass(config.data)
+            or (config.data.layout == "auto" and config.loss.name in LOSSES["multiclass"])
+            else "binary"
+        )
+        get_loss_params = functools.partial(loss_parameters, mode=mode)
+        registries.append(("loss", LOSSES[mode], get_loss_params, config.loss))
 
     for kind, registry, get_params, section in registries:
         if section.name not in registry:

@@ -17,7 +17,7 @@ import numpy as np
 
 from seglab.config import Config
 from seglab.errors import ConfigError
-from seglab.experiments import _parent_run, _write_outputs
+from seglab.experiments import parent_run, write_outputs
 from seglab.fileutils import atomic_write_bytes
 
 
@@ -76,7 +76,7 @@ def cross_validate(
     out = Path(out)
     settings = config.model_copy(deep=True)
     settings.train.evaluate_test = False
-    parent = _parent_run(settings, out, f"cv {k} folds")
+    parent = parent_run(settings, out, f"cv {k} folds")
     tags = parent.child_tags() if parent is not None else None
     rows: list[dict[str, Any]] = []
     for index, assignment in enumerate(fold_assignments(settings, k), start=1):
@@ -89,7 +89,7 @@ def cross_validate(
     mean = {key: statistics.fmean(r[key] for r in rows) for key in keys}
     std = {key: statistics.stdev(r[key] for r in rows) for key in keys}
     table: list[dict[str, Any]] = [*rows, {"fold": "mean", **mean}, {"fold": "std", **std}]
-    _write_outputs(table, out, "cv")
+    write_outputs(table, out, "cv")
     atomic_write_bytes(out / "cv.png", _folds_chart(rows, keys))
     if parent is not None:
         for key in keys:

@@ -14,7 +14,8 @@ from seglab.data.layouts import find_samples
 from seglab.data.loading import LoadedSample, load_samples
 from seglab.errors import DataError
 from seglab.fileutils import atomic_path, atomic_write_json
-from seglab.metrics import METRICS, confusion_counts, summarize
+from seglab.objectives.instance_metrics import per_threshold_table, score_image, summarize_instances
+from seglab.objectives.metrics import METRICS, confusion_counts, summarize
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,6 @@ def evaluate_samples(
     confusion matrix, palette panels).
     """
     from seglab.data.views import detect_modality
-    from seglab.instance_metrics import per_threshold_table, score_image, summarize_instances
     from seglab.viz import confusion_image, instance_overlay, save_png
 
     out_dir = Path(out_dir)
@@ -90,9 +90,9 @@ def evaluate_samples(
     metrics["per_modality"] = _per_modality(rows, all_counts, instance_scores)
     per_threshold = per_threshold_table(instance_scores) if instance_scores else []
     if per_threshold:
-        _write_csv(out_dir / "per_threshold.csv", per_threshold)
+        write_csv(out_dir / "per_threshold.csv", per_threshold)
     atomic_write_json(out_dir / "metrics.json", metrics)
-    _write_csv(out_dir / "per_image.csv", rows)
+    write_csv(out_dir / "per_image.csv", rows)
     _write_report(out_dir, metrics, rows, predictor, per_threshold)
     return EvaluationResult(metrics, rows, out_dir)
 
@@ -163,8 +163,6 @@ def _per_modality(
     rows: list[dict[str, Any]], counts: list[np.ndarray], scores: list[Any]
 ) -> dict[str, dict[str, Any]]:
     """Dice (and DSB mAP) per imaging modality, so a model failing on one kind shows up."""
-    from seglab.instance_metrics import summarize_instances
-
     groups: dict[str, list[int]] = {}
     for index, row in enumerate(rows):
         groups.setdefault(row["modality"], []).append(index)
@@ -190,7 +188,8 @@ def _progress(items: list[LoadedSample], enabled: bool, label: str) -> Any:
     return track(items, description=label)
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Writes ``rows`` (dicts with the same keys) as a CSV, floats with 6 decimals, atomically."""
     with atomic_path(path) as temporary, temporary.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()

@@ -96,7 +96,7 @@ def compare(
         )
         if part
     )
-    parent = _parent_run(config, out, label)
+    parent = parent_run(config, out, label)
     rows = []
     for model, loss in _runs(models, losses, BASELINES):
         name = _run_name(model, loss, models, losses)
@@ -117,7 +117,7 @@ def compare(
         rows.append(row)
         if parent is not None and model in BASELINES:
             parent.log_child(model, results[0], out / name / "eval" / "test")
-    _write_outputs(rows, out, "comparison")
+    write_outputs(rows, out, "comparison")
     if parent is not None:
         parent.finish([out / f"comparison.{ext}" for ext in ("csv", "md", "png")])
     return ComparisonResult(rows, out)
@@ -266,7 +266,8 @@ class _ParentRun:
         self.client.set_terminated(self.run_id)
 
 
-def _parent_run(config: Config, out: Path, label: str) -> _ParentRun | None:
+def parent_run(config: Config, out: Path, label: str) -> _ParentRun | None:
+    """The MLflow run that groups a comparison's (or cross-validation's) runs; None untracked."""
     return _ParentRun(config, out, label) if config.tracking.enabled else None
 
 
@@ -285,7 +286,8 @@ def _cell(value: Any, column: str = "") -> str:
     return f"{value:.1f}" if column == "seconds" else f"{value:.4f}"
 
 
-def _write_outputs(rows: list[dict[str, Any]], out: Path, stem: str) -> None:
+def write_outputs(rows: list[dict[str, Any]], out: Path, stem: str) -> None:
+    """Writes the table as `<stem>.csv` and `<stem>.md` (and the chart for a comparison)."""
     columns = _columns(rows)
     with atomic_path(out / f"{stem}.csv") as temporary, temporary.open("w", newline="") as f:
         writer = csv.writer(f)

@@ -48,7 +48,7 @@ def evaluate_multiclass_samples(
         The metrics (as written to metrics.json) and the per-image rows.
     """
     from seglab.multiclass_figures import plot_confusion_matrix, segmentation_panels
-    from seglab.multiclass_metrics import confusion_matrix, summarize_multiclass
+    from seglab.objectives.multiclass_metrics import confusion_matrix, summarize_multiclass
 
     names, palette, ignore_index = labels_of(predictor.metadata)
     total = np.zeros((len(names), len(names)), np.int64)

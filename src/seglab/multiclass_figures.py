@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from seglab.data.labels import colorize
-from seglab.viz import Color, _new_figure, _save_figure, to_display
+from seglab.viz import Color, new_figure, save_figure, to_display
 
 # White: no colour of the Cityscapes palette, and it reads as "no label" on the white page.
 IGNORE_COLOR: Color = (255, 255, 255)
@@ -97,7 +97,7 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: 
 
     Args:
         matrix: Counts ``[true, predicted]`` of shape ``(C, C)``, e.g. from
-            :func:`seglab.multiclass_metrics.confusion_matrix`.
+            :func:`seglab.objectives.multiclass_metrics.confusion_matrix`.
         class_names: One name per class.
         path: Destination PNG.
 
@@ -111,7 +111,7 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: 
         raise ValueError(f"{len(class_names)} class names for a {n}x{n} matrix")
     side = max(5.0, 1.6 + 0.5 * n)
     font = 9 if n <= 10 else 7 if n <= 16 else 6
-    fig = _new_figure(side + 1.2, side)
+    fig = new_figure(side + 1.2, side)
     ax = fig.subplots()
     image = ax.imshow(np.ma.masked_invalid(fractions), cmap="Blues", vmin=0.0, vmax=1.0)
     ax.set_facecolor("0.85")
@@ -139,7 +139,7 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: 
     )
     ax.set(xlabel="Predicted class", ylabel="True class (pixels)")
     ax.set_title("Confusion matrix, % of each true class (diagonal = recall)")
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def segmentation_panels(
@@ -181,7 +181,7 @@ def segmentation_panels(
         raise ValueError(f"{len(class_names)} class names but only {len(palette)} colours")
     height, width = shown.shape[:2]
     panel_width = 4.0
-    fig = _new_figure(3 * panel_width, panel_width * height / width + 1.4)
+    fig = new_figure(3 * panel_width, panel_width * height / width + 1.4)
     axes = fig.subplots(1, 3)
     for ax, rgb, label in zip(
         axes, (shown, truth_rgb, pred_rgb), ("Image", "Ground truth", "Prediction")
@@ -204,4 +204,4 @@ def segmentation_panels(
     )
     if title:
         fig.suptitle(title)
-    _save_figure(fig, path)
+    save_figure(fig, path)

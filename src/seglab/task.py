@@ -17,7 +17,7 @@ import torch
 from seglab.data.transforms import round_up
 from seglab.fileutils import atomic_path
 from seglab.inference.base import DEFAULT_TILE
-from seglab.metrics import confusion_counts_torch
+from seglab.objectives.metrics import confusion_counts_torch
 from seglab.precision import channels_last_format
 
 log = logging.getLogger(__name__)
@@ -185,7 +185,7 @@ class MulticlassSegmentationTask(SegmentationTask):
         self.ignore_index = ignore_index
 
     def _loss_and_tally(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        from seglab.multiclass_metrics import confusion_matrix_torch
+        from seglab.objectives.multiclass_metrics import confusion_matrix_torch
 
         images, labels = batch
         logits = self(images).float()

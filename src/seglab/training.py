@@ -32,8 +32,8 @@ from seglab.engine import checkpoint_epoch, ddp_child, loader_options, make_trai
 from seglab.errors import ConfigError, SeglabError
 from seglab.fileutils import atomic_write_json, atomic_write_text
 from seglab.inference.base import DEFAULT_TILE
-from seglab.losses import ChannelwiseLoss, class_weights_from_fraction, create_loss
 from seglab.models import create_model, model_spatial_dims, model_summary
+from seglab.objectives.losses import ChannelwiseLoss, class_weights_from_fraction, create_loss
 from seglab.precision import accelerator_device_type, resolve_train_precision
 from seglab.task import MulticlassSegmentationTask, SegmentationTask
 from seglab.tuning import tune_threshold
@@ -146,13 +146,15 @@ def _loaders(
 def _build_loss(config: Config, train: list[Any], mapping: LabelMapping | None) -> torch.nn.Module:
     params = dict(config.loss.params)
     if mapping is not None:
-        from seglab.multiclass_losses import create_multiclass_loss, inverse_frequency_weights
+        from seglab.objectives.losses import inverse_frequency_weights
 
         if config.loss.name == "weighted_ce" and "weights" not in params:
             counts = class_pixel_counts(train, mapping.num_classes)
             params["weights"] = [float(w) for w in inverse_frequency_weights(counts)]
             log.info("weighted_ce class weights from the training masks: %s", params["weights"])
-        return create_multiclass_loss(config.loss.name, ignore_index=mapping.ignore_index, **params)
+        return create_loss(
+            config.loss.name, mode="multiclass", ignore_index=mapping.ignore_index, **params
+        )
     if config.loss.name == "weighted_bce" and "pos_weight" not in params:
         fraction = foreground_fraction(train)
         params["pos_weight"], params["neg_weight"] = class_weights_from_fraction(fraction)

@@ -8,7 +8,7 @@ from typing import Protocol
 import numpy as np
 
 from seglab.inference.base import BasePredictor as Predictor
-from seglab.metrics import confusion_counts, dice, summarize
+from seglab.objectives.metrics import confusion_counts, dice, summarize
 
 
 class _Labelled(Protocol):

@@ -171,7 +171,8 @@ def save_png(path: str | Path, rgb: np.ndarray) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _new_figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
+    """A matplotlib figure of ``width`` x ``height`` inches, drawn off-screen."""
     # Figure + explicit Agg canvas instead of pyplot: no global backend switch, no figure registry
     # to leak, nothing that needs a display.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -182,7 +183,8 @@ def _new_figure(width: float, height: float) -> Figure:
     return fig
 
 
-def _save_figure(fig: Figure, path: str | Path) -> None:
+def save_figure(fig: Figure, path: str | Path) -> None:
+    """Writes the figure as a PNG, atomically."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     atomic_write_bytes(path, buf.getvalue())
@@ -218,7 +220,7 @@ def plot_curves(history: list[dict[str, float]], path: str | Path, metric: str =
     val_loss = _column(history, "val_loss")
     best = int(np.nanargmin(val_loss)) if np.isfinite(val_loss).any() else None
 
-    fig = _new_figure(10.0, 4.0)
+    fig = new_figure(10.0, 4.0)
     # Shared x: a panel with nothing logged (no Dice, say) still spans the epochs of the other.
     axes = fig.subplots(1, 2, sharex=True)
     panels = (("loss", "Loss"), (metric, metric.replace("_", " ").capitalize()))
@@ -243,7 +245,7 @@ def plot_curves(history: list[dict[str, float]], path: str | Path, metric: str =
             ax.axvline(epochs[best], color="0.35", linestyle=":", label=best_label)
         ax.legend()
     fig.suptitle("Training curves")
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def plot_threshold(
@@ -277,7 +279,7 @@ def plot_threshold(
     t, s = t[ok][order], s[ok][order]
     best_score = float(np.interp(best, t, s))
 
-    fig = _new_figure(6.5, 4.0)
+    fig = new_figure(6.5, 4.0)
     ax = fig.subplots()
     ax.plot(t, s, marker="o", markersize=3)
     ax.axvline(best, color="0.35", linestyle="--")
@@ -297,7 +299,7 @@ def plot_threshold(
     )
     ax.set(title=f"{metric_name} vs threshold", xlabel="Probability threshold", ylabel=metric_name)
     ax.grid(True, alpha=0.3)
-    _save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def confusion_legend_html() -> str:
@@ -347,7 +349,7 @@ def instance_overlay(
     """
     # Imported here rather than at the top so that viz's import block, and so the import cost and
     # cycles of every other viz user, stay as they were; instance_metrics needs only numpy.
-    from seglab.instance_metrics import iou_matrix
+    from seglab.objectives.instance_metrics import iou_matrix
 
     _check_alpha(alpha)
     base = to_display(image)

@@ -24,10 +24,10 @@ import numpy as np
 from seglab.data.layouts import Sample
 from seglab.data.volumes import find_volumes, load_volume_pair
 from seglab.errors import DataError
-from seglab.evaluation import EvaluationResult, _write_csv, training_sections
+from seglab.evaluation import EvaluationResult, training_sections, write_csv
 from seglab.fileutils import atomic_write_json
 from seglab.inference.volumes import VolumePredictor, load_volume_predictor
-from seglab.metrics import METRICS, confusion_counts, summarize
+from seglab.objectives.metrics import METRICS, confusion_counts, summarize
 
 __all__ = [
     "LabelledVolume",
@@ -232,7 +232,7 @@ def evaluate_volume_samples(
     if per_class:
         metrics.update(_class_summary(np.sum(per_class, axis=0), predictor.metadata))
     atomic_write_json(out_dir / "metrics.json", metrics)
-    _write_csv(out_dir / "per_image.csv", rows)
+    write_csv(out_dir / "per_image.csv", rows)
     _write_report(out_dir, metrics, rows, predictor)
     return EvaluationResult(metrics, rows, out_dir)
 

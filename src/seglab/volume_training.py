@@ -93,7 +93,7 @@ def _check_model(config: Config) -> None:
 
 
 def _binary_loss(config: Config, train_fraction: float) -> torch.nn.Module:
-    from seglab.losses import class_weights_from_fraction, create_loss
+    from seglab.objectives.losses import class_weights_from_fraction, create_loss
 
     params = dict(config.loss.params)
     if config.loss.name == "weighted_bce" and "pos_weight" not in params:
@@ -317,7 +317,7 @@ def _finish(
     logger: Any,
 ) -> RunResult:
     from seglab.bundle import save_bundle
-    from seglab.metrics import summarize
+    from seglab.objectives.metrics import summarize
     from seglab.training import RUN_FILES, RunResult
     from seglab.tuning import tune_threshold
 

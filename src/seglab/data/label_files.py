@@ -1,6 +1,6 @@
 """Checks of the content of a YAML label file, before `seglab.data.labels` builds a mapping.
 
-Holds `_parse_label_file`, which validates the parsed YAML of a label file (its ``classes`` with
+Holds `parse_label_file`, which validates the parsed YAML of a label file (its ``classes`` with
 name, values and optional colour, and its optional ``void_values``) and returns it as plain
 lists, raising a `ConfigError` that names the file and the key at fault, and its helpers.
 `seglab.data.labels.mapping_from_file` reads the file and turns the result into a mapping.
@@ -17,7 +17,7 @@ _FileClass = tuple[str, list[int], "tuple[int, int, int] | None"]
 _FILE_EXAMPLE = "classes: [{name: background, values: [0]}, {name: cell, values: [1, 2]}]"
 
 
-def _parse_label_file(data: object, path: Path) -> tuple[list[_FileClass], list[int]]:
+def parse_label_file(data: object, path: Path) -> tuple[list[_FileClass], list[int]]:
     """Check a label file's content: (name, values, colour or None) per class, void values."""
 
     def fail(key: str, problem: str) -> ConfigError:

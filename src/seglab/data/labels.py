@@ -24,7 +24,7 @@ import yaml
 from seglab.data.cityscapes import CATEGORIES, CITYSCAPES_LABELS, CityscapesLabel
 from seglab.data.label_colors import colorize as colorize
 from seglab.data.label_colors import default_palette
-from seglab.data.label_files import _parse_label_file
+from seglab.data.label_files import parse_label_file
 from seglab.errors import BundleError, ConfigError
 
 logger = logging.getLogger(__name__)
@@ -313,7 +313,7 @@ def mapping_from_file(
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"'data.labels': cannot read label file {path} ({exc})") from exc
-    classes, void_values = _parse_label_file(data, path)
+    classes, void_values = parse_label_file(data, path)
     names = [name for name, _, _ in classes]
     colors = [color for _, _, color in classes]
     if void == "class":

@@ -2,7 +2,7 @@
 
 Holds the Cityscapes label ids the scenes use, the camera height and the colour and texture
 tables; the canvas that paints labelled shapes (`_Canvas`), the camera and street geometry
-(`_Scene`) and the building facades (`_Buildings`); the ray-cast background (sky, facades,
+(`Scene`) and the building facades (`_Buildings`); the ray-cast background (sky, facades,
 ground), the objects standing on the ground (cars, pedestrians, poles with traffic signs, trees)
 and the ego vehicle's bonnet; and the camera effects (texture, light, blur, noise) that turn the
 painted canvas into the final image. Everything here is re-exported by `seglab.data.streets`.
@@ -95,7 +95,7 @@ class _Canvas:
 
 
 @dataclass
-class _Scene:
+class Scene:
     """Camera and street geometry, in pixels and metres (x right, z up, depth forward)."""
 
     height: int
@@ -108,7 +108,7 @@ class _Scene:
     near: float  # nearest depth whose ground point is in the image
 
     @classmethod
-    def draw(cls, rng: np.random.Generator, height: int, width: int) -> _Scene:
+    def draw(cls, rng: np.random.Generator, height: int, width: int) -> Scene:
         focal = width * rng.uniform(0.75, 1.0)
         vy = height * rng.uniform(0.40, 0.50)
         road_width = rng.uniform(7, 14)
@@ -163,7 +163,7 @@ class _Buildings:
         return np.where(window[:, None], self.glass[k], self.colors[k]), z <= self.heights[k]
 
 
-def _background(rng: np.random.Generator, scene: _Scene) -> _Canvas:
+def background(rng: np.random.Generator, scene: Scene) -> _Canvas:
     """Sky, facades and ground, by casting each pixel's ray into the street."""
     focal = scene.focal
     yy, xx = np.mgrid[: scene.height, : scene.width].astype(np.float32) + 0.5
@@ -194,7 +194,7 @@ def _background(rng: np.random.Generator, scene: _Scene) -> _Canvas:
     return _Canvas(image, labels)
 
 
-def _sky(rng: np.random.Generator, scene: _Scene) -> np.ndarray:
+def _sky(rng: np.random.Generator, scene: Scene) -> np.ndarray:
     if rng.random() < 0.6:  # clear
         top = rng.uniform([40, 90, 160], [90, 140, 220])
         horizon = rng.uniform([150, 180, 215], [200, 215, 240])
@@ -208,7 +208,7 @@ def _sky(rng: np.random.Generator, scene: _Scene) -> np.ndarray:
 
 def _ground(
     rng: np.random.Generator,
-    scene: _Scene,
+    scene: Scene,
     image: np.ndarray,
     labels: np.ndarray,
     on_ground: np.ndarray,
@@ -241,7 +241,7 @@ def _ground(
     labels[on_ground] = np.where(road, ROAD, SIDEWALK)
 
 
-def _car(rng: np.random.Generator, scene: _Scene, canvas: _Canvas, depth: float) -> None:
+def _car(rng: np.random.Generator, scene: Scene, canvas: _Canvas, depth: float) -> None:
     left, right = scene.road
     if rng.random() < 0.4:  # parked along the kerb
         lateral = rng.choice([left + 1.1, right - 1.1])
@@ -273,7 +273,7 @@ def _car(rng: np.random.Generator, scene: _Scene, canvas: _Canvas, depth: float)
     canvas.rect((bottom - 0.36 * h, bottom - 0.26 * h, cx - 0.13 * w, cx + 0.13 * w), _PLATE, CAR)
 
 
-def _person(rng: np.random.Generator, scene: _Scene, canvas: _Canvas, depth: float) -> None:
+def _person(rng: np.random.Generator, scene: Scene, canvas: _Canvas, depth: float) -> None:
     (left, right), (outer_left, outer_right) = scene.road, scene.facades
     if rng.random() < 0.5:
         lateral = rng.uniform(outer_left + 0.5, left - 0.5)
@@ -294,7 +294,7 @@ def _person(rng: np.random.Generator, scene: _Scene, canvas: _Canvas, depth: flo
     canvas.ellipse(bottom - 0.9 * h, cx, 0.065 * h, 0.1 * scale, skin, PERSON)
 
 
-def _pole(rng: np.random.Generator, scene: _Scene, canvas: _Canvas, depth: float) -> None:
+def _pole(rng: np.random.Generator, scene: Scene, canvas: _Canvas, depth: float) -> None:
     lateral = scene.road[0] - 0.4 if rng.random() < 0.5 else scene.road[1] + 0.4
     cx, bottom, scale = scene.ground(lateral, depth)
     tall, half = rng.uniform(3.5, 8), max(0.12 * scale, 1.0)
@@ -320,7 +320,7 @@ def _pole(rng: np.random.Generator, scene: _Scene, canvas: _Canvas, depth: float
         canvas.rect((cy - 0.6 * r, cy + 0.6 * r, cx - 1.4 * r, cx + 1.4 * r), color, TRAFFIC_SIGN)
 
 
-def _tree(rng: np.random.Generator, scene: _Scene, canvas: _Canvas, depth: float) -> None:
+def _tree(rng: np.random.Generator, scene: Scene, canvas: _Canvas, depth: float) -> None:
     side = int(rng.integers(2))
     lateral = scene.facades[side] + (1 - 2 * side) * rng.uniform(0.8, 1.5)
     cx, bottom, scale = scene.ground(lateral, depth)
@@ -334,7 +334,7 @@ def _tree(rng: np.random.Generator, scene: _Scene, canvas: _Canvas, depth: float
 
 
 # Object kinds: how many per image and their depth range (metres; "near": the image bottom).
-_OBJECTS: tuple[tuple[Callable[..., None], int, int, float, float], ...] = (
+OBJECTS: tuple[tuple[Callable[..., None], int, int, float, float], ...] = (
     (_car, 1, 5, 6.0, 40.0),
     (_person, 2, 7, 0.0, 22.0),
     (_pole, 1, 4, 0.0, 40.0),
@@ -342,7 +342,7 @@ _OBJECTS: tuple[tuple[Callable[..., None], int, int, float, float], ...] = (
 )
 
 
-def _ego_vehicle(rng: np.random.Generator, canvas: _Canvas) -> None:
+def ego_vehicle(rng: np.random.Generator, canvas: _Canvas) -> None:
     """The bonnet along the bottom edge (ego vehicle), sometimes a strip of out-of-roi."""
     height, width = canvas.labels.shape
     if rng.random() < 0.85:
@@ -359,7 +359,7 @@ def _ego_vehicle(rng: np.random.Generator, canvas: _Canvas) -> None:
         canvas.rect((height - rows, height, 0, width), (8, 8, 8), OUT_OF_ROI)
 
 
-def _camera(rng: np.random.Generator, canvas: _Canvas) -> np.ndarray:
+def camera(rng: np.random.Generator, canvas: _Canvas) -> np.ndarray:
     """Texture, uneven light, exposure, tint, lens blur and sensor noise; uint8 RGB."""
     labels, image = canvas.labels, canvas.image
     height, width = labels.shape

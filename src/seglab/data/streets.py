@@ -24,7 +24,7 @@ import numpy as np
 
 from seglab.data.cityscapes import IMAGE_TAG, LABEL_SUFFIX
 from seglab.data.io import write_png
-from seglab.data.street_drawing import _OBJECTS, _background, _camera, _ego_vehicle, _Scene
+from seglab.data.street_drawing import OBJECTS, Scene, background, camera, ego_vehicle
 from seglab.data.synthetic import check_output, partial_folder, split_counts
 from seglab.errors import ConfigError
 
@@ -58,17 +58,17 @@ def make_street(
     """
     if min(height, width) < 32:
         raise ValueError(f"street scenes need at least 32x32 pixels, got {height}x{width}")
-    scene = _Scene.draw(rng, height, width)
-    canvas = _background(rng, scene)
+    scene = Scene.draw(rng, height, width)
+    canvas = background(rng, scene)
     objects = [
         (rng.uniform(max(scene.near, nearest), farthest), draw)
-        for draw, low, high, nearest, farthest in _OBJECTS
+        for draw, low, high, nearest, farthest in OBJECTS
         for _ in range(rng.integers(low, high + 1))
     ]
     for depth, draw in sorted(objects, key=lambda item: -item[0]):  # farthest first
         draw(rng, scene, canvas, depth)
-    _ego_vehicle(rng, canvas)
-    return _camera(rng, canvas), canvas.labels
+    ego_vehicle(rng, canvas)
+    return camera(rng, canvas), canvas.labels
 
 
 def write_streets(

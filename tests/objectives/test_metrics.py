@@ -1,4 +1,5 @@
-"""Tests of seglab.metrics: hand-computed counts and scores, the empty convention, properties."""
+"""Tests of seglab.objectives.metrics: hand-computed counts and scores, the empty convention,
+properties."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seglab.metrics import (
+from seglab.objectives.metrics import (
     METRICS,
     confusion_counts,
     confusion_counts_torch,

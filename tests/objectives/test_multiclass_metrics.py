@@ -1,4 +1,5 @@
-"""Tests of seglab.multiclass_metrics: hand-counted matrices, scores, identities, JSON output."""
+"""Tests of seglab.objectives.multiclass_metrics: hand-counted matrices, scores, identities,
+JSON output."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from seglab.multiclass_metrics import (
+from seglab.objectives.multiclass_metrics import (
     class_scores,
     confusion_matrix,
     confusion_matrix_torch,
@@ -225,6 +226,18 @@ def test_summarize_rejects_bad_input(matrix: np.ndarray, names: list[str], messa
 
 
 def test_module_does_not_import_torch() -> None:
-    code = "import sys, seglab.multiclass_metrics; print('torch' in sys.modules)"
+    code = "import sys, seglab.objectives.multiclass_metrics; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_package_reexports_resolve_without_torch() -> None:
+    code = (
+        "import sys, seglab.objectives as o\n"
+        "from seglab.objectives.multiclass_metrics import IGNORE_INDEX\n"
+        "assert o.summarize_multiclass and o.score_image\n"
+        "assert IGNORE_INDEX is o.IGNORE_INDEX == 255\n"
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -1,22 +1,40 @@
 """The functional core of the multi-class losses: plain ``loss(logits, target, ...)`` functions.
 
-Holds the losses themselves (``ce``, ``weighted_ce``, ``dice``, ``ce_dice``, ``jaccard``,
-``tversky``, ``focal_tversky``, ``focal``), their private helpers (input checks, soft counts,
-per-pixel negative log-likelihood), ``IGNORE_INDEX`` and ``inverse_frequency_weights``. The
-conventions they share (logit and target shapes, the ignore label, soft counts summed over the
-batch, macro mean over classes) are described in `seglab.multiclass_losses`, which wraps each
-function in an ``nn.Module``, registers it by name and re-exports everything defined here.
+Every loss takes ``(logits, target)``: logits of shape ``(N, C, *spatial)`` straight from the
+network (no softmax applied) and a target of shape ``(N, *spatial)`` holding integer class
+indices in ``[0, C)``, or ``ignore_index`` (``IGNORE_INDEX`` = 255 by default, Cityscapes' void)
+for pixels that must not count. Probabilities are ``softmax(logits, dim=1)``: seed 001 applied
+binary cross-entropy to softmax outputs; here every loss is a multi-class one. Arithmetic is done
+in float32 at least, so the losses are safe under mixed precision.
+
+Ignored pixels contribute nothing to any numerator or denominator: their logits are replaced by
+zeros before the softmax and their terms by exact zeros, so changing the target or the logits only
+at ignored pixels gives a bit-identical loss, and the gradient at those pixels is exactly 0.
+
+The soft-overlap losses (dice, jaccard, tversky, focal_tversky) compute, for each class c, soft
+counts summed over the whole batch, as the binary losses and the seed's ``K.flatten`` do::
+
+    TP_c = Σ p_c y_c,   FP_c = Σ p_c (1 - y_c),   FN_c = Σ (1 - p_c) y_c
+
+then a per-class score with a ``smooth`` term in numerator and denominator, and average the
+scores over the C classes (a "macro" mean: a rare class weighs as much as the road, where the
+seed's flattening of every channel together let road and sky dominate).
+
+The ``nn.Module`` wrappers live in `seglab.objectives.losses`, built by
+``create_loss(name, mode="multiclass")``.
+
+Example:
+    >>> loss = ce_dice(torch.zeros(2, 8, 16, 16), torch.zeros(2, 16, 16, dtype=torch.long))
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from torch import Tensor
 
-IGNORE_INDEX = 255
+from seglab.objectives import IGNORE_INDEX
 
 
 def _prepare(
@@ -284,39 +302,3 @@ def focal(
         a = _class_values(alpha, logits.shape[1], "alpha", nll)
         loss = a[target] * loss
     return torch.where(valid, loss, 0.0).sum() / valid.sum().clamp_min(1)
-
-
-def inverse_frequency_weights(pixel_counts: np.ndarray) -> np.ndarray:
-    """Seed 001's class weights: inverse pixel frequencies, normalised to sum to 1.
-
-    With ``n_c`` pixels of class c among ``n = Σ n_c``, the seed computes ``n / (C n_c)`` and
-    divides by the sum; C and n cancel, leaving ``w_c = (1 / n_c) / Σ_k (1 / n_k)``, the sum
-    running over the classes with pixels. A class with no pixel gets weight 0 instead of the
-    seed's infinity: a class weight only scales the loss of pixels whose truth is that class, and
-    the counted data has none, so 0 changes nothing there and keeps the others finite. Unlike the
-    seed, seglab passes these weights to the loss (``weighted_ce``).
-
-    Args:
-        pixel_counts: Number of (non-ignored) pixels of each class in the training masks.
-
-    Returns:
-        float64 weights of shape ``(C,)``, summing to 1.
-
-    Raises:
-        ValueError: If the counts are not a 1-D array of finite numbers >= 0 with one above 0.
-
-    Example:
-        >>> inverse_frequency_weights(np.array([300, 100, 0]))  # 1/300 : 1/100 = 1 : 3
-        array([0.25, 0.75, 0.  ])
-    """
-    counts = np.asarray(pixel_counts)
-    if counts.ndim != 1 or counts.size == 0 or not np.issubdtype(counts.dtype, np.number):
-        raise ValueError(f"pixel_counts must be a non-empty 1-D array of numbers, got {counts!r}")
-    counts = counts.astype(np.float64)
-    if not np.isfinite(counts).all() or (counts < 0).any() or not (counts > 0).any():
-        raise ValueError(
-            f"pixel_counts must be finite, >= 0 and not all 0, got {counts.tolist()}; "
-            "count the pixels of each class in the training masks"
-        )
-    inverse = np.divide(1.0, counts, out=np.zeros_like(counts), where=counts > 0)
-    return inverse / inverse.sum()

@@ -1,10 +1,11 @@
 """Object-level scores of label images: the Kaggle Data Science Bowl 2018 metric.
 
-Pixel metrics (:mod:`seglab.metrics`) cannot tell one nucleus from two touching ones; these
-scores count objects. Inputs are label images of shape ``(H, W)``: 0 is background and every
-other value is one instance (values need not be consecutive, so ``{5, 9}`` is two instances).
+Pixel metrics (:mod:`seglab.objectives.metrics`) cannot tell one nucleus from two touching
+ones; these scores count objects. Inputs are label images of shape ``(H, W)``: 0 is background
+and every other value is one instance (values need not be consecutive, so ``{5, 9}`` is two
+instances).
 
-Two stages, as in :mod:`seglab.metrics`:
+Two stages, as in :mod:`seglab.objectives.metrics`:
 
 1. :func:`iou_matrix` gives the IoU of every (true, predicted) pair and :func:`match_counts`
    turns it into ``(tp, fp, fn)`` at each IoU threshold of ``IOU_THRESHOLDS`` (0.50 to 0.95 in

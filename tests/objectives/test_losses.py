@@ -1,4 +1,5 @@
-"""Tests of seglab.losses: golden values computed by hand, stability, gradients and the registry."""
+"""Tests of the binary losses (seglab.objectives.binary_losses and the registry's binary mode):
+golden values computed by hand, stability, gradients and the registry."""
 
 from __future__ import annotations
 
@@ -7,8 +8,15 @@ import math
 import pytest
 import torch
 
-from seglab import losses
-from seglab.losses import LOSSES, class_weights_from_fraction, create_loss, loss_parameters
+from seglab.objectives import binary_losses
+from seglab.objectives.losses import (
+    LOSSES,
+    class_weights_from_fraction,
+    create_loss,
+    loss_parameters,
+)
+
+BINARY_LOSSES = LOSSES["binary"]
 
 LN3 = math.log(3)
 LN2 = math.log(2)
@@ -85,30 +93,30 @@ def test_golden_values(name: str, kwargs: dict, example: str, expected: float) -
     logits, target = _example(example)
     assert create_loss(name, **kwargs)(logits, target).item() == pytest.approx(expected, rel=1e-5)
     # The functional core gives the same value.
-    assert getattr(losses, name)(logits, target, **kwargs).item() == pytest.approx(
+    assert getattr(binary_losses, name)(logits, target, **kwargs).item() == pytest.approx(
         expected, rel=1e-5
     )
 
 
 def test_golden_values_cover_every_loss() -> None:
-    assert {name for name, *_ in GOLDEN} == set(LOSSES)
+    assert {name for name, *_ in GOLDEN} == set(BINARY_LOSSES)
 
 
 def test_overlap_losses_pool_the_whole_batch() -> None:
     # Example A split into two images of two pixels: the batch sums are unchanged.
     logits, target = _example("A")
     two_images = (logits.reshape(2, 1, 1, 2), target.reshape(2, 1, 1, 2))
-    assert losses.dice(*two_images).item() == pytest.approx(0.3)
-    assert losses.jaccard(*two_images).item() == pytest.approx(0.4)
+    assert binary_losses.dice(*two_images).item() == pytest.approx(0.3)
+    assert binary_losses.jaccard(*two_images).item() == pytest.approx(0.4)
 
 
 def test_focal_without_alpha_or_gamma_is_bce() -> None:
     logits, target = torch.randn(2, 1, 5, 5), (torch.rand(2, 1, 5, 5) > 0.5).float()
-    focal = losses.focal(logits, target, alpha=None, gamma=0.0)
-    assert focal.item() == pytest.approx(losses.bce(logits, target).item(), rel=1e-6)
+    focal = binary_losses.focal(logits, target, alpha=None, gamma=0.0)
+    assert focal.item() == pytest.approx(binary_losses.bce(logits, target).item(), rel=1e-6)
 
 
-@pytest.mark.parametrize("name", LOSSES)
+@pytest.mark.parametrize("name", BINARY_LOSSES)
 def test_extreme_logits_are_finite_and_differentiable(name: str) -> None:
     # Right and wrong saturated logits, plus moderate ones so every loss has a gradient.
     logits = torch.tensor([100.0, -100.0, 100.0, -100.0, 0.5, -0.5]).reshape(1, 1, 2, 3)
@@ -123,7 +131,7 @@ def test_extreme_logits_are_finite_and_differentiable(name: str) -> None:
     assert logits.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("name", LOSSES)
+@pytest.mark.parametrize("name", BINARY_LOSSES)
 @pytest.mark.parametrize("empty", [False, True])
 def test_perfect_prediction_gives_near_zero_loss(name: str, empty: bool) -> None:
     target = torch.zeros(2, 1, 4, 4, dtype=torch.bool)
@@ -138,21 +146,21 @@ def test_perfect_prediction_gives_near_zero_loss(name: str, empty: bool) -> None
 def test_target_dtypes_agree() -> None:
     logits = torch.randn(2, 1, 3, 3)
     mask = torch.rand(2, 1, 3, 3) > 0.5
-    expected = losses.tversky(logits, mask.float())
-    assert torch.equal(losses.tversky(logits, mask), expected)
-    assert torch.equal(losses.tversky(logits, mask.to(torch.uint8)), expected)
+    expected = binary_losses.tversky(logits, mask.float())
+    assert torch.equal(binary_losses.tversky(logits, mask), expected)
+    assert torch.equal(binary_losses.tversky(logits, mask.to(torch.uint8)), expected)
 
 
 def test_half_precision_logits() -> None:
     logits, target = _example("A")
-    loss = losses.dice(logits.half(), target)
+    loss = binary_losses.dice(logits.half(), target)
     assert loss.dtype == torch.float32
     assert loss.item() == pytest.approx(0.3, rel=1e-3)
 
 
 def test_volumes_are_accepted() -> None:
     logits = torch.zeros(2, 1, 2, 3, 4)  # (N, 1, D, H, W)
-    assert losses.bce(logits, torch.ones_like(logits)).item() == pytest.approx(LN2)
+    assert binary_losses.bce(logits, torch.ones_like(logits)).item() == pytest.approx(LN2)
 
 
 @pytest.mark.parametrize(
@@ -161,11 +169,11 @@ def test_volumes_are_accepted() -> None:
 )
 def test_bad_shapes_raise(logits_shape: tuple, target_shape: tuple) -> None:
     with pytest.raises(ValueError, match="shape"):
-        losses.dice(torch.zeros(logits_shape), torch.zeros(target_shape))
+        binary_losses.dice(torch.zeros(logits_shape), torch.zeros(target_shape))
 
 
 def test_registry_names() -> None:
-    assert list(LOSSES) == [
+    assert list(BINARY_LOSSES) == [
         "bce",
         "weighted_bce",
         "dice",
@@ -180,7 +188,7 @@ def test_registry_names() -> None:
 def test_unknown_loss_lists_valid_names() -> None:
     with pytest.raises(ValueError, match="unknown loss 'dise'") as info:
         create_loss("dise")
-    assert all(name in str(info.value) for name in LOSSES)
+    assert all(name in str(info.value) for name in BINARY_LOSSES)
     with pytest.raises(ValueError, match="valid names"):
         loss_parameters("nope")
 
@@ -219,7 +227,7 @@ def test_loss_parameters() -> None:
     assert loss_parameters("focal") == {"alpha": 0.25, "gamma": 2.0}
     assert loss_parameters("weighted_bce") == {"pos_weight": None, "neg_weight": None}
     # Every loss can be built from its own defaults (weights given where required).
-    for name in LOSSES:
+    for name in BINARY_LOSSES:
         params = {**loss_parameters(name), **NEEDED_KWARGS.get(name, {})}
         assert isinstance(create_loss(name, **params), torch.nn.Module)
 
@@ -239,3 +247,26 @@ def test_class_weights_from_fraction() -> None:
 def test_class_weights_reject_bad_fractions(fraction: float) -> None:
     with pytest.raises(ValueError, match="foreground_fraction"):
         class_weights_from_fraction(fraction)
+
+
+def test_one_registry_with_a_mode_per_problem_kind() -> None:
+    import seglab
+    import seglab.objectives
+    from seglab.objectives.loss_modules import DiceLoss, MulticlassDiceLoss
+
+    assert list(LOSSES) == ["binary", "multiclass"]
+    assert type(create_loss("dice")) is DiceLoss  # binary is the default mode
+    assert type(create_loss("dice", mode="binary")) is DiceLoss
+    assert type(create_loss("dice", mode="multiclass")) is MulticlassDiceLoss
+    assert seglab.create_loss is create_loss
+    assert seglab.objectives.create_loss is create_loss
+    assert all(getattr(seglab.objectives, name) is not None for name in seglab.objectives.__all__)
+    with pytest.raises(ValueError, match="unknown loss mode 'multilabel'.*binary, multiclass"):
+        create_loss("dice", mode="multilabel")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown loss mode"):
+        loss_parameters("dice", mode="softmax")  # type: ignore[arg-type]
+    # A multi-class name is not a binary one, and ignore_index belongs to the multi-class mode.
+    with pytest.raises(ValueError, match="unknown loss 'ce'; valid names: bce, weighted_bce"):
+        create_loss("ce")
+    with pytest.raises(ValueError, match=r"'dice' got unknown argument\(s\) ignore_index"):
+        create_loss("dice", ignore_index=255)

@@ -1,4 +1,5 @@
-"""Tests of seglab.multiclass_losses: golden values by hand, ignore_index, properties, registry."""
+"""Tests of the multi-class losses (seglab.objectives.multiclass_losses and the registry's
+multi-class mode): golden values by hand, ignore_index, properties, registry."""
 
 from __future__ import annotations
 
@@ -12,13 +13,10 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seglab import multiclass_losses as mcl
-from seglab.multiclass_losses import (
-    MULTICLASS_LOSSES,
-    create_multiclass_loss,
-    inverse_frequency_weights,
-    multiclass_loss_parameters,
-)
+from seglab.objectives import multiclass_losses as mcl
+from seglab.objectives.losses import LOSSES, create_loss, inverse_frequency_weights, loss_parameters
+
+MULTICLASS_LOSSES = LOSSES["multiclass"]
 
 LN2, LN3, LN4 = math.log(2), math.log(3), math.log(4)
 
@@ -91,13 +89,15 @@ def example_a(extra_pixel: tuple[list[float], int] | None = None) -> tuple[torch
 
 
 def build(name: str, ignore_index: int | None = 255, **kwargs: Any) -> torch.nn.Module:
-    return create_multiclass_loss(name, ignore_index, **{**NEEDED.get(name, {}), **kwargs})
+    return create_loss(
+        name, "multiclass", ignore_index=ignore_index, **{**NEEDED.get(name, {}), **kwargs}
+    )
 
 
 @pytest.mark.parametrize(("name", "kwargs", "expected"), GOLDEN)
 def test_golden_values(name: str, kwargs: dict[str, Any], expected: float) -> None:
     logits, target = example_a()
-    assert create_multiclass_loss(name, **kwargs)(logits, target).item() == pytest.approx(
+    assert create_loss(name, "multiclass", **kwargs)(logits, target).item() == pytest.approx(
         expected, rel=1e-6
     )
     assert getattr(mcl, name)(logits, target, **kwargs).item() == pytest.approx(expected, rel=1e-6)
@@ -114,7 +114,7 @@ def test_golden_values_with_an_ignored_pixel(
     # A third pixel labelled 255 with wild logits: the loss is example A's, whatever they are.
     for wild in ([50.0, -30.0, 7.0], [float("inf"), float("nan"), 0.0]):
         logits, target = example_a((wild, 255))
-        loss = create_multiclass_loss(name, **kwargs)(logits, target)
+        loss = create_loss(name, "multiclass", **kwargs)(logits, target)
         assert loss.item() == pytest.approx(expected, rel=1e-6)
 
 
@@ -169,10 +169,10 @@ def test_ignored_pixels_change_nothing(batch: tuple[torch.Tensor, ...]) -> None:
     weights = [1.0 + i for i in range(c)]
     for name in MULTICLASS_LOSSES:
         kwargs: dict[str, Any] = {"weights": weights} if name == "weighted_ce" else {}
-        loss_fn = create_multiclass_loss(name, **kwargs)
+        loss_fn = create_loss(name, "multiclass", **kwargs)
         expected = loss_fn(logits, labelled)
         assert torch.equal(loss_fn(other_logits, labelled), expected), name
-        minus_one = create_multiclass_loss(name, ignore_index=-1, **kwargs)
+        minus_one = create_loss(name, "multiclass", ignore_index=-1, **kwargs)
         assert torch.equal(minus_one(logits, torch.where(ignored, -1, target)), expected), name
         assert loss_fn(*only_valid).item() == pytest.approx(expected.item(), rel=1e-5, abs=1e-6)
 
@@ -333,38 +333,38 @@ def test_registry_names_and_parameters() -> None:
     assert list(MULTICLASS_LOSSES) == [
         "ce", "weighted_ce", "dice", "ce_dice", "jaccard", "tversky", "focal_tversky", "focal"
     ]  # fmt: skip
-    assert multiclass_loss_parameters("ce") == {}
-    assert multiclass_loss_parameters("weighted_ce") == {"weights": None}
-    assert multiclass_loss_parameters("ce_dice") == {"dice_weight": 3.0, "smooth": 1.0}
-    assert multiclass_loss_parameters("tversky") == {"alpha": 0.3, "beta": 0.7, "smooth": 1.0}
-    assert multiclass_loss_parameters("focal_tversky") == {
+    assert loss_parameters("ce", "multiclass") == {}
+    assert loss_parameters("weighted_ce", "multiclass") == {"weights": None}
+    assert loss_parameters("ce_dice", "multiclass") == {"dice_weight": 3.0, "smooth": 1.0}
+    assert loss_parameters("tversky", "multiclass") == {"alpha": 0.3, "beta": 0.7, "smooth": 1.0}
+    assert loss_parameters("focal_tversky", "multiclass") == {
         "alpha": 0.3, "beta": 0.7, "gamma": 1.5, "smooth": 1.0
     }  # fmt: skip
-    assert multiclass_loss_parameters("focal") == {"gamma": 2.0, "alpha": None}
+    assert loss_parameters("focal", "multiclass") == {"gamma": 2.0, "alpha": None}
     for name in MULTICLASS_LOSSES:  # each builds from its own defaults (+ required weights)
-        params = {**multiclass_loss_parameters(name), **NEEDED.get(name, {})}
-        assert isinstance(create_multiclass_loss(name, **params), torch.nn.Module)
+        params = {**loss_parameters(name, "multiclass"), **NEEDED.get(name, {})}
+        assert isinstance(create_loss(name, "multiclass", **params), torch.nn.Module)
 
 
 def test_repr_shows_arguments_and_ignore_index() -> None:
-    assert repr(create_multiclass_loss("focal_tversky", ignore_index=None, gamma=2.0)) == (
+    assert repr(create_loss("focal_tversky", "multiclass", ignore_index=None, gamma=2.0)) == (
         "MulticlassFocalTverskyLoss(alpha=0.3, beta=0.7, gamma=2.0, smooth=1.0, ignore_index=None)"
     )
     weights = inverse_frequency_weights(np.array([1, 3]))  # a numpy array is accepted
-    assert repr(create_multiclass_loss("weighted_ce", weights=weights)) == (
+    assert repr(create_loss("weighted_ce", "multiclass", weights=weights)) == (
         "MulticlassWeightedCELoss(weights=(0.75, 0.25), ignore_index=255)"
     )
 
 
 def test_unknown_names_and_arguments_raise() -> None:
     with pytest.raises(ValueError, match="unknown multi-class loss 'bce'.*ce, weighted_ce"):
-        create_multiclass_loss("bce")
+        create_loss("bce", mode="multiclass")
     with pytest.raises(ValueError, match="valid names"):
-        multiclass_loss_parameters("nope")
+        loss_parameters("nope", "multiclass")
     with pytest.raises(ValueError, match=r"unknown argument\(s\) gama; accepted: alpha, beta"):
-        create_multiclass_loss("tversky", gama=2.0)
+        create_loss("tversky", "multiclass", gama=2.0)
     with pytest.raises(ValueError, match=r"requires argument\(s\) weights"):
-        create_multiclass_loss("weighted_ce")
+        create_loss("weighted_ce", mode="multiclass")
 
 
 @pytest.mark.parametrize(
@@ -384,19 +384,19 @@ def test_unknown_names_and_arguments_raise() -> None:
 )
 def test_bad_values_raise(name: str, kwargs: dict[str, Any], argument: str) -> None:
     with pytest.raises(ValueError, match=argument):
-        create_multiclass_loss(name, **kwargs)
+        create_loss(name, "multiclass", **kwargs)
 
 
 @pytest.mark.parametrize("ignore_index", ["255", True, 2.0])
 def test_bad_ignore_index_raises(ignore_index: object) -> None:
     with pytest.raises(ValueError, match="ignore_index"):
-        create_multiclass_loss("ce", ignore_index=ignore_index)  # type: ignore[arg-type]
+        create_loss("ce", "multiclass", ignore_index=ignore_index)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("name", "argument"), [("weighted_ce", "weights"), ("focal", "alpha")])
 def test_per_class_values_must_match_the_classes(name: str, argument: str) -> None:
     kwargs: dict[str, Any] = {argument: [1.0, 2.0]}
-    loss_fn = create_multiclass_loss(name, **kwargs)
+    loss_fn = create_loss(name, "multiclass", **kwargs)
     logits, target = example_a()
     with pytest.raises(ValueError, match=rf"{argument} has 2 values but the logits have 3 classes"):
         loss_fn(logits, target)

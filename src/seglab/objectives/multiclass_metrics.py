@@ -1,6 +1,6 @@
 """Multi-class segmentation metrics from a confusion matrix.
 
-Two stages, as the binary :mod:`seglab.metrics`:
+Two stages, as the binary :mod:`seglab.objectives.metrics`:
 
 1. Accumulate a ``(C, C)`` confusion matrix indexed ``[true, predicted]`` from label maps with
    :func:`confusion_matrix` (numpy, for evaluation) or :func:`confusion_matrix_torch` (on the
@@ -30,10 +30,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from seglab.objectives import IGNORE_INDEX
+
 if TYPE_CHECKING:
     from torch import Tensor
 
-IGNORE_INDEX = 255
 SCORE_NAMES = ("iou", "dice", "f1", "precision", "recall")
 
 

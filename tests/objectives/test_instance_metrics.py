@@ -1,5 +1,6 @@
-"""Tests of seglab.instance_metrics (and viz.instance_overlay): hand-built label images with
-golden values computed by hand, the empty convention, and properties of the IoU and the score."""
+"""Tests of seglab.objectives.instance_metrics (and viz.instance_overlay): hand-built label
+images with golden values computed by hand, the empty convention, and properties of the IoU and
+the score."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linear_sum_assignment
 
-from seglab.instance_metrics import (
+from seglab.objectives.instance_metrics import (
     IOU_THRESHOLDS,
     InstanceScore,
     iou_matrix,
