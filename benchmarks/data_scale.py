@@ -250,12 +250,12 @@ def _vm_hwm_mib() -> float:
 
 def _config(spec: dict[str, Any], workers: int | None = None) -> Any:
     from seglab.config import load_config
-    from seglab.training import _resolve_layout
+    from seglab.training import resolve_layout
 
     overrides = [f"data.root={spec['data']}", f"data.cache_dir={spec['cache']}"]
     if workers is not None:
         overrides.append(f"data.num_workers={workers}")
-    return _resolve_layout(load_config(None, overrides))
+    return resolve_layout(load_config(None, overrides))
 
 
 def child_cache(spec: dict[str, Any]) -> dict[str, Any]:
@@ -283,10 +283,10 @@ def _training_parts(config: Any) -> dict[str, Any]:
     import torch
 
     from seglab.data.splits import cache_split_data
-    from seglab.losses import ChannelwiseLoss
     from seglab.models import create_model
+    from seglab.objectives.losses import ChannelwiseLoss
     from seglab.task import MulticlassSegmentationTask, SegmentationTask
-    from seglab.training import _build_loss, _loaders, _outputs, resolve_views
+    from seglab.training import build_loss, make_loaders, output_names, resolve_views
 
     borders = config.data.target == "boundary"
     split = cache_split_data(config.data, config.seed, Path(str(config.data.cache_dir)), borders)
@@ -296,11 +296,11 @@ def _training_parts(config: Any) -> dict[str, Any]:
     views = resolve_views(config)
     model_kwargs = {
         "in_channels": channels * len(views),
-        "num_classes": len(_outputs(config, mapping)),
+        "num_classes": len(output_names(config, mapping)),
         **config.model.params,
     }
     model = create_model(config.model.name, **model_kwargs)
-    loss = _build_loss(config, train, mapping)
+    loss = build_loss(config, train, mapping)
     if borders:
         loss = ChannelwiseLoss(loss)
     if config.train.channels_last:
@@ -314,7 +314,8 @@ def _training_parts(config: Any) -> dict[str, Any]:
     else:
         task = SegmentationTask(model, loss, *common)
     ignore_index = mapping.ignore_index if mapping is not None else None
-    train_loader, _ = _loaders(config, train, split.samples["val"], channels, views, ignore_index)
+    val = split.samples["val"]
+    train_loader, _ = make_loaders(config, train, val, channels, views, ignore_index)
     return {"task": task, "loader": train_loader, "model_kwargs": model_kwargs}
 
 

@@ -102,7 +102,7 @@ def resolve_crop(crop: int | str | None, shapes: list[tuple[int, int]]) -> int |
     return max(16, min(DEFAULT_CROP, smallest // 16 * 16))
 
 
-def _loaders(
+def make_loaders(
     config: Config,
     train: list[Any],
     val: list[Any],
@@ -143,7 +143,7 @@ def _loaders(
     return train_loader, val_loader
 
 
-def _build_loss(config: Config, train: list[Any], mapping: LabelMapping | None) -> torch.nn.Module:
+def build_loss(config: Config, train: list[Any], mapping: LabelMapping | None) -> torch.nn.Module:
     params = dict(config.loss.params)
     if mapping is not None:
         from seglab.objectives.losses import inverse_frequency_weights
@@ -162,7 +162,7 @@ def _build_loss(config: Config, train: list[Any], mapping: LabelMapping | None) 
     return create_loss(config.loss.name, **params)
 
 
-def _resolve_layout(config: Config) -> Config:
+def resolve_layout(config: Config) -> Config:
     """A copy of `config` with the detected layout written in (and the multi-class loss default
     it implies), so config.yaml states what the run used."""
     from seglab.data.layouts import detect_layout
@@ -218,7 +218,7 @@ def train(
         config.train.precision, accelerator_device_type(config.train.accelerator)
     )
     if not resume and config.task == "segmentation":
-        config = _resolve_layout(config)
+        config = resolve_layout(config)
     if not ddp_child():
         _prepare_run_dir(config, run_dir, resume)
     pl.seed_everything(config.seed, workers=True, verbose=False)
@@ -253,7 +253,7 @@ def train(
     channels = max(s.channels for s in prepared["train"])
     mapping = split_data.mapping
     views = resolve_views(config)
-    outputs = _outputs(config, mapping)
+    outputs = output_names(config, mapping)
     model_kwargs = {
         "in_channels": channels * len(views),
         "num_classes": len(outputs),
@@ -261,7 +261,7 @@ def train(
     }
     try:
         model = create_model(config.model.name, **model_kwargs)
-        loss = _build_loss(config, prepared["train"], mapping)
+        loss = build_loss(config, prepared["train"], mapping)
         if borders:
             loss = ChannelwiseLoss(loss)
     except ValueError as exc:  # a bad value in model.params or loss.params
@@ -296,7 +296,7 @@ def train(
             train_settings.channels_last,
         )
     ignore_index = mapping.ignore_index if mapping is not None else None
-    train_loader, val_loader = _loaders(
+    train_loader, val_loader = make_loaders(
         config, prepared["train"], prepared["val"], channels, views, ignore_index
     )
 
@@ -339,7 +339,7 @@ def train(
     )
 
 
-def _outputs(config: Config, mapping: LabelMapping | None) -> list[str]:
+def output_names(config: Config, mapping: LabelMapping | None) -> list[str]:
     """What each logit channel means: the classes, or the foreground (and nucleus borders)."""
     if mapping is not None:
         return list(mapping.names)
@@ -369,7 +369,7 @@ def _finish(
         metrics={},
         config=config_to_dict(config),
         instances=config.instances.model_dump(),
-        outputs=_outputs(config, mapping),
+        outputs=output_names(config, mapping),
         labels=mapping.to_dict() if mapping is not None else None,
     )
     predictor = Predictor(model, metadata, device="cpu")
