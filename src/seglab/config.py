@@ -162,6 +162,8 @@ class TrainConfig(_Section):
     """Optimisation and the Lightning trainer."""
 
     epochs: int = Field(30, ge=1)
+    # Stop after this many optimiser steps (benchmarks, smoke tests); null: `epochs` epochs.
+    max_steps: int | None = Field(None, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     scheduler: Literal["none", "cosine", "plateau"] = "none"

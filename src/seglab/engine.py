@@ -77,6 +77,7 @@ def make_trainer(
     log.info("training on %s in precision %s", device_type, precision)
     trainer = pl.Trainer(
         max_epochs=config.train.epochs,
+        max_steps=config.train.max_steps or -1,
         accelerator=config.train.accelerator,
         devices=config.train.devices,
         num_nodes=config.train.num_nodes,

@@ -14,7 +14,6 @@ from typing import Any, cast
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader
 
 from seglab.config import (
     Config,
@@ -23,19 +22,17 @@ from seglab.config import (
     dump_config,
     load_config,
 )
-from seglab.data.dataset import SegmentationDataset, class_pixel_counts, foreground_fraction
 from seglab.data.labels import LabelMapping
-from seglab.data.sampling import EpochSampler
 from seglab.data.splits import cache_split_data
-from seglab.data.transforms import build_augmentation
-from seglab.engine import checkpoint_epoch, ddp_child, loader_options, make_trainer, tracking_logger
+from seglab.engine import checkpoint_epoch, ddp_child, make_trainer, tracking_logger
 from seglab.errors import ConfigError, SeglabError
 from seglab.fileutils import atomic_write_json, atomic_write_text
 from seglab.inference.base import DEFAULT_TILE
 from seglab.models import create_model, model_spatial_dims, model_summary
-from seglab.objectives.losses import ChannelwiseLoss, class_weights_from_fraction, create_loss
+from seglab.objectives.losses import ChannelwiseLoss
 from seglab.precision import accelerator_device_type, resolve_train_precision
 from seglab.task import MulticlassSegmentationTask, SegmentationTask
+from seglab.training_inputs import build_loss, make_loaders, resolve_crop, resolve_views
 from seglab.tuning import tune_threshold
 
 log = logging.getLogger(__name__)
@@ -60,106 +57,6 @@ class RunResult:
     threshold: float
     val_metrics: dict[str, float]
     test_metrics: dict[str, float] | None
-
-
-def resolve_views(config: Config) -> list[str]:
-    """The input views of the run: the config's, else the model's default."""
-    from seglab.data.views import DEFAULT_EXTENDED_VIEWS, VIEWS
-
-    if config.data.views is not None:
-        views = list(config.data.views)
-    elif config.model.name == "unet_extended":
-        views = list(DEFAULT_EXTENDED_VIEWS)
-    else:
-        views = ["raw"]
-    unknown = [v for v in views if v not in VIEWS]
-    if unknown or not views:
-        raise ConfigError(
-            f"'data.views': unknown {unknown or 'empty list'}; valid: {', '.join(VIEWS)}"
-        )
-    return views
-
-
-# Crops of this side when images differ in size or are large ("auto"): 256 holds several
-# nuclei at DSB2018's resolutions and a street scene's objects at Cityscapes' half size.
-DEFAULT_CROP = 256
-# Whole images of one size up to this side train as they are ("auto").
-WHOLE_IMAGE_SIDE = 512
-
-
-def resolve_crop(crop: int | str | None, shapes: list[tuple[int, int]]) -> int | None:
-    """The training crop side of `data.crop` for training images of `shapes`.
-
-    Example:
-        >>> resolve_crop("auto", [(128, 128), (128, 128)]), resolve_crop("auto", [(520, 696)])
-        (None, 256)
-    """
-    if crop != "auto":
-        return None if crop is None else int(crop)
-    if len(set(shapes)) == 1 and max(shapes[0]) <= WHOLE_IMAGE_SIDE:
-        return None
-    smallest = min(min(shape) for shape in shapes)
-    return max(16, min(DEFAULT_CROP, smallest // 16 * 16))
-
-
-def make_loaders(
-    config: Config,
-    train: list[Any],
-    val: list[Any],
-    channels: int,
-    views: list[str],
-    ignore_index: int | None = None,
-) -> tuple[DataLoader, DataLoader]:
-    data = config.data
-    crop = resolve_crop(data.crop, [tuple(s.shape) for s in train])
-    log.info("training on %s", f"random {crop}x{crop} crops" if crop else "whole images")
-    train_set = SegmentationDataset(
-        train,
-        data,
-        channels,
-        crop,
-        build_augmentation(data.augment, seed=config.seed),
-        config.seed,
-        views,
-        ignore_index,
-        rotate90=data.augment.rotate90,
-    )
-    val_set = SegmentationDataset(val, data, channels, views=views, ignore_index=ignore_index)
-    if not train_set.same_size():
-        raise SeglabError(
-            "training images have different sizes; set data.crop=N (or auto) to train on "
-            "random crops, or data.size=[H,W] to resize them"
-        )
-    batch_size = min(data.batch_size, len(train_set))
-    train_loader = DataLoader(
-        train_set,
-        batch_size=batch_size,
-        sampler=EpochSampler(len(train_set), config.seed),
-        drop_last=len(train_set) > data.batch_size,
-        **loader_options(config),
-    )
-    val_batch = data.batch_size if val_set.same_size() else 1
-    val_loader = DataLoader(val_set, batch_size=val_batch, **loader_options(config))
-    return train_loader, val_loader
-
-
-def build_loss(config: Config, train: list[Any], mapping: LabelMapping | None) -> torch.nn.Module:
-    params = dict(config.loss.params)
-    if mapping is not None:
-        from seglab.objectives.losses import inverse_frequency_weights
-
-        if config.loss.name == "weighted_ce" and "weights" not in params:
-            counts = class_pixel_counts(train, mapping.num_classes)
-            params["weights"] = [float(w) for w in inverse_frequency_weights(counts)]
-            log.info("weighted_ce class weights from the training masks: %s", params["weights"])
-        return create_loss(
-            config.loss.name, mode="multiclass", ignore_index=mapping.ignore_index, **params
-        )
-    if config.loss.name == "weighted_bce" and "pos_weight" not in params:
-        fraction = foreground_fraction(train)
-        params["pos_weight"], params["neg_weight"] = class_weights_from_fraction(fraction)
-        log.info("weighted_bce weights from the training masks: %s", params)
-    return create_loss(config.loss.name, **params)
 
 
 def resolve_layout(config: Config) -> Config:
