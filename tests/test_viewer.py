@@ -39,7 +39,6 @@ from seglab.viewer import (
     PROBABILITY_STYLE,
     build_layers,
     image_layer,
-    import_napari,
     layer_image,
     predict_view,
     read_truth,
@@ -47,6 +46,7 @@ from seglab.viewer import (
     segment,
     wants_instances,
 )
+from seglab.viewer_window import import_napari
 
 # Set before Qt is first imported: tests never open a window.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

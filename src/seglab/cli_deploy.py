@@ -92,7 +92,7 @@ def view(
     * `seglab view data/nuclei/test/img_0001/images/img_0001.png --model runs/nuclei/model`
     * `seglab view cells.png --model otsu --truth cells_mask.png`
     """
-    from seglab.viewer import import_napari, open_viewer
+    from seglab.viewer_window import import_napari, open_viewer
 
     napari = import_napari()
     open_viewer(image, model, truth, threshold=threshold, backend=backend)

@@ -18,7 +18,8 @@ from napari.layers import Image
 from napari.qt.threading import create_worker
 
 from seglab.errors import SeglabError
-from seglab.viewer import Segmentation, add_layers, layer_image, load_segmenter, segment
+from seglab.viewer import Segmentation, layer_image, load_segmenter, segment
+from seglab.viewer_window import add_layers
 
 if TYPE_CHECKING:
     import napari.viewer
