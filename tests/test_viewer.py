@@ -302,7 +302,7 @@ def test_dock_widget_runs_the_selected_layer(napari: ModuleType, bundle: Path) -
 
 
 def test_open_viewer_shows_every_layer(napari: ModuleType, bundle: Path, tmp_path: Path) -> None:
-    from seglab.viewer import open_viewer, require_opengl
+    from seglab.viewer_window import open_viewer, require_opengl
 
     try:
         require_opengl()
