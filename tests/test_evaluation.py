@@ -14,6 +14,7 @@ import pytest
 from seglab.data.loading import LoadedSample
 from seglab.evaluation import evaluate_samples
 from seglab.inference import Prediction
+from seglab.kinds import BINARY, Kind
 
 
 @dataclass
@@ -22,6 +23,7 @@ class FixedPredictor:
 
     masks: dict[int, np.ndarray]
     threshold: float = 0.5
+    kind: Kind = BINARY
     metadata: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:

@@ -24,6 +24,7 @@ from skimage.morphology import disk
 
 from seglab.config import InstanceConfig
 from seglab.data.views import detect_modality, normalized_gray
+from seglab.kinds import BINARY
 
 if TYPE_CHECKING:
     # Imported for typing only: the predictor module imports torch, which a baseline never needs.
@@ -83,6 +84,7 @@ class OtsuBaseline:
         self.opening_radius = int(opening_radius)
         self.instances = instances
         self.threshold = 0.5
+        self.kind = BINARY
         self.metadata = self._describe()
 
     def predict_proba(self, image: np.ndarray) -> np.ndarray:

@@ -55,7 +55,7 @@ def evaluate_samples(
     labelled = [s for s in samples if s.mask is not None]
     if not labelled:
         raise DataError(out_dir, "no labelled image to evaluate", "evaluation needs masks")
-    if getattr(predictor, "multiclass", False):
+    if predictor.kind.multiclass:
         from seglab.multiclass_evaluation import evaluate_multiclass_samples
 
         scores, table = evaluate_multiclass_samples(predictor, labelled, out_dir, progress)
@@ -138,7 +138,7 @@ def evaluate(
     if len(labelled) < len(files):
         log.warning("%d images without masks are not evaluated", len(files) - len(labelled))
     mapping = None
-    if getattr(predictor, "multiclass", False):
+    if predictor.kind.multiclass:
         from seglab.data.labels import LabelMapping
 
         mapping = LabelMapping.from_dict(predictor.metadata["labels"])

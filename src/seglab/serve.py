@@ -156,7 +156,7 @@ class _Segmenter:
             prediction = self.predictor.predict(image, instances=instances)
             milliseconds = (time.perf_counter() - start) * 1e3
         mask = prediction.mask
-        if getattr(self.predictor, "multiclass", False):
+        if self.predictor.kind.multiclass:
             return self._classes(image, mask, fmt, milliseconds), milliseconds
         if fmt == "png":
             return _png(mask.astype(np.uint8) * 255), milliseconds

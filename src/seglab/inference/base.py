@@ -17,6 +17,7 @@ from seglab.data.transforms import (
 )
 from seglab.data.views import make_views
 from seglab.errors import SeglabError
+from seglab.kinds import kind_of
 
 
 @dataclass
@@ -71,7 +72,7 @@ class BasePredictor:
         self.views = list(pre.get("views") or ["raw"])
         self.threshold = float(metadata["threshold"])
         # Multi-class models end in a softmax over their channels, binary ones in a sigmoid.
-        self.multiclass = metadata.get("task") == "multiclass"
+        self.kind = kind_of(metadata)
         # Inputs larger than the tile are predicted tile by tile with Gaussian blending, so
         # memory depends on the tile and batch, not on the image.
         self.tile: int | None = pre.get("tile") or DEFAULT_TILE
@@ -134,7 +135,7 @@ class BasePredictor:
         `instances`, one label per object by the bundle's post-processing; for multi-class
         models, every class's probabilities and the argmax classes."""
         channels = self.predict_channels(image)
-        if self.multiclass:
+        if self.kind.multiclass:
             return Prediction(channels, channels.argmax(0).astype(np.uint8))
         probabilities = channels[0]
         cut = self.threshold if threshold is None else threshold

@@ -221,7 +221,7 @@ def predict_one(
             raise
         raise DataError(path, str(exc)) from None
     mask_path = out / f"{name}_mask.png"
-    multiclass = getattr(predictor, "multiclass", False)
+    multiclass = predictor.kind.multiclass
     if multiclass:
         write_png(mask_path, prediction.mask)
         coloured = predictor.colour(prediction.mask)

@@ -294,7 +294,7 @@ def _emit(
     """Finish rows up to `until`, write the mask (and probabilities); their foreground count."""
     top = blender.top
     channels = blender.finish(until)[:, : max(0, min(until, shape[0]) - top), : shape[1]]
-    if predictor.multiclass:
+    if predictor.kind.multiclass:
         mask = channels.argmax(0).astype(np.uint8)
         best = channels.max(0)
     else:

@@ -17,7 +17,7 @@ def load_predictor(
     """A predictor for a bundle folder, or for a baseline by name (e.g. "otsu": no training).
 
     Baselines and networks share the interface `predict(image, threshold=None, instances=False)
-    -> Prediction`, `.threshold` and `.metadata`.
+    -> Prediction`, `.threshold`, `.metadata` and `.kind` (see `seglab.kinds`).
 
     Args:
         model: Bundle folder or baseline name.

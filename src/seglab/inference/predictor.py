@@ -83,7 +83,7 @@ class Predictor(BasePredictor):
         super().__init__(metadata)
         self.device = resolve_device(device)
         self.model = model
-        self._forward = torch_forward(model, device, self.multiclass, precision)
+        self._forward = torch_forward(model, device, self.kind.multiclass, precision)
 
     @classmethod
     def from_bundle(
