@@ -28,6 +28,7 @@ from seglab.engine import checkpoint_epoch, ddp_child, make_trainer, tracking_lo
 from seglab.errors import ConfigError, SeglabError
 from seglab.fileutils import atomic_write_json, atomic_write_text
 from seglab.inference.base import DEFAULT_TILE
+from seglab.kinds import kind_of
 from seglab.models import create_model, model_spatial_dims, model_summary
 from seglab.objectives.losses import ChannelwiseLoss
 from seglab.precision import accelerator_device_type, resolve_train_precision
@@ -119,14 +120,15 @@ def train(
     if not ddp_child():
         _prepare_run_dir(config, run_dir, resume)
     pl.seed_everything(config.seed, workers=True, verbose=False)
-    if config.task == "classification":
+    kind = kind_of(config)
+    if kind.classification:
         from seglab.classification import train_classification
 
         result: RunResult = train_classification(
             config, run_dir, resume, progress, tags, assignment
         )
         return result
-    if config.data.layout == "volumes":
+    if kind.volumes:
         from seglab.volume_training import train_volumes
 
         volume_result: RunResult = train_volumes(config, run_dir, resume, progress, tags)
