@@ -21,7 +21,7 @@ child's process tree, killing it beyond `--rss-cap` GiB so a run cannot exhaust 
    cached case);
 2. the first-run cache build: `cache_split_data`, as `seglab train` calls it, then `cache_size`;
 3. training: `seglab train` cannot bound its steps (no `train.max_steps`), so a child builds what
-   `seglab.training.train` builds (default config, the same model, loss, task and loaders, by
+   `seglab.training.run.train` builds (default config, the same model, loss, task and loaders, by
    the same functions) and fits a Lightning Trainer for `--steps` steps without validation,
    logging or checkpoints: seconds from its launch to the first training batch, steps/s (after
    the first step) and peak RSS;
@@ -261,7 +261,7 @@ def _vm_hwm_mib() -> float:
 
 def _config(spec: dict[str, Any], workers: int | None = None) -> Any:
     from seglab.config import load_config
-    from seglab.training import resolve_layout
+    from seglab.training.run import resolve_layout
 
     overrides = [f"data.root={spec['data']}", f"data.cache_dir={spec['cache']}"]
     if workers is not None:
@@ -290,15 +290,15 @@ def child_cache(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _training_parts(config: Any) -> dict[str, Any]:
-    """What `seglab.training.train` builds before `trainer.fit`, by the same functions."""
+    """What `seglab.training.run.train` builds before `trainer.fit`, by the same functions."""
     import torch
 
     from seglab.data.splits import cache_split_data
     from seglab.models import create_model
     from seglab.objectives.losses import ChannelwiseLoss
-    from seglab.task import MulticlassSegmentationTask, SegmentationTask
-    from seglab.training import output_names
-    from seglab.training_inputs import build_loss, make_loaders, resolve_views
+    from seglab.training.inputs import build_loss, make_loaders, resolve_views
+    from seglab.training.run import output_names
+    from seglab.training.tasks import MulticlassSegmentationTask, SegmentationTask
 
     borders = config.data.target == "boundary"
     split = cache_split_data(config.data, config.seed, Path(str(config.data.cache_dir)), borders)
@@ -336,9 +336,9 @@ def child_train(spec: dict[str, Any]) -> dict[str, Any]:
 
     import pytorch_lightning as pl
 
-    from seglab.engine import loader_workers
     from seglab.precision import resolve_train_precision
-    from seglab.training_inputs import resolve_crop
+    from seglab.training.inputs import resolve_crop
+    from seglab.training.trainer import loader_workers
 
     config = _config(spec)
     pl.seed_everything(config.seed, workers=True, verbose=False)

@@ -40,8 +40,8 @@ def main() -> None:
     from seglab.config import load_config
     from seglab.data.splits import load_split_data
     from seglab.data.synthetic import write_synthetic
-    from seglab.evaluation import evaluate_samples
-    from seglab.training import train
+    from seglab.evaluation.segmentation import evaluate_samples
+    from seglab.training.run import train
 
     data = args.out / "data"
     if not data.exists():

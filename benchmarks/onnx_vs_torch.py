@@ -35,7 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 from seglab.bundle import load_bundle, make_metadata, save_bundle
-from seglab.export import export_onnx
+from seglab.deploy.export import export_onnx
 from seglab.inference.onnx_backend import OnnxPredictor, session_options
 from seglab.inference.predictor import Predictor
 from seglab.models import count_parameters, create_model

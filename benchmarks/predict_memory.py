@@ -32,7 +32,7 @@ from rich.table import Table
 
 from seglab.bundle import make_metadata, save_bundle
 from seglab.data.synthetic import write_synthetic
-from seglab.export import export_onnx
+from seglab.deploy.export import export_onnx
 from seglab.models import create_model
 
 HERE = Path(__file__).resolve().parent

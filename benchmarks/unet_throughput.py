@@ -33,7 +33,7 @@ from torch import nn
 
 from seglab.models import count_parameters, create_model
 from seglab.precision import autocast, inference_dtype
-from seglab.task import make_optimizer
+from seglab.training.tasks import make_optimizer
 
 # Dense (no sparsity) tensor-core TFLOP/s by GPU and dtype, from NVIDIA's data sheets (SXM parts).
 GPU_PEAK_TFLOPS = {

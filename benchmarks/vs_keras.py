@@ -5,7 +5,7 @@ Adam. Keras (fp32, its default) runs `keras_unet.py` in the TensorFlow venv (`.v
 made by `make bench`) as a subprocess. seglab is measured three ways, threads = physical cores:
 (a) the bare model step (forward, BCE-with-logits, backward, seglab's Adam; channels_last; one
 fixed batch) in fp32 and, on CPUs with native bf16, in bf16 autocast; (b) the real
-`seglab.training.train` path on synthetic RGB nuclei from `write_synthetic` (decoding, dataset,
+`seglab.training.run.train` path on synthetic RGB nuclei from `write_synthetic` (decoding, dataset,
 augmentation, Lightning, metrics, per-epoch validation, checkpoints, train_log.csv, curves.png;
 MLflow off; `train.precision` auto: bf16 where native), whose images/s is all epochs' training
 images over the wall time of `Trainer.fit` (wrapped to time it: everything fit does, first-epoch
@@ -62,13 +62,13 @@ from onnx_vs_torch import time_interleaved
 from seglab.config import apply_overrides, validate_config
 from seglab.data.io import read_image
 from seglab.data.synthetic import write_synthetic
-from seglab.export import export_onnx
+from seglab.deploy.export import export_onnx
 from seglab.inference.loading import load_predictor
 from seglab.inference.onnx_backend import OnnxPredictor
 from seglab.models import count_parameters, create_model
 from seglab.precision import autocast, cpu_has_native_bf16, resolve_train_precision
-from seglab.task import SegmentationTask
-from seglab.training import train
+from seglab.training.run import train
+from seglab.training.tasks import SegmentationTask
 from unet_throughput import images_per_second
 
 HERE = Path(__file__).resolve().parent
@@ -152,7 +152,7 @@ def bare_step(args: argparse.Namespace, dtype: torch.dtype) -> dict[str, Any]:
 
 
 def train_path(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Any], Path, Path]:
-    """(b) `seglab.training.train` end to end; returns figures, the bundle and the data folder."""
+    """(b) `seglab.training.run.train` end to end: figures, the bundle and the data folder."""
     data = workdir / "nuclei"
     total = args.train_images + args.val_images
     val_share = args.val_images / total

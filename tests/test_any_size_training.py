@@ -13,9 +13,9 @@ from torch import nn
 
 from seglab.config import load_config
 from seglab.data.streets import write_streets
-from seglab.task import SegmentationTask
-from seglab.training import train
-from seglab.training_inputs import resolve_crop
+from seglab.training.inputs import resolve_crop
+from seglab.training.run import train
+from seglab.training.tasks import SegmentationTask
 
 QUICK = ["train.epochs=1", "tracking.enabled=false", "model.params.n_filters=1"]
 

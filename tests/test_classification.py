@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seglab.classification_report import classification_metrics, confusion_matrix
 from seglab.config import load_config
-from seglab.crossval import cross_validate, fold_assignments
 from seglab.errors import ConfigError
+from seglab.evaluation.classification import classification_metrics, confusion_matrix
 from seglab.inference.loading import load_predictor
-from seglab.training import train
+from seglab.training.crossval import cross_validate, fold_assignments
+from seglab.training.run import train
 
 FAST = ["task=classification", "data.layout=digits", "train.epochs=1", "tracking.enabled=false"]
 

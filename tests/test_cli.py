@@ -32,7 +32,7 @@ def test_help_lists_every_command() -> None:
 
 def test_cli_module_imports_no_heavy_library() -> None:
     code = (
-        "import sys, seglab.cli\n"
+        "import sys, seglab.cli.main\n"
         "heavy = [m for m in ('torch', 'pytorch_lightning', 'mlflow') if m in sys.modules]\n"
         "print(heavy)"
     )
@@ -112,7 +112,7 @@ def test_predict_and_evaluate_do_not_import_lightning_or_mlflow(tmp_path: Path) 
     Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "x.png")
     code = (
         "import sys\n"
-        "from seglab.cli import app\n"
+        "from seglab.cli.main import app\n"
         f"app(['predict', '--model', r'{tmp_path / 'model'}', r'{tmp_path / 'x.png'}',"
         f" '--out', r'{tmp_path / 'out'}', '--no-progress'], standalone_mode=False)\n"
         "print([m for m in ('pytorch_lightning', 'lightning', 'mlflow') if m in sys.modules])"

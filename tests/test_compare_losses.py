@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from seglab.baseline import BASELINES
-from seglab.experiments import _aggregate, _run_name, _runs
+from seglab.training.compare import _aggregate, _run_name, _runs
 
 
 def test_runs_pair_every_network_with_every_loss_and_baselines_once() -> None:
@@ -49,8 +49,8 @@ def test_compare_losses_trains_each_run_with_its_own_loss(tmp_path: Path) -> Non
 
     from seglab.config import load_config
     from seglab.data.streets import write_streets
-    from seglab.experiments import compare
     from seglab.objectives.losses import create_loss
+    from seglab.training.compare import compare
 
     data = tmp_path / "streets"
     write_streets(data, 8, height=32, width=64, seed=0)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from conftest import tiny_overrides
 from seglab.config import load_config
-from seglab.crossval import cross_validate, fold_assignments
+from seglab.training.crossval import cross_validate, fold_assignments
 
 
 def test_segmentation_folds_partition_the_samples(nuclei_dir: Path, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from seglab.data.loading import LoadedSample
-from seglab.evaluation import evaluate_samples
+from seglab.evaluation.segmentation import evaluate_samples
 from seglab.inference import Prediction
 from seglab.kinds import BINARY, Kind
 

@@ -16,11 +16,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
-import seglab.export
+import seglab.deploy.export
 from seglab.baseline import create_baseline
 from seglab.bundle import load_bundle, make_metadata, read_metadata, save_bundle
+from seglab.deploy.export import export_onnx
 from seglab.errors import BundleError, SeglabError
-from seglab.export import export_onnx
 from seglab.inference.loading import load_predictor
 from seglab.inference.onnx_backend import OnnxPredictor
 from seglab.inference.predictor import Predictor
@@ -227,7 +227,7 @@ def test_failed_parity_check_leaves_no_file(
     path = make_bundle(tmp_path / "b", "unet")
     before = (path / "seglab.json").read_text()
     # A negative tolerance makes any graph fail, as a wrong exporter would.
-    monkeypatch.setattr(seglab.export, "PARITY_TOLERANCE", -1.0)
+    monkeypatch.setattr(seglab.deploy.export, "PARITY_TOLERANCE", -1.0)
     with pytest.raises(SeglabError, match=r"max abs difference of probabilities \d"):
         export_onnx(path)
     assert sorted(p.name for p in path.iterdir()) == ["seglab.json", "weights.safetensors"]

@@ -405,7 +405,7 @@ def test_cli_reports_a_bad_zarr_in_one_line(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from seglab.cli import main
+    from seglab.cli.main import main
 
     (tmp_path / "broken.ome.zarr").mkdir()
     args = ["predict", "--model", str(bundle), str(tmp_path / "broken.ome.zarr")]

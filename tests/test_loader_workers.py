@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 from seglab.config import Config, DataConfig
 from seglab.data.dataset import ArraySample, SegmentationDataset
 from seglab.data.sampling import EpochSampler
-from seglab.engine import loader_workers
+from seglab.training.trainer import loader_workers
 
 
 def crops(workers: int, epoch: int) -> list[torch.Tensor]:

@@ -1,4 +1,4 @@
-"""Tests of seglab.multiclass_figures: pure helpers by hand, then the PNG files."""
+"""Tests of seglab.evaluation.multiclass_figures: pure helpers by hand, then the PNG files."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis.extra import numpy as hnp
 from PIL import Image
 
 from seglab.data.labels import colorize
-from seglab.multiclass_figures import (
+from seglab.evaluation.multiclass_figures import (
     IGNORE_COLOR,
     legend_html,
     plot_confusion_matrix,

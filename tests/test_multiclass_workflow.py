@@ -13,7 +13,7 @@ from PIL import Image
 
 from seglab.config import load_config
 from seglab.data.streets import write_streets
-from seglab.training import RunResult, train
+from seglab.training.run import RunResult, train
 from test_cli import seglab
 
 CATEGORIES = ["flat", "construction", "object", "nature", "sky", "human", "vehicle"]
@@ -129,7 +129,7 @@ def test_serve_answers_palette_png_and_class_fractions(
 ) -> None:
     from fastapi.testclient import TestClient
 
-    from seglab.serve import create_app
+    from seglab.deploy.serve import create_app
 
     data, result = streets_run
     image_path = sorted((data / "leftImg8bit" / "test").rglob("*.png"))[0]

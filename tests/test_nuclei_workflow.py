@@ -18,11 +18,11 @@ from conftest import TINY_MODEL, tiny_overrides
 from seglab.bundle import read_metadata
 from seglab.config import load_config
 from seglab.errors import DataError
-from seglab.evaluation import evaluate
+from seglab.evaluation.segmentation import evaluate
 from seglab.inference.files import predict_files
 from seglab.inference.loading import load_predictor
 from seglab.postprocess import read_submission, rle_decode
-from seglab.training import train
+from seglab.training.run import train
 
 
 @pytest.fixture(scope="module")

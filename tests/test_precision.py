@@ -104,7 +104,7 @@ def test_bf16_predictor_agrees_with_fp32() -> None:
 
 @pytest.mark.usefixtures("no_native_bf16")
 def test_emulated_bf16_training_is_refused_before_the_run_folder_exists(tmp_path: Path) -> None:
-    from seglab.training import train
+    from seglab.training.run import train
 
     config = load_config(None, ["data.root=nowhere", "train.precision=bf16-mixed"])
     with pytest.raises(ConfigError, match="bf16-mixed on a CPU without bf16"):

@@ -1,4 +1,4 @@
-"""Tests of seglab.report: one self-contained, escaped HTML file."""
+"""Tests of seglab.evaluation.report: one self-contained, escaped HTML file."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from seglab.errors import DataError
-from seglab.report import MAX_TABLE_ROWS, ReportSection, write_report_html
+from seglab.evaluation.report import MAX_TABLE_ROWS, ReportSection, write_report_html
 from seglab.viz import confusion_legend_html, save_png
 
 

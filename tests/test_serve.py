@@ -17,11 +17,17 @@ from PIL import Image
 from seglab.baseline import create_baseline
 from seglab.bundle import make_metadata, save_bundle
 from seglab.data.synthetic import make_nuclei
+from seglab.deploy.serve import (
+    ENV_MODEL,
+    ImageTooLargeError,
+    app_from_env,
+    create_app,
+    decode_image,
+)
 from seglab.errors import ConfigError, SeglabError
 from seglab.inference.loading import load_predictor
 from seglab.models import create_model
 from seglab.postprocess import rle_decode
-from seglab.serve import ENV_MODEL, ImageTooLargeError, app_from_env, create_app, decode_image
 from seglab.viz import MASK_COLOR, mask_overlay
 
 # Not square, so a transposed mask cannot pass for the right one.

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from seglab.cli import app
+from seglab.cli.main import app
 from seglab.data.io import read_image, read_label_image
 from seglab.data.labels import cityscapes_mapping
 from seglab.data.layouts import find_samples

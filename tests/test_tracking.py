@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from seglab.errors import SeglabError
-from seglab.tracking import default_store, launch_ui
+from seglab.training.tracking import default_store, launch_ui
 
 
 def _free_port() -> int:

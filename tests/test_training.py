@@ -14,7 +14,7 @@ from seglab.bundle import load_bundle, read_metadata
 from seglab.config import load_config
 from seglab.errors import SeglabError
 from seglab.inference import Predictor
-from seglab.training import resume, train
+from seglab.training.run import resume, train
 
 
 def test_train_writes_the_run_folder(nuclei_dir: Path, tmp_path: Path) -> None:

@@ -30,12 +30,7 @@ from seglab.bundle import make_metadata, save_bundle
 from seglab.data.io import write_label_png, write_png
 from seglab.data.synthetic import make_nuclei
 from seglab.data.volumes import write_volume
-from seglab.errors import DataError, SeglabError
-from seglab.inference.base import Prediction
-from seglab.inference.loading import load_predictor
-from seglab.inference.predictor import Predictor
-from seglab.models import create_model
-from seglab.viewer import (
+from seglab.deploy.viewer import (
     PROBABILITY_STYLE,
     build_layers,
     image_layer,
@@ -46,7 +41,12 @@ from seglab.viewer import (
     segment,
     wants_instances,
 )
-from seglab.viewer_window import import_napari
+from seglab.deploy.viewer_window import import_napari
+from seglab.errors import DataError, SeglabError
+from seglab.inference.base import Prediction
+from seglab.inference.loading import load_predictor
+from seglab.inference.predictor import Predictor
+from seglab.models import create_model
 
 # Set before Qt is first imported: tests never open a window.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -214,7 +214,7 @@ def seglab_view(*args: str) -> subprocess.CompletedProcess[str]:
 def test_view_help_and_clear_error_without_a_display(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from seglab.cli import app
+    from seglab.cli.main import app
 
     assert "Example" in CliRunner().invoke(app, ["view", "--help"]).stdout
     Image.fromarray(IMAGE).save(tmp_path / "cells.png")
@@ -265,7 +265,7 @@ def test_npe2_manifest_names_the_widget(napari: ModuleType) -> None:
     from npe2 import PluginManifest
     from npe2.manifest.utils import import_python_name
 
-    from seglab.napari_plugin import SegmentWidget
+    from seglab.deploy.napari_plugin import SegmentWidget
 
     manifest = PluginManifest.from_distribution("seglab")
     assert manifest.name == "seglab"
@@ -278,7 +278,7 @@ def test_npe2_manifest_names_the_widget(napari: ModuleType) -> None:
 def test_dock_widget_runs_the_selected_layer(napari: ModuleType, bundle: Path) -> None:
     from napari.components import ViewerModel
 
-    from seglab.napari_plugin import SegmentWidget
+    from seglab.deploy.napari_plugin import SegmentWidget
 
     viewer = ViewerModel()
     viewer.add_image(IMAGE, name="cells", rgb=True)
@@ -302,7 +302,7 @@ def test_dock_widget_runs_the_selected_layer(napari: ModuleType, bundle: Path) -
 
 
 def test_open_viewer_shows_every_layer(napari: ModuleType, bundle: Path, tmp_path: Path) -> None:
-    from seglab.viewer_window import open_viewer, require_opengl
+    from seglab.deploy.viewer_window import open_viewer, require_opengl
 
     try:
         require_opengl()

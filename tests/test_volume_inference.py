@@ -1,4 +1,4 @@
-"""Tests of seglab.inference.volumes and seglab.volume_evaluation: pre-processing, sliding-window
+"""Tests of seglab.inference.volumes and seglab.evaluation.volumes: pre-processing, sliding-window
 prediction from a bundle (torch and ONNX Runtime), metrics, slice figures and the report."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import torch
 from seglab.bundle import make_metadata, save_bundle
 from seglab.data.volumes import read_volume, write_blobs3d, write_volume
 from seglab.errors import BundleError, ConfigError, DataError
+from seglab.evaluation.volumes import evaluate_volumes, orthogonal_slices, volume_counts
 from seglab.inference.volumes import (
     VolumePredictor,
     collect_volumes,
@@ -26,7 +27,6 @@ from seglab.inference.volumes import (
 from seglab.models import create_model
 from seglab.models.padding import pad_end
 from seglab.viz import MASK_COLOR
-from seglab.volume_evaluation import evaluate_volumes, orthogonal_slices, volume_counts
 
 TILE = [8, 8, 8]
 

@@ -18,7 +18,7 @@ from seglab.data.volumes import write_blobs3d, write_volume
 from seglab.errors import ConfigError, DataError
 from seglab.models import create_model
 from seglab.planner import plan_patch
-from seglab.training import RunResult, train
+from seglab.training.run import RunResult, train
 
 # A 3D U-Net small enough to train 2 epochs on 4 volumes of 16³ in seconds.
 TINY = [

@@ -24,7 +24,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from seglab.data.io import write_png
 from seglab.data.synthetic import make_nuclei
-from seglab.serve import create_app
+from seglab.deploy.serve import create_app
 from seglab.viz import MASK_COLOR
 
 CHROMIUM = Path("/usr/bin/chromium")

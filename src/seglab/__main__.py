@@ -1,5 +1,5 @@
 """`python -m seglab` runs the command line."""
 
-from seglab.cli import main
+from seglab.cli.main import main
 
 main()

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from seglab import __version__
+from seglab.atomic_files import atomic_directory, atomic_write_json
 from seglab.errors import BundleError
-from seglab.fileutils import atomic_directory, atomic_write_json
 
 if TYPE_CHECKING:
     import torch

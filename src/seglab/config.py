@@ -388,7 +388,7 @@ def config_to_dict(config: Config) -> dict[str, Any]:
 
 def dump_config(config: Config, path: str | Path) -> None:
     """Write the resolved config as YAML, atomically."""
-    from seglab.fileutils import atomic_write_text
+    from seglab.atomic_files import atomic_write_text
 
     atomic_write_text(Path(path), yaml.safe_dump(config_to_dict(config), sort_keys=False))
 

@@ -47,7 +47,7 @@ def run_demo(
     from seglab.data.synthetic import write_synthetic
     from seglab.inference import Predictor
     from seglab.inference.files import predict_files
-    from seglab.training import train
+    from seglab.training.run import train
 
     started = time.perf_counter()
     out = Path(out)
@@ -101,7 +101,7 @@ def run_classification_demo(
     progress: bool = True,
 ) -> ClassificationDemoResult:
     """Train and evaluate the CNN on the bundled digits into `out/digits-<time>`."""
-    from seglab.training import train
+    from seglab.training.run import train
 
     started = time.perf_counter()
     settings = [*CLASSIFICATION_SETTINGS, f"tracking.enabled={track}"]

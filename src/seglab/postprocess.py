@@ -26,9 +26,9 @@ from skimage.feature import peak_local_max
 from skimage.morphology import local_maxima, reconstruction
 from skimage.segmentation import find_boundaries, relabel_sequential, watershed
 
+from seglab.atomic_files import atomic_path
 from seglab.config import InstanceConfig
 from seglab.errors import DataError
-from seglab.fileutils import atomic_path
 
 SUBMISSION_HEADER = ("ImageId", "EncodedPixels")
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)

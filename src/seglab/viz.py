@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from seglab.fileutils import atomic_write_bytes
+from seglab.atomic_files import atomic_write_bytes
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from seglab.atomic_files import atomic_write_bytes
 from seglab.data.layouts import Skipped, find_samples
 from seglab.data.loading import LoadedSample, iter_load, load_samples
-from seglab.fileutils import atomic_write_bytes
 
 if TYPE_CHECKING:
     from rich.table import Table

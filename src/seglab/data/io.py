@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile
 
+from seglab.atomic_files import atomic_write_bytes
 from seglab.errors import DataError
-from seglab.fileutils import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from seglab.atomic_files import atomic_directory, atomic_path
 from seglab.errors import ConfigError, DataError
-from seglab.fileutils import atomic_directory, atomic_path
 
 __all__ = [
     "OUTPUT_TILE",

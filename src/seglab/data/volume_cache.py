@@ -37,7 +37,7 @@ from seglab.data.transforms import NormalizeMode, match_channels, normalize_imag
 from seglab.errors import DataError
 
 if TYPE_CHECKING:
-    from seglab.volume_evaluation import LabelledVolume
+    from seglab.evaluation.volumes import LabelledVolume
 
 __all__ = [
     "VOLUME_CACHE_VERSION",
@@ -121,7 +121,7 @@ class CachedVolume:
 
     def labelled(self) -> LabelledVolume:
         """The volume as `evaluate_volume_samples` scores it: memory-maps, `(D, H, W, C)`."""
-        from seglab.volume_evaluation import LabelledVolume
+        from seglab.evaluation.volumes import LabelledVolume
 
         return LabelledVolume(self.id, self.path, np.moveaxis(self.image, 0, -1), self.labels)
 
@@ -149,7 +149,7 @@ def _open(folder: Path, sample: Sample) -> CachedVolume | None:
 
 def _build(sample: Sample, folder: Path, preparation: VolumePreparation) -> CachedVolume:
     """Decode a volume and its labels (checked as `load_labelled_volumes` does) into `folder`."""
-    from seglab.volume_evaluation import load_labelled_volumes
+    from seglab.evaluation.volumes import load_labelled_volumes
 
     (volume,) = load_labelled_volumes([sample], preparation.num_classes, preparation.ignore_index)
     image = volume.image[..., None] if volume.image.ndim == 3 else volume.image

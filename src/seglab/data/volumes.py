@@ -20,9 +20,9 @@ import numpy as np
 import tifffile
 from scipy import ndimage
 
+from seglab.atomic_files import atomic_path
 from seglab.data.synthetic import check_output, partial_folder, split_counts
 from seglab.errors import DataError
-from seglab.fileutils import atomic_path
 
 logger = logging.getLogger(__name__)
 

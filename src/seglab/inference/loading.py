@@ -43,7 +43,7 @@ def load_predictor(
         return load_volume_predictor(path, device, backend, precision)
     if metadata.get("task") == "classification":
         from seglab.bundle import load_bundle
-        from seglab.classification import Classifier
+        from seglab.training.classification import Classifier
 
         network, metadata = load_bundle(path)
         return Classifier(network, metadata)

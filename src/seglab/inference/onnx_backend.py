@@ -2,7 +2,7 @@
 
 Nothing on this path imports torch (`BasePredictor`, the transforms and the views are NumPy and
 OpenCV), so a deployment needs `onnxruntime` only and starts in a fraction of torch's import
-time. `seglab.export.export_onnx` writes the file, with the sigmoid inside the graph.
+time. `seglab.deploy.export.export_onnx` writes the file, with the sigmoid inside the graph.
 
 Example:
     >>> predictor = OnnxPredictor.from_bundle("runs/nuclei/model")  # doctest: +SKIP
@@ -23,7 +23,8 @@ from seglab.inference.base import BasePredictor
 
 __all__ = ["ONNX_FILE", "OnnxPredictor", "session_options"]
 
-# Also `seglab.export.ONNX_FILE`; repeated so that this module never imports the exporter (torch).
+# Also `seglab.deploy.export.ONNX_FILE`; repeated so that this module never imports the
+# exporter (torch).
 ONNX_FILE = "model.onnx"
 
 
@@ -53,7 +54,7 @@ class OnnxPredictor(BasePredictor):
     """Applies an exported binary segmentation model (ONNX Runtime, CPU) to images of any size.
 
     Args:
-        session: A session on a graph from `seglab.export.export_onnx`: input "image"
+        session: A session on a graph from `seglab.deploy.export.export_onnx`: input "image"
             `(N, C, H, W)` float32, output `(N, K, H, W)` probabilities.
         metadata: The bundle's `seglab.json` content (pre-processing and threshold).
 

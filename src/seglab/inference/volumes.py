@@ -1,6 +1,6 @@
 """Whole-volume prediction from a bundle: the 3D sliding window with Gaussian blending.
 
-A volume bundle (written by `seglab.volume_training`) says `"spatial_dims": 3` in `seglab.json`
+A volume bundle (written by `seglab.training.volumes`) says `"spatial_dims": 3` in `seglab.json`
 and holds its training patch as the tile (`preprocessing.tile = [D, H, W]`). A volume of any size
 is normalised as in training, cut into tiles of that size overlapping by half, each tile predicted
 (optionally averaged over the 8 flips) and the tiles blended with Gaussian weights (σ = tile / 8),

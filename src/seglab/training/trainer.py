@@ -13,10 +13,10 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
+from seglab.atomic_files import atomic_write_json
 from seglab.config import Config, config_to_dict
-from seglab.fileutils import atomic_write_json
 from seglab.precision import accelerator_device_type, resolve_train_precision
-from seglab.task import CompileTimer, EpochLog
+from seglab.training.tasks import CompileTimer, EpochLog
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def tracking_logger(
 ) -> Any:
     if not config.tracking.enabled or ddp_child():
         return None
-    from seglab.tracking import create_logger, flat_params
+    from seglab.training.tracking import create_logger, flat_params
 
     id_file = run_dir / "mlflow_run.json"
     run_id = json.loads(id_file.read_text())["run_id"] if resume and id_file.is_file() else None

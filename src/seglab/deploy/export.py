@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from seglab.atomic_files import atomic_path, atomic_write_json
 from seglab.bundle import METADATA, load_bundle, read_metadata
 from seglab.errors import SeglabError
-from seglab.fileutils import atomic_path, atomic_write_json
 from seglab.models.padding import pad_end
 
 __all__ = ["ONNX_FILE", "PARITY_TOLERANCE", "ExportResult", "export_onnx"]

@@ -17,9 +17,9 @@ from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton
 from napari.layers import Image
 from napari.qt.threading import create_worker
 
+from seglab.deploy.viewer import Segmentation, layer_image, load_segmenter, segment
+from seglab.deploy.viewer_window import add_layers
 from seglab.errors import SeglabError
-from seglab.viewer import Segmentation, layer_image, load_segmenter, segment
-from seglab.viewer_window import add_layers
 
 if TYPE_CHECKING:
     import napari.viewer

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from seglab.atomic_files import atomic_write_bytes
 from seglab.config import Config
 from seglab.errors import ConfigError
-from seglab.experiments import parent_run, write_outputs
-from seglab.fileutils import atomic_write_bytes
+from seglab.training.compare import parent_run, write_outputs
 
 
 @dataclass
@@ -71,7 +71,7 @@ def cross_validate(
         >>> cfg = load_config(None, ["task=classification"])  # doctest: +SKIP
         >>> cross_validate(cfg, 5, "runs/cv").mean["accuracy"]  # doctest: +SKIP
     """
-    from seglab.training import train
+    from seglab.training.run import train
 
     out = Path(out)
     settings = config.model_copy(deep=True)

@@ -1,5 +1,5 @@
 """What a 2D training run feeds the trainer: input views, the crop side, the loaders and the loss
-(`seglab.training.train` assembles them)."""
+(`seglab.training.run.train` assembles them)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from seglab.data.dataset import SegmentationDataset, class_pixel_counts, foregro
 from seglab.data.labels import LabelMapping
 from seglab.data.sampling import EpochSampler
 from seglab.data.transforms import build_augmentation
-from seglab.engine import loader_options
 from seglab.errors import ConfigError, SeglabError
 from seglab.objectives.losses import class_weights_from_fraction, create_loss
+from seglab.training.trainer import loader_options
 
 log = logging.getLogger(__name__)
 

@@ -14,18 +14,27 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from seglab import __version__
+from seglab.cli import data as data_commands
+from seglab.cli import deploy as deploy_commands
+from seglab.cli.options import (
+    LayoutOption,
+    OverlapOption,
+    PrecisionOption,
+    Progress,
+    TileOption,
+    TtaOption,
+    console,
+    errors,
+)
 from seglab.errors import SeglabError
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-console = Console()
-errors = Console(stderr=True)
 
 app = typer.Typer(
     name="seglab",
@@ -40,19 +49,6 @@ app = typer.Typer(
 data_app = typer.Typer(help="Make and inspect datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
-TileOption = Annotated[
-    int | None, typer.Option(help="Sliding-window tile side (default: the bundle's, 1024).")
-]
-OverlapOption = Annotated[float, typer.Option(help="Sliding-window tile overlap.")]
-TtaOption = Annotated[bool, typer.Option("--tta", help="Average over flipped predictions.")]
-PrecisionOption = Annotated[
-    str,
-    typer.Option(
-        help="torch backend: auto (bf16 where the CPU/GPU has it natively, else fp32), 32 or bf16."
-    ),
-]
-
 
 def _inference_settings(predictor: Any, tile: int | None, overlap: float, tta: bool) -> None:
     """Apply sliding-window and TTA options to network predictors (baselines have none)."""
@@ -61,11 +57,6 @@ def _inference_settings(predictor: Any, tile: int | None, overlap: float, tta: b
             predictor.tile = tile
         predictor.overlap = overlap
         predictor.tta = tta
-
-
-LayoutOption = Annotated[
-    str, typer.Option("--layout", help="Data layout: auto, folders or dsb2018.")
-]
 
 
 def _version(value: bool) -> None:
@@ -205,14 +196,14 @@ def train(
         overrides.append("data.skip_bad=true")
     given = [*overrides, *(set_ or [])]
     if resume is not None:
-        from seglab.training import resume as resume_run
+        from seglab.training.run import resume as resume_run
 
         # Only what was given explicitly changes a resumed run (e.g. --epochs to go further).
         result = resume_run(resume, given, progress=progress)
     else:
         # Lightning is imported only once the config is valid, so config errors come fast.
         cfg = load_config(config, given)
-        from seglab.training import train as train_run
+        from seglab.training.run import train as train_run
 
         run_dir = out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
         result = train_run(cfg, run_dir, progress=progress)
@@ -244,14 +235,14 @@ def evaluate(
 
     Example: `seglab evaluate --model runs/nuclei/model --data data/nuclei --out eval/`
     """
-    from seglab.evaluation import evaluate as evaluate_run
+    from seglab.evaluation.segmentation import evaluate as evaluate_run
     from seglab.inference.loading import load_predictor
     from seglab.inference.volumes import VolumePredictor
 
     predictor = load_predictor(model, precision=precision)
     _inference_settings(predictor, tile, overlap, tta)
     if isinstance(predictor, VolumePredictor):
-        from seglab.volume_evaluation import evaluate_volumes
+        from seglab.evaluation.volumes import evaluate_volumes
 
         result = evaluate_volumes(predictor, data, out, split=split, progress=progress)
     else:
@@ -334,7 +325,7 @@ def predict(
         console.print(f"wrote {len(masks)} volume masks to {out}")
         return
     if predictor.metadata.get("task") == "classification":
-        from seglab.classification_report import predict_image_files
+        from seglab.evaluation.classification import predict_image_files
 
         written = predict_image_files(predictor, list(inputs), out)
         console.print(f"wrote classes and probabilities to {written}")
@@ -403,7 +394,7 @@ def compare(
     if no_track:
         overrides.append("tracking.enabled=false")
     cfg = load_config(config, [*overrides, *(set_ or [])])
-    from seglab.experiments import compare as compare_models
+    from seglab.training.compare import compare as compare_models
 
     folder = out or Path("runs") / time.strftime("compare-%Y%m%d-%H%M%S")
     result = compare_models(
@@ -467,7 +458,7 @@ def cv(
     if no_track:
         overrides.append("tracking.enabled=false")
     cfg = load_config(config, [*overrides, *(set_ or [])])
-    from seglab.crossval import cross_validate
+    from seglab.training.crossval import cross_validate
 
     folder = out or Path("runs") / time.strftime("cv-%Y%m%d-%H%M%S")
     result = cross_validate(cfg, folds, folder, progress=progress)
@@ -493,5 +484,6 @@ def main() -> None:
         sys.exit(130)
 
 
-# The commands of these modules register themselves on `app` when imported.
-from seglab import cli_data, cli_deploy  # noqa: E402, F401
+# Registered last, so `seglab --help` lists the workflow (demo, train, ...) first.
+data_commands.register(app, data_app)
+deploy_commands.register(app)

@@ -1,10 +1,10 @@
 """Evaluation of a volume model: metrics per volume and overall, slice figures, an HTML report.
 
-Writes the same outputs as the 2D `seglab.evaluation` (`metrics.json`, `per_image.csv` with one
-row per volume, `report.html`), with orthogonal slice figures in place of confusion images: the
-axial, coronal and sagittal planes through the centroid of the true foreground (the volume's
-centre when it has none), each shown as the image, the truth over it, and the prediction
-coloured by agreement (true positives, false positives, false negatives).
+Writes the same outputs as the 2D `seglab.evaluation.segmentation` (`metrics.json`,
+`per_image.csv` with one row per volume, `report.html`), with orthogonal slice figures in place
+of confusion images: the axial, coronal and sagittal planes through the centroid of the true
+foreground (the volume's centre when it has none), each shown as the image, the truth over it,
+and the prediction coloured by agreement (true positives, false positives, false negatives).
 
 Example:
     >>> result = evaluate_volumes("runs/blobs/model", "data/blobs3d", "eval/")  # doctest: +SKIP
@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from seglab.atomic_files import atomic_write_json
 from seglab.data.layouts import Sample
 from seglab.data.volumes import find_volumes, load_volume_pair
 from seglab.errors import DataError
-from seglab.evaluation import EvaluationResult, training_sections, write_csv
-from seglab.fileutils import atomic_write_json
+from seglab.evaluation.segmentation import EvaluationResult, training_sections, write_csv
 from seglab.inference.volumes import VolumePredictor, load_volume_predictor
 from seglab.objectives.metrics import METRICS, confusion_counts, summarize
 
@@ -70,7 +70,7 @@ def load_labelled_volumes(
     """Read each sample's image and labels (`Sample.masks[0]`).
 
     Args:
-        samples: Volume files, as `seglab.volume_training.volume_splits` lists them.
+        samples: Volume files, as `seglab.training.volumes.volume_splits` lists them.
         num_classes: None for binary labels (any value > 0 is foreground), else C: labels must
             be class indices below C, or `ignore_index`.
         ignore_index: Label of unlabelled voxels (multi-class only).
@@ -294,7 +294,7 @@ def evaluate_volumes(
 def _write_report(
     out_dir: Path, metrics: dict[str, Any], rows: list[dict[str, Any]], predictor: VolumePredictor
 ) -> None:
-    from seglab.report import ReportSection, write_report_html
+    from seglab.evaluation.report import ReportSection, write_report_html
     from seglab.viz import confusion_legend_html
 
     worst = sorted(rows, key=lambda r: r["dice"])

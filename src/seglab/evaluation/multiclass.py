@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from seglab.fileutils import atomic_path, atomic_write_json
+from seglab.atomic_files import atomic_path, atomic_write_json
 
 GALLERY_SIZE = 12
 
@@ -47,7 +47,7 @@ def evaluate_multiclass_samples(
     Returns:
         The metrics (as written to metrics.json) and the per-image rows.
     """
-    from seglab.multiclass_figures import plot_confusion_matrix, segmentation_panels
+    from seglab.evaluation.multiclass_figures import plot_confusion_matrix, segmentation_panels
     from seglab.objectives.multiclass_metrics import confusion_matrix, summarize_multiclass
 
     names, palette, ignore_index = labels_of(predictor.metadata)
@@ -118,9 +118,9 @@ def _format(value: Any) -> Any:
 def _write_report(
     out_dir: Path, metrics: dict[str, Any], rows: list[dict[str, Any]], predictor: Any
 ) -> None:
-    from seglab.evaluation import training_sections
-    from seglab.multiclass_figures import legend_html
-    from seglab.report import ReportSection, write_report_html
+    from seglab.evaluation.multiclass_figures import legend_html
+    from seglab.evaluation.report import ReportSection, write_report_html
+    from seglab.evaluation.segmentation import training_sections
 
     names, palette, _ = labels_of(predictor.metadata)
     worst = sorted(rows, key=lambda r: r["miou"] if r["miou"] is not None else 1.0)

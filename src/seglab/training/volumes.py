@@ -1,6 +1,6 @@
 """Training on volumes (layout "volumes"): a 3D U-Net on random patches, validated on whole volumes.
 
-`seglab.training.train` calls `train_volumes` for `data.layout: volumes`, after writing
+`seglab.training.run.train` calls `train_volumes` for `data.layout: volumes`, after writing
 `config.yaml`; the run folder follows the same contract as 2D runs (splits.json, train_log.csv,
 curves.png, checkpoints/, threshold.png, model/, eval/test/). What differs from 2D:
 
@@ -15,7 +15,8 @@ curves.png, checkpoints/, threshold.png, model/, eval/test/). What differs from 
 - Every volume is decoded once into the cache beside the runs (`data.cache_dir`, else
   `cache/`; `seglab.data.volume_cache`): patches, validation and test scoring read from its
   memory-maps, so resident memory is bounded by the patches in flight, not by the volumes.
-- The threshold is tuned on the validation volumes as in 2D (`seglab.tuning.tune_threshold`),
+- The threshold is tuned on the validation volumes as in 2D
+  (`seglab.training.tuning.tune_threshold`),
   predicted by sliding window with the training patch as the tile, as the bundle predicts later.
 - Binary only: `data.num_classes` is refused (3D prediction and evaluation are binary); `unet3d`
   itself has C-class heads.
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from seglab.atomic_files import atomic_write_json, atomic_write_text
 from seglab.config import Config, config_to_dict
 from seglab.data.layouts import Sample
 from seglab.data.patches import PatchDataset, VolumeDataset, choose_patch
@@ -47,14 +49,13 @@ from seglab.data.volume_cache import (
 )
 from seglab.data.volumes import find_volumes
 from seglab.errors import ConfigError, DataError
-from seglab.fileutils import atomic_write_json, atomic_write_text
+from seglab.evaluation.volumes import evaluate_volume_samples, volume_counts
 from seglab.inference.predictor import torch_forward
 from seglab.inference.volumes import VolumePredictor
 from seglab.models import create_model, model_spatial_dims, model_summary
-from seglab.volume_evaluation import evaluate_volume_samples, volume_counts
 
 if TYPE_CHECKING:
-    from seglab.training import RunResult
+    from seglab.training.run import RunResult
 
 __all__ = ["train_volumes", "volume_splits"]
 
@@ -106,7 +107,7 @@ def _binary_loss(config: Config, train_fraction: float) -> torch.nn.Module:
 
 
 def _build_task(config: Config, model: torch.nn.Module, train_fraction: float) -> Any:
-    from seglab.task import SegmentationTask
+    from seglab.training.tasks import SegmentationTask
 
     train = config.train
     return SegmentationTask(
@@ -126,7 +127,7 @@ def _loaders(
     patch: tuple[int, int, int],
     channels: int,
 ) -> tuple[DataLoader, DataLoader]:
-    from seglab.engine import loader_options
+    from seglab.training.trainer import loader_options
 
     data = config.data
     multiclass = data.num_classes is not None
@@ -234,7 +235,7 @@ def train_volumes(
         ...     "model.name=unet3d", "model.params={n_filters: 1}"])  # doctest: +SKIP
         >>> train(config, "runs/blobs")  # doctest: +SKIP
     """
-    from seglab.engine import checkpoint_epoch, make_trainer, tracking_logger
+    from seglab.training.trainer import checkpoint_epoch, make_trainer, tracking_logger
 
     _check_model(config)
     volumes = _cached_splits(config, run_dir, progress)
@@ -318,8 +319,8 @@ def _finish(
 ) -> RunResult:
     from seglab.bundle import save_bundle
     from seglab.objectives.metrics import summarize
-    from seglab.training import RUN_FILES, RunResult
-    from seglab.tuning import tune_threshold
+    from seglab.training.run import RUN_FILES, RunResult
+    from seglab.training.tuning import tune_threshold
 
     metadata = _metadata(config, model_kwargs, channels, patch)
     multiclass = config.data.num_classes is not None
@@ -353,7 +354,7 @@ def _finish(
         )
         test_metrics = result.metrics
     if logger is not None:
-        from seglab.tracking import log_results
+        from seglab.training.tracking import log_results
 
         final = {"threshold": threshold, **{f"val_{k}": v for k, v in val_metrics.items()}}
         final.update(

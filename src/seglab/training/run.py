@@ -1,4 +1,5 @@
-"""Training: `train()` fills a run folder (the Lightning module itself is in `seglab.task`).
+"""Training: `train()` fills a run folder (the Lightning modules are in
+`seglab.training.tasks`).
 
 The run folder contract is in DESIGN.md: config.yaml, splits.json, train_log.csv, curves.png,
 checkpoints/{best,last}.ckpt, model/ (the bundle), threshold.png, eval/test/.
@@ -15,6 +16,7 @@ from typing import Any, cast
 import pytorch_lightning as pl
 import torch
 
+from seglab.atomic_files import atomic_write_json, atomic_write_text
 from seglab.config import (
     Config,
     apply_multiclass_defaults,
@@ -24,17 +26,16 @@ from seglab.config import (
 )
 from seglab.data.labels import LabelMapping
 from seglab.data.splits import cache_split_data
-from seglab.engine import checkpoint_epoch, ddp_child, make_trainer, tracking_logger
 from seglab.errors import ConfigError, SeglabError
-from seglab.fileutils import atomic_write_json, atomic_write_text
 from seglab.inference.base import DEFAULT_TILE
 from seglab.kinds import kind_of
 from seglab.models import create_model, model_spatial_dims, model_summary
 from seglab.objectives.losses import ChannelwiseLoss
 from seglab.precision import accelerator_device_type, resolve_train_precision
-from seglab.task import MulticlassSegmentationTask, SegmentationTask
-from seglab.training_inputs import build_loss, make_loaders, resolve_crop, resolve_views
-from seglab.tuning import tune_threshold
+from seglab.training.inputs import build_loss, make_loaders, resolve_crop, resolve_views
+from seglab.training.tasks import MulticlassSegmentationTask, SegmentationTask
+from seglab.training.trainer import checkpoint_epoch, ddp_child, make_trainer, tracking_logger
+from seglab.training.tuning import tune_threshold
 
 log = logging.getLogger(__name__)
 
@@ -122,14 +123,14 @@ def train(
     pl.seed_everything(config.seed, workers=True, verbose=False)
     kind = kind_of(config)
     if kind.classification:
-        from seglab.classification import train_classification
+        from seglab.training.classification import train_classification
 
         result: RunResult = train_classification(
             config, run_dir, resume, progress, tags, assignment
         )
         return result
     if kind.volumes:
-        from seglab.volume_training import train_volumes
+        from seglab.training.volumes import train_volumes
 
         volume_result: RunResult = train_volumes(config, run_dir, resume, progress, tags)
         return volume_result
@@ -256,7 +257,7 @@ def _finish(
     logger: Any,
 ) -> RunResult:
     from seglab.bundle import make_metadata, save_bundle
-    from seglab.evaluation import evaluate_samples
+    from seglab.evaluation.segmentation import evaluate_samples
     from seglab.inference import Predictor
 
     mapping = split_data.mapping
@@ -291,7 +292,7 @@ def _finish(
         test_metrics = evaluate_samples(predictor, test, run_dir / "eval" / "test").metrics
 
     if logger is not None:
-        from seglab.tracking import log_results
+        from seglab.training.tracking import log_results
 
         final = {"threshold": threshold, **{f"val_{k}": v for k, v in val_metrics.items()}}
         final.update(

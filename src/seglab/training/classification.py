@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from seglab.atomic_files import atomic_write_json, atomic_write_text
 from seglab.config import Config, config_to_dict
 from seglab.data.classification import (
     ClassificationData,
@@ -25,9 +26,8 @@ from seglab.data.classification import (
 )
 from seglab.data.sampling import EpochSampler
 from seglab.errors import ConfigError, DataError
-from seglab.fileutils import atomic_write_json, atomic_write_text
 from seglab.models import create_model, model_summary
-from seglab.task import ClassificationTask
+from seglab.training.tasks import ClassificationTask
 
 log = logging.getLogger(__name__)
 
@@ -82,15 +82,15 @@ def train_classification(
 
     Args:
         config: A config with `task: classification`.
-        run_dir: The run folder (prepared by `seglab.training.train`).
+        run_dir: The run folder (prepared by `seglab.training.run.train`).
         resume: Continue from `checkpoints/last.ckpt`.
         progress: Show progress bars.
         tags: MLflow tags (e.g. the parent run of a cross-validation).
         indices: Explicit split indices into the pooled data (cross-validation).
     """
     from seglab.bundle import make_metadata, save_bundle
-    from seglab.engine import checkpoint_epoch, make_trainer, tracking_logger
-    from seglab.training import RunResult
+    from seglab.training.run import RunResult
+    from seglab.training.trainer import checkpoint_epoch, make_trainer, tracking_logger
 
     layout, splits = classification_splits(config, indices)
     atomic_write_json(
@@ -151,13 +151,13 @@ def train_classification(
     bundle = save_bundle(model, metadata, run_dir / "model")
     test_metrics = None
     if config.train.evaluate_test and "test" in splits:
-        from seglab.classification_report import evaluate_classifier
+        from seglab.evaluation.classification import evaluate_classifier
 
         classifier = Classifier(model, metadata)
         test_metrics = evaluate_classifier(classifier, splits["test"], run_dir / "eval" / "test")
     if logger is not None:
-        from seglab.tracking import log_results
-        from seglab.training import RUN_FILES
+        from seglab.training.run import RUN_FILES
+        from seglab.training.tracking import log_results
 
         final = {f"val_{k}": v for k, v in val_metrics.items() if isinstance(v, float)}
         final.update(
@@ -192,7 +192,7 @@ class Classifier:
         return np.concatenate(outputs) if outputs else np.zeros((0, len(self.class_names)))
 
     def score(self, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-        from seglab.classification_report import classification_metrics
+        from seglab.evaluation.classification import classification_metrics
 
         predicted = self.predict_proba(images).argmax(1)
         return classification_metrics(labels, predicted, self.class_names)

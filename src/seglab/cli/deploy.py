@@ -1,5 +1,5 @@
 """`seglab export`, `serve`, `ui` and `view`: shipping and looking at a trained model (see
-`seglab.cli`, which registers these commands)."""
+`seglab.cli.main`, which registers these commands)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ from typing import Annotated
 
 import typer
 
-from seglab.cli import app, console
+from seglab.cli.options import console
 
 
-@app.command()
 def export(
     model: Annotated[Path, typer.Option(help="Bundle folder (a run's model/).")],
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 18,
@@ -20,7 +19,7 @@ def export(
 
     Example: `seglab export --model runs/nuclei/model`, then `seglab predict --backend onnx ...`
     """
-    from seglab.export import export_onnx
+    from seglab.deploy.export import export_onnx
 
     result = export_onnx(model, opset=opset)
     console.print(
@@ -29,7 +28,6 @@ def export(
     )
 
 
-@app.command()
 def serve(
     model: Annotated[Path, typer.Option(help="Bundle folder, or `otsu`.")],
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -42,13 +40,12 @@ def serve(
 
     Example: `seglab serve --model runs/nuclei/model --port 8000`, then open http://127.0.0.1:8000
     """
-    from seglab.serve import run
+    from seglab.deploy.serve import run
 
     console.print(f"serving {model} on http://{host}:{port} (Ctrl+C to stop)")
     run(model, host=host, port=port, workers=workers, backend=backend, max_upload_mb=max_upload_mb)
 
 
-@app.command()
 def ui(
     runs: Annotated[Path, typer.Option(help="Folder holding the runs and mlflow.db.")] = Path(
         "runs"
@@ -60,13 +57,12 @@ def ui(
 
     Example: `seglab ui --runs runs/demo` then browse http://127.0.0.1:5000
     """
-    from seglab.tracking import launch_ui
+    from seglab.training.tracking import launch_ui
 
     console.print(f"MLflow UI on http://{host}:{port} (Ctrl+C to stop)")
     raise typer.Exit(launch_ui(runs, host, port))
 
 
-@app.command()
 def view(
     image: Annotated[
         Path, typer.Argument(help="Image (PNG, JPEG, TIFF) or volume (TIFF stack, .npy, NIfTI).")
@@ -92,8 +88,16 @@ def view(
     * `seglab view data/nuclei/test/img_0001/images/img_0001.png --model runs/nuclei/model`
     * `seglab view cells.png --model otsu --truth cells_mask.png`
     """
-    from seglab.viewer_window import import_napari, open_viewer
+    from seglab.deploy.viewer_window import import_napari, open_viewer
 
     napari = import_napari()
     open_viewer(image, model, truth, threshold=threshold, backend=backend)
     napari.run()
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the app."""
+    app.command()(export)
+    app.command()(serve)
+    app.command()(ui)
+    app.command()(view)

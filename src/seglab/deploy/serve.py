@@ -372,4 +372,6 @@ def run(
     os.environ.update(
         {ENV_MODEL: str(model), ENV_BACKEND: backend, ENV_MAX_UPLOAD_MB: str(max_upload_mb)}
     )
-    uvicorn.run("seglab.serve:app_from_env", factory=True, host=host, port=port, workers=workers)
+    uvicorn.run(
+        "seglab.deploy.serve:app_from_env", factory=True, host=host, port=port, workers=workers
+    )

@@ -14,8 +14,8 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from seglab.atomic_files import atomic_path
 from seglab.data.transforms import round_up
-from seglab.fileutils import atomic_path
 from seglab.inference.base import DEFAULT_TILE
 from seglab.objectives.metrics import confusion_counts_torch
 from seglab.precision import channels_last_format

@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from seglab.atomic_files import atomic_path, atomic_write_json
 from seglab.data.layouts import find_samples
 from seglab.data.loading import LoadedSample, load_samples
 from seglab.errors import DataError
-from seglab.fileutils import atomic_path, atomic_write_json
 from seglab.objectives.instance_metrics import per_threshold_table, score_image, summarize_instances
 from seglab.objectives.metrics import METRICS, confusion_counts, summarize
 
@@ -45,7 +45,7 @@ def evaluate_samples(
     and false negatives in three colours over the image) and a self-contained `report.html`.
     Samples with one mask per object (dsb2018) also get instance metrics (Kaggle DSB2018 mAP,
     `per_threshold.csv`, `instances/<id>.png`); every result is also split by imaging modality.
-    Multi-class models are scored by `seglab.multiclass_evaluation` (mIoU, per-class scores,
+    Multi-class models are scored by `seglab.evaluation.multiclass` (mIoU, per-class scores,
     confusion matrix, palette panels).
     """
     from seglab.data.views import detect_modality
@@ -56,7 +56,7 @@ def evaluate_samples(
     if not labelled:
         raise DataError(out_dir, "no labelled image to evaluate", "evaluation needs masks")
     if predictor.kind.multiclass:
-        from seglab.multiclass_evaluation import evaluate_multiclass_samples
+        from seglab.evaluation.multiclass import evaluate_multiclass_samples
 
         scores, table = evaluate_multiclass_samples(predictor, labelled, out_dir, progress)
         return EvaluationResult(scores, table, out_dir)
@@ -212,7 +212,7 @@ def _write_report(
     predictor: Any,
     per_threshold: list[dict[str, Any]],
 ) -> None:
-    from seglab.report import ReportSection, write_report_html
+    from seglab.evaluation.report import ReportSection, write_report_html
     from seglab.viz import confusion_legend_html
 
     worst = sorted(rows, key=lambda r: r["dice"])
@@ -250,7 +250,7 @@ def _write_report(
 def training_sections(out_dir: Path) -> list[Any]:
     """The run's training figures (curves, threshold) as a report section, when `out_dir` is
     a run folder's eval/<split>/."""
-    from seglab.report import ReportSection
+    from seglab.evaluation.report import ReportSection
 
     run_dir = _run_dir_of(out_dir)
     if run_dir is None:

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from seglab.atomic_files import atomic_path, atomic_write_bytes, atomic_write_json
 from seglab.data.classification import ClassificationData
-from seglab.fileutils import atomic_path, atomic_write_bytes, atomic_write_json
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
@@ -50,7 +50,7 @@ def classification_metrics(
 
 def evaluate_classifier(classifier: Any, data: ClassificationData, out_dir: Path) -> dict:
     """Score `data` and write metrics.json, per_image.csv, the figures and report.html."""
-    from seglab.report import ReportSection, write_report_html
+    from seglab.evaluation.report import ReportSection, write_report_html
 
     probabilities = classifier.predict_proba(data.images)
     predicted = probabilities.argmax(1)

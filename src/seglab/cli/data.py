@@ -1,5 +1,5 @@
 """`seglab data synth`, `data inspect` and `plan`: datasets and memory planning (see
-`seglab.cli`, which registers these commands)."""
+`seglab.cli.main`, which registers these commands)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from seglab.cli import LayoutOption, app, console, data_app
+from seglab.cli.options import LayoutOption, console
 
 
-@app.command()
 def plan(
     model: Annotated[str, typer.Option(help="unet3d or unet.")] = "unet3d",
     patch: Annotated[
@@ -92,7 +91,6 @@ def plan(
     console.print(table)
 
 
-@data_app.command("synth")
 def data_synth(
     out: Annotated[Path, typer.Option(help="Folder to create.")],
     kind: Annotated[
@@ -128,7 +126,6 @@ def data_synth(
     console.print(f"wrote {kind} to {out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
-@data_app.command("inspect")
 def data_inspect(
     root: Annotated[Path, typer.Argument(help="Data folder.")],
     layout: LayoutOption = "auto",
@@ -148,7 +145,6 @@ def data_inspect(
     console.print(f"sample grid: {grid_path}")
 
 
-@data_app.command("cache")
 def data_cache(
     folder: Annotated[
         Path, typer.Argument(help="The cache folder (default: runs/cache, beside the runs).")
@@ -175,3 +171,11 @@ def data_cache(
         return
     entries, total = cache_size(folder)
     console.print(f"{folder}: {entries} cached samples, {format_size(total)}")
+
+
+def register(app: typer.Typer, data_app: typer.Typer) -> None:
+    """Add this module's commands to the app."""
+    app.command()(plan)
+    data_app.command("synth")(data_synth)
+    data_app.command("inspect")(data_inspect)
+    data_app.command("cache")(data_cache)

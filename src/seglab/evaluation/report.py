@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from seglab.atomic_files import atomic_write_bytes
 from seglab.errors import DataError
-from seglab.fileutils import atomic_write_bytes
 
 MAX_TABLE_ROWS = 200  # beyond this a browser table is unreadable; the CSV holds the rest
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from seglab.atomic_files import atomic_path, atomic_write_bytes, atomic_write_text
 from seglab.config import Config, config_to_dict
 from seglab.errors import ConfigError
-from seglab.fileutils import atomic_path, atomic_write_bytes, atomic_write_text
 
 # Columns of comparison.csv besides the run names, in order; absent values stay empty.
 SCORE_COLUMNS = [
@@ -181,7 +181,7 @@ def _aggregate(results: list[dict[str, Any]]) -> dict[str, float]:
 def _evaluate_baseline(config: Config, name: str, run_dir: Path, progress: bool) -> dict:
     from seglab.baseline import create_baseline
     from seglab.data.splits import load_split_data
-    from seglab.evaluation import evaluate_samples
+    from seglab.evaluation.segmentation import evaluate_samples
 
     split = load_split_data(config.data, config.seed, progress=progress)
     if not split.samples.get("test"):
@@ -201,8 +201,8 @@ def _train_network(
     progress: bool,
 ) -> dict:
     from seglab.config import LossConfig
-    from seglab.task import read_train_log
-    from seglab.training import train
+    from seglab.training.run import train
+    from seglab.training.tasks import read_train_log
 
     settings = config.model_copy(deep=True)
     settings.model.name = model
@@ -225,7 +225,7 @@ class _ParentRun:
     def __init__(self, config: Config, out: Path, label: str) -> None:
         import mlflow
 
-        from seglab.tracking import default_store, flat_params, quiet_mlflow
+        from seglab.training.tracking import default_store, flat_params, quiet_mlflow
 
         quiet_mlflow()
         uri, default_artifacts = default_store(out)
@@ -250,7 +250,7 @@ class _ParentRun:
         return {"mlflow.parentRunId": self.run_id}
 
     def log_child(self, name: str, metrics: dict[str, Any], folder: Path) -> None:
-        from seglab.tracking import metric_name
+        from seglab.training.tracking import metric_name
 
         run = self.client.create_run(self.experiment_id, run_name=name, tags=self.child_tags())
         self.client.log_param(run.info.run_id, "model.name", name)

@@ -1,6 +1,6 @@
 """The napari window: importing napari and Qt with clear errors, an OpenGL check, and
 `open_viewer`, which shows an image, its prediction and its truth (layers from
-`seglab.viewer`)."""
+`seglab.deploy.viewer`)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ from types import ModuleType
 from typing import Any
 
 from seglab.data.volumes import volume_stem
-from seglab.errors import SeglabError
-from seglab.viewer import (
+from seglab.deploy.viewer import (
     LayerData,
     build_layers,
     load_segmenter,
@@ -21,6 +20,7 @@ from seglab.viewer import (
     read_view_image,
     wants_instances,
 )
+from seglab.errors import SeglabError
 
 INSTALL_HINT = "pip install 'seglab[viewer]'"
 # The Debian packages Qt and napari's OpenGL canvas load (from ldd of PyQt6 and its plugins).
@@ -131,7 +131,7 @@ def open_viewer(
         if threshold is not None:
             predictor.threshold = threshold
         prediction = predict_view(predictor, image, wants_instances(predictor))
-    from seglab.napari_plugin import SegmentWidget
+    from seglab.deploy.napari_plugin import SegmentWidget
 
     viewer = napari.Viewer(title=f"seglab - {image_path.name}", show=show)
     name = volume_stem(image_path)
