@@ -45,10 +45,12 @@ test: $(STAMP) $(VIEWER_STAMP) browser display
 	@if command -v xvfb-run >/dev/null 2>&1; then \
 	  QT_QPA_PLATFORM=xcb xvfb-run -a $(PY) -m pytest -q tests/test_viewer.py -k open_viewer; fi
 
+# lint-imports checks the import contracts of pyproject.toml (layers, forbidden imports, cycles).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/mypy src
+	$(VENV)/bin/lint-imports --no-logo
 
 # seed 000's Keras U-Net runs in its own venv (TensorFlow CPU), never in seglab's; the check
 # fails the build if anything pulled torch into it.

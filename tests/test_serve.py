@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -278,6 +279,26 @@ def test_bad_bundle_fails_before_serving(tmp_path: Path) -> None:
         create_app(tmp_path / "missing")
     with pytest.raises(ConfigError, match="max_upload_mb"):
         create_app("otsu", max_upload_mb=0)
+
+
+def test_classification_bundle_is_refused_from_its_metadata(tmp_path: Path) -> None:
+    # Only seglab.json, no weights: loading the model would fail on the missing weights file,
+    # so the refusal shows the model was never loaded.
+    kwargs = {"in_channels": 1, "num_classes": 10, "image_size": [8, 8]}
+    metadata = make_metadata(
+        model_name="cnn",
+        model_kwargs=kwargs,
+        preprocessing={},
+        threshold=0.5,
+        metrics={},
+        config={},
+    )
+    metadata["task"] = "classification"
+    bundle = tmp_path / "digits"
+    bundle.mkdir()
+    (bundle / "seglab.json").write_text(json.dumps(metadata))
+    with pytest.raises(ConfigError, match="a classification model; serve serves segmentation"):
+        create_app(bundle)
 
 
 def test_app_from_env(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -75,7 +75,7 @@ def test_cache_is_built_once_and_reused(
     def no_decoding(*args: object, **kwargs: object) -> None:
         raise AssertionError("a cached volume was decoded again")
 
-    monkeypatch.setattr("seglab.evaluation.volumes.load_labelled_volumes", no_decoding)
+    monkeypatch.setattr("seglab.data.volume_cache.load_labelled_volumes", no_decoding)
     again = cache_volumes(samples, cache, VolumePreparation())
     assert again == first and records(cache) == written
     # Other pre-processing is another key: decoded anew (here refused, as decoding is patched).

@@ -325,7 +325,7 @@ def predict(
         console.print(f"wrote {len(masks)} volume masks to {out}")
         return
     if predictor.metadata.get("task") == "classification":
-        from seglab.evaluation.classification import predict_image_files
+        from seglab.inference.classifier import predict_image_files
 
         written = predict_image_files(predictor, list(inputs), out)
         console.print(f"wrote classes and probabilities to {written}")

@@ -26,18 +26,16 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any, overload
 
 import numpy as np
 
 from seglab.data.cache import entry_folder, read_record, sample_key, write_entry
+from seglab.data.labelled_volumes import LabelledVolume, load_labelled_volumes
 from seglab.data.layouts import Sample
 from seglab.data.patches import foreground_voxels
 from seglab.data.transforms import NormalizeMode, match_channels, normalize_image, percentile_bounds
 from seglab.errors import DataError
-
-if TYPE_CHECKING:
-    from seglab.evaluation.volumes import LabelledVolume
 
 __all__ = [
     "VOLUME_CACHE_VERSION",
@@ -121,8 +119,6 @@ class CachedVolume:
 
     def labelled(self) -> LabelledVolume:
         """The volume as `evaluate_volume_samples` scores it: memory-maps, `(D, H, W, C)`."""
-        from seglab.evaluation.volumes import LabelledVolume
-
         return LabelledVolume(self.id, self.path, np.moveaxis(self.image, 0, -1), self.labels)
 
 
@@ -149,8 +145,6 @@ def _open(folder: Path, sample: Sample) -> CachedVolume | None:
 
 def _build(sample: Sample, folder: Path, preparation: VolumePreparation) -> CachedVolume:
     """Decode a volume and its labels (checked as `load_labelled_volumes` does) into `folder`."""
-    from seglab.evaluation.volumes import load_labelled_volumes
-
     (volume,) = load_labelled_volumes([sample], preparation.num_classes, preparation.ignore_index)
     image = volume.image[..., None] if volume.image.ndim == 3 else volume.image
     if image.ndim != 4:

@@ -31,6 +31,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.types import Message
 
 from seglab.baseline import BASELINES
+from seglab.bundle import read_metadata
 from seglab.data.io import IMAGE_SUFFIXES, read_image
 from seglab.errors import ConfigError, DataError
 from seglab.inference.loading import load_predictor
@@ -261,10 +262,11 @@ def create_app(model: str | Path, backend: str = "auto", max_upload_mb: float = 
     """
     if not max_upload_mb > 0:
         raise ConfigError(f"max_upload_mb must be > 0, got {max_upload_mb}")
+    # From its metadata alone: a classification bundle is refused before any weights load.
+    if Path(model).is_dir() and read_metadata(model).get("task") == "classification":
+        raise ConfigError(f"{model}: a classification model; serve serves segmentation models")
     predictor = load_predictor(model, backend=backend)
     metadata = predictor.metadata
-    if metadata.get("task") == "classification":
-        raise ConfigError(f"{model}: a classification model; serve serves segmentation models")
     segmenter = _Segmenter(predictor)
     limit = int(max_upload_mb * 2**20)
     # Everything but the training configuration, which is long and says nothing to a client.

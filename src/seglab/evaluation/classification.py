@@ -1,4 +1,7 @@
-"""Classification metrics, figures (confusion matrix, misclassified examples) and predictions."""
+"""Classification metrics and figures (confusion matrix, misclassified examples).
+
+Predicting classes for image files is `seglab.inference.classifier.predict_image_files`.
+"""
 
 from __future__ import annotations
 
@@ -147,37 +150,3 @@ def _misclassified_figure(
         )
     figure.tight_layout()
     return _figure_bytes(figure)
-
-
-def write_predictions_csv(
-    path: Path, ids: list[str], probabilities: np.ndarray, names: list[str]
-) -> None:
-    """One row per image: the predicted class and every class probability."""
-    with atomic_path(path) as temporary, temporary.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["image", "class", *[f"p_{n}" for n in names]])
-        for ident, probs in zip(ids, probabilities):
-            writer.writerow([ident, names[int(probs.argmax())], *[f"{p:.6f}" for p in probs]])
-
-
-def predict_image_files(classifier: Any, inputs: list[str | Path], out: Path) -> Path:
-    """Classify image files (resized to the bundle's size) and write `out/predictions.csv`."""
-    from seglab.data.io import read_image
-    from seglab.data.transforms import match_channels, resize_image
-    from seglab.inference.files import collect_inputs
-
-    pre = classifier.metadata["preprocessing"]
-    size = tuple(pre["image_size"])
-    paths = collect_inputs(inputs)
-    images = []
-    for path in paths:
-        image = match_channels(read_image(path), int(pre["channels"]))
-        if image.shape[:2] != size:
-            image = resize_image(image, size)
-        if image.dtype != np.uint8:
-            image = (image.astype(np.float32) / np.iinfo(image.dtype).max * 255).round()
-        images.append(image.astype(np.uint8))
-    probabilities = classifier.predict_proba(np.stack(images))
-    target = Path(out) / "predictions.csv"
-    write_predictions_csv(target, [str(p) for p in paths], probabilities, classifier.class_names)
-    return target

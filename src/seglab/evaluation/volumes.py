@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from seglab.atomic_files import atomic_write_json
+from seglab.data.labelled_volumes import LabelledVolume, load_labelled_volumes
 from seglab.data.layouts import Sample
-from seglab.data.volumes import find_volumes, load_volume_pair
+from seglab.data.volumes import find_volumes
 from seglab.errors import DataError
 from seglab.evaluation.segmentation import EvaluationResult, training_sections, write_csv
 from seglab.inference.volumes import VolumePredictor, load_volume_predictor
@@ -45,58 +45,6 @@ GALLERY_SIZE = 12
 PLANES = ("axial", "coronal", "sagittal")
 # Panels of small volumes are enlarged (nearest neighbour) to at least this many pixels.
 MIN_PANEL_SIDE = 128
-
-
-@dataclass
-class LabelledVolume:
-    """A decoded volume and its ground truth.
-
-    Attributes:
-        id: The file stem.
-        path: The image file.
-        image: `(D, H, W)` or `(D, H, W, C)` raw volume.
-        mask: `(D, H, W)` bool foreground (binary) or int32 class indices (multi-class).
-    """
-
-    id: str
-    path: Path
-    image: np.ndarray
-    mask: np.ndarray
-
-
-def load_labelled_volumes(
-    samples: Sequence[Sample], num_classes: int | None = None, ignore_index: int = 255
-) -> list[LabelledVolume]:
-    """Read each sample's image and labels (`Sample.masks[0]`).
-
-    Args:
-        samples: Volume files, as `seglab.training.volumes.volume_splits` lists them.
-        num_classes: None for binary labels (any value > 0 is foreground), else C: labels must
-            be class indices below C, or `ignore_index`.
-        ignore_index: Label of unlabelled voxels (multi-class only).
-
-    Raises:
-        DataError: A file is unreadable, a sample has no labels, or labels are out of range.
-    """
-    volumes = []
-    for sample in samples:
-        if not sample.masks:
-            raise DataError(sample.image, "has no labels", "add labels/<stem>.tif next to images/")
-        volume, labels = load_volume_pair(sample.image, sample.masks[0])
-        assert labels is not None  # a label path was given
-        if num_classes is None:
-            volumes.append(LabelledVolume(sample.id, sample.image, volume.data, labels > 0))
-            continue
-        bad = (labels >= num_classes) & (labels != ignore_index)
-        if bad.any():
-            raise DataError(
-                sample.masks[0],
-                f"holds label {int(labels[bad].max())}, not a class index below "
-                f"data.num_classes={num_classes} nor data.ignore_index={ignore_index}",
-                "raise data.num_classes or relabel the volume",
-            )
-        volumes.append(LabelledVolume(sample.id, sample.image, volume.data, labels))
-    return volumes
 
 
 def volume_counts(

@@ -42,11 +42,9 @@ def load_predictor(
 
         return load_volume_predictor(path, device, backend, precision)
     if metadata.get("task") == "classification":
-        from seglab.bundle import load_bundle
-        from seglab.training.classification import Classifier
+        from seglab.inference.classifier import Classifier
 
-        network, metadata = load_bundle(path)
-        return Classifier(network, metadata)
+        return Classifier.from_bundle(path)
     if backend == "onnx" or (backend == "auto" and onnx_preferred(path, precision)):
         from seglab.inference.onnx_backend import OnnxPredictor
 

@@ -26,15 +26,12 @@ from seglab.data.classification import (
 )
 from seglab.data.sampling import EpochSampler
 from seglab.errors import ConfigError, DataError
+from seglab.evaluation.classification import classification_metrics, evaluate_classifier
+from seglab.inference.classifier import Classifier, to_tensor
 from seglab.models import create_model, model_summary
 from seglab.training.tasks import ClassificationTask
 
 log = logging.getLogger(__name__)
-
-
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """(N, H, W, C) uint8 images -> (N, C, H, W) float32 in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).float() / 255.0
 
 
 def classification_splits(
@@ -137,7 +134,8 @@ def train_classification(
     model = task.model.cpu().eval()
 
     classifier = Classifier(model, {"class_names": train.class_names})
-    val_metrics = classifier.score(val.images, val.labels)
+    predicted = classifier.predict_proba(val.images).argmax(1)
+    val_metrics = classification_metrics(val.labels, predicted, train.class_names)
     metadata = make_metadata(
         model_name=config.model.name,
         model_kwargs=kwargs,
@@ -151,8 +149,6 @@ def train_classification(
     bundle = save_bundle(model, metadata, run_dir / "model")
     test_metrics = None
     if config.train.evaluate_test and "test" in splits:
-        from seglab.evaluation.classification import evaluate_classifier
-
         classifier = Classifier(model, metadata)
         test_metrics = evaluate_classifier(classifier, splits["test"], run_dir / "eval" / "test")
     if logger is not None:
@@ -167,32 +163,3 @@ def train_classification(
         log_results(logger, final, files, {"model": bundle, "eval/test": run_dir / "eval/test"})
         logger.finalize("success")
     return RunResult(run_dir, bundle, 0.5, val_metrics, test_metrics)
-
-
-class Classifier:
-    """A trained classifier with its bundle metadata: class probabilities for images.
-
-    Example:
-        >>> classifier = load_predictor("runs/digits/model")  # doctest: +SKIP
-        >>> classifier.predict_proba(images).argmax(1)  # doctest: +SKIP
-    """
-
-    def __init__(self, model: torch.nn.Module, metadata: dict[str, Any]) -> None:
-        self.model = model.eval()
-        self.metadata = metadata
-        self.class_names: list[str] = list(metadata["class_names"])
-
-    def predict_proba(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
-        """(N, H, W, C) uint8 images -> (N, K) class probabilities."""
-        outputs = []
-        with torch.inference_mode():
-            for start in range(0, len(images), batch_size):
-                logits = self.model(to_tensor(images[start : start + batch_size]))
-                outputs.append(torch.softmax(logits, dim=1).numpy())
-        return np.concatenate(outputs) if outputs else np.zeros((0, len(self.class_names)))
-
-    def score(self, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-        from seglab.evaluation.classification import classification_metrics
-
-        predicted = self.predict_proba(images).argmax(1)
-        return classification_metrics(labels, predicted, self.class_names)
