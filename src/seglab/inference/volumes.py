@@ -88,7 +88,7 @@ class VolumePrediction:
         probabilities: Binary models: foreground probabilities `(D, H, W)` float32. Multi-class
             models: class probabilities `(K, D, H, W)` float32.
         mask: Binary: `(D, H, W)` bool, probabilities at the threshold. Multi-class: `(D, H, W)`
-            int32 class indices (argmax).
+            uint8 class indices (argmax; no threshold), as the 2D predictors give.
     """
 
     probabilities: np.ndarray
@@ -167,7 +167,7 @@ class VolumePredictor:
         model, the argmax class for a multi-class one."""
         channels = self.predict_channels(volume)
         if self.multiclass:
-            return VolumePrediction(channels, channels.argmax(0).astype(np.int32))
+            return VolumePrediction(channels, channels.argmax(0).astype(np.uint8))
         cut = self.threshold if threshold is None else threshold
         # Compared in float64, as the threshold was tuned.
         return VolumePrediction(channels[0], channels[0] >= np.float64(cut))
@@ -285,9 +285,10 @@ def predict_volume_files(
 ) -> list[Path]:
     """Predict every volume and write `<stem>_mask.tif` into `out` (created).
 
-    Masks are uint8 stacks: 0/255 for a binary model, class indices for a multi-class one, with
-    the input's voxel spacing. With `probabilities`, `<stem>_prob.tif` holds the float32
-    foreground probabilities too.
+    Masks are uint8 stacks: 0/255 for a binary model, class indices (the argmax) for a
+    multi-class one, with the input's voxel spacing. With `probabilities`, `<stem>_prob.tif`
+    holds float32 probabilities too: of the foreground (binary), or of each voxel's predicted
+    class (multi-class, as 2D `seglab predict` writes).
 
     Returns:
         The mask files written, in input order.
@@ -307,7 +308,7 @@ def predict_volume_files(
         write_volume(target, mask, volume.spacing)
         if probabilities:
             channels = prediction.probabilities
-            foreground = 1 - channels[0] if predictor.multiclass else channels
-            write_volume(out / f"{volume_stem(path)}_prob.tif", foreground.astype(np.float32))
+            shown = channels.max(0) if predictor.multiclass else channels
+            write_volume(out / f"{volume_stem(path)}_prob.tif", shown.astype(np.float32))
         written.append(target)
     return written
