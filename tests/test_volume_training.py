@@ -138,6 +138,7 @@ def test_auto_patch_is_the_planner_choice(monkeypatch: pytest.MonkeyPatch) -> No
         choose_patch("auto", tiny_unet3d, 1, 2, [(128, 128, 128)])
 
 
-def test_multiclass_volumes_are_refused_before_anything_is_written() -> None:
-    with pytest.raises(ConfigError, match="multi-class volumes"):
-        load_config(None, ["data.layout=volumes", "data.num_classes=3"])
+def test_multiclass_volumes_default_to_the_multiclass_loss() -> None:
+    # Trained end to end in test_multiclass_volumes.py.
+    config = load_config(None, ["data.layout=volumes", "data.num_classes=3"])
+    assert config.loss.name == "ce_dice" and config.model.name == "unet3d"

@@ -289,13 +289,6 @@ def _check_component_params(config: Config) -> None:
     from seglab.models import MODELS, model_parameters, model_task
     from seglab.objectives.losses import LOSSES, LossMode, loss_parameters
 
-    if config.data.layout == "volumes" and config.data.num_classes is not None:
-        # The volume predictor, threshold tuning and evaluation are binary: a multi-class run
-        # would report binary scores of its class channels, so it is refused, not mis-scored.
-        raise ConfigError(
-            "'data.num_classes': multi-class volumes are not supported yet (3D prediction and "
-            "evaluation are binary); unset data.num_classes, or train one binary model per class"
-        )
     if config.model.name in MODELS and model_task(config.model.name) != config.task:
         raise ConfigError(
             f"'model.name': {config.model.name} is a {model_task(config.model.name)} model but "

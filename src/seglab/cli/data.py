@@ -107,18 +107,32 @@ def data_synth(
     no_split: Annotated[
         bool, typer.Option("--no-split", help="No train/val/test sub-folders.")
     ] = False,
+    classes: Annotated[
+        int | None,
+        typer.Option(
+            min=2,
+            help="blobs3d only: labels are class indices 0..C-1 (a blob's class is its size; "
+            "train with data.num_classes=C). Default: binary (objects numbered 1..K).",
+        ),
+    ] = None,
 ) -> None:
     """Write a synthetic dataset in a real layout (deterministic for a seed).
 
     Examples: `seglab data synth --kind nuclei --n 200 --out data/nuclei`,
     `seglab data synth --kind streets --n 200 --out data/streets` (128 x 256 street scenes),
-    `seglab data synth --kind blobs3d --n 20 --size 64 --out data/blobs`
+    `seglab data synth --kind blobs3d --n 20 --size 64 --out data/blobs`,
+    `seglab data synth --kind blobs3d --classes 3 --n 20 --size 64 --out data/blobs3`
+    (3 classes: background and blobs of two sizes)
     """
     splits = None if no_split else (0.7, 0.15, 0.15)
     if kind == "blobs3d":
         from seglab.data.volumes import write_blobs3d
 
-        counts = write_blobs3d(out, n, size=size, seed=seed, splits=splits)
+        counts = write_blobs3d(out, n, size=size, seed=seed, splits=splits, classes=classes)
+    elif classes is not None:
+        from seglab.errors import ConfigError
+
+        raise ConfigError(f"--classes: only --kind blobs3d takes it, not {kind}")
     else:
         from seglab.data.synthetic import write_synthetic
 

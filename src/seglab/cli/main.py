@@ -237,18 +237,12 @@ def evaluate(
     """
     from seglab.evaluation.segmentation import evaluate as evaluate_run
     from seglab.inference.loading import load_predictor
-    from seglab.inference.volumes import VolumePredictor
 
     predictor = load_predictor(model, precision=precision)
     _inference_settings(predictor, tile, overlap, tta)
-    if isinstance(predictor, VolumePredictor):
-        from seglab.evaluation.volumes import evaluate_volumes
-
-        result = evaluate_volumes(predictor, data, out, split=split, progress=progress)
-    else:
-        result = evaluate_run(
-            predictor, data, out, layout=layout, split=split, skip_bad=skip_bad, progress=progress
-        )
+    result = evaluate_run(
+        predictor, data, out, layout=layout, split=split, skip_bad=skip_bad, progress=progress
+    )
     console.print(_metrics_table(f"{split} ({result.metrics['n_images']} images)", result.metrics))
     console.print(f"report: {result.out_dir / 'report.html'}")
 
@@ -314,17 +308,17 @@ def predict(
     """
     from seglab.inference.files import predict_files
     from seglab.inference.loading import load_predictor
-    from seglab.inference.volumes import VolumePredictor, predict_volume_files
+    from seglab.inference.volumes import predict_volume_files
 
     predictor = load_predictor(model, backend=backend, precision=precision)
     _inference_settings(predictor, tile, overlap, tta)
-    if isinstance(predictor, VolumePredictor):
+    if predictor.kind.volumes:
         if threshold is not None:
             predictor.threshold = threshold
         masks = predict_volume_files(predictor, list(inputs), out, probabilities)
         console.print(f"wrote {len(masks)} volume masks to {out}")
         return
-    if predictor.metadata.get("task") == "classification":
+    if predictor.kind.classification:
         from seglab.inference.classifier import predict_image_files
 
         written = predict_image_files(predictor, list(inputs), out)

@@ -22,7 +22,7 @@ from scipy import ndimage
 
 from seglab.atomic_files import atomic_path
 from seglab.data.synthetic import check_output, partial_folder, split_counts
-from seglab.errors import DataError
+from seglab.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
@@ -250,19 +250,51 @@ def load_volume_pair(
     return image, labels
 
 
-def make_blobs3d(n: int, size: int = 64, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+def make_blobs3d(
+    n: int, size: int = 64, seed: int = 0, classes: int | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Random rotated ellipsoids in noisy, blurred ``(size, size, size)`` volumes.
 
     Volume ``i`` depends only on ``(seed, i)``. Radii are 4-12 voxels at ``size=64``, scaled
     with ``size``; overlapping voxels keep the earlier label.
 
+    Args:
+        n: Number of volumes.
+        size: Side of each cube.
+        seed: Random seed.
+        classes: None: binary data, objects numbered 1..K. C >= 2: labels are the class indices
+            0..C-1 (0 background) and a blob's class is its size: class c draws its radii from
+            the c-th of C-1 equal bands of 4-12 voxels (brightness says nothing of the class).
+
     Returns:
-        ``(image, labels)`` pairs: uint8 images and int32 labels with objects numbered 1..K.
+        ``(image, labels)`` pairs: uint8 images and int32 labels.
+
+    Raises:
+        ConfigError: ``classes`` below 2.
     """
-    return [_blobs3d(np.random.default_rng([seed, index]), size) for index in range(n)]
+    _check_classes(classes)
+    return [_blobs3d(np.random.default_rng([seed, index]), size, classes) for index in range(n)]
 
 
-def _blobs3d(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+def _check_classes(classes: int | None) -> None:
+    if classes is not None and classes < 2:
+        raise ConfigError(
+            f"classes={classes}: multi-class blobs need at least 2 classes (0 is background)"
+        )
+
+
+def _blob_radii(rng: np.random.Generator, classes: int | None) -> tuple[int | None, np.ndarray]:
+    """The class (None for binary data) and 3 radii at ``size=64`` of the next blob."""
+    if classes is None:
+        return None, rng.uniform(4, 12, 3)
+    label = int(rng.integers(1, classes))
+    band = 8 / (classes - 1)
+    return label, rng.uniform(4 + (label - 1) * band, 4 + label * band, 3)
+
+
+def _blobs3d(
+    rng: np.random.Generator, size: int, classes: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     labels = np.zeros((size,) * 3, np.int32)
     brightness = np.full(labels.shape, 30.0)
     target = int(rng.integers(3, 8))
@@ -270,7 +302,8 @@ def _blobs3d(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarra
     for _ in range(4 * target):  # blobs mostly hidden by earlier ones are redrawn
         if k == target:
             break
-        radii = np.maximum(rng.uniform(4, 12, 3) * size / 64, 1.5)
+        label, radii = _blob_radii(rng, classes)
+        radii = np.maximum(radii * size / 64, 1.5)
         reach = int(np.ceil(radii.max()))
         center = rng.uniform(reach, size - reach, 3) if size > 2 * reach else np.full(3, size / 2)
         rotation, _ = np.linalg.qr(rng.normal(size=(3, 3)))
@@ -285,7 +318,7 @@ def _blobs3d(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarra
         if not free.any() or free.sum() < 0.5 * inside.sum():
             continue
         k += 1
-        labels[box][free] = k
+        labels[box][free] = k if label is None else label
         brightness[box][free] = rng.uniform(140, 230)
     image = ndimage.gaussian_filter(brightness, sigma=1.0) + rng.normal(0, 8, labels.shape)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), labels
@@ -297,19 +330,22 @@ def write_blobs3d(
     size: int = 64,
     seed: int = 0,
     splits: tuple[float, float, float] | None = (0.7, 0.15, 0.15),
+    classes: int | None = None,
 ) -> dict[str, int]:
     """Write `make_blobs3d` volumes in the ``volumes`` layout as ``.tif`` stacks.
 
-    Images are uint8 and labels uint16. Files go to ``<out>.partial``, renamed to ``out`` at
+    Images are uint8 and labels uint16: object numbers, or with ``classes`` the class indices
+    0..C-1 (train with ``data.num_classes=C``). Files go to ``<out>.partial``, renamed to ``out`` at
     the end, so an interrupted run never looks complete.
 
     Returns:
         Volumes written per split (``"all"`` when ``splits`` is None).
 
     Raises:
-        ConfigError: ``n < 1`` or bad split fractions.
+        ConfigError: ``n < 1``, bad split fractions or ``classes`` below 2.
         DataError: ``out`` exists and is not an empty folder.
     """
+    _check_classes(classes)
     out = check_output(out, n)
     counts = split_counts(n, splits)
     with partial_folder(out) as partial:
@@ -317,7 +353,7 @@ def write_blobs3d(
         for split, count in counts.items():
             base = partial / split if splits is not None else partial
             for _ in range(count):
-                image, labels = _blobs3d(np.random.default_rng([seed, index]), size)
+                image, labels = _blobs3d(np.random.default_rng([seed, index]), size, classes)
                 name = f"blobs3d_{index:04d}.tif"
                 write_volume(base / "images" / name, image, (1.0, 1.0, 1.0))
                 write_volume(base / "labels" / name, labels.astype(np.uint16))

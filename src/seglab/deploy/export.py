@@ -28,6 +28,7 @@ from torch import nn
 from seglab.atomic_files import atomic_path, atomic_write_json
 from seglab.bundle import METADATA, load_bundle, read_metadata
 from seglab.errors import SeglabError
+from seglab.kinds import kind_of
 from seglab.models.padding import pad_end
 
 __all__ = ["ONNX_FILE", "PARITY_TOLERANCE", "ExportResult", "export_onnx"]
@@ -129,9 +130,10 @@ def export_onnx(bundle: str | Path, opset: int = 18, check: bool = True) -> Expo
     name = str(metadata["model"]["name"])
     _check_exportable(bundle, metadata)
     model, _ = load_bundle(bundle)
-    wrapper = _Probabilities(model, metadata.get("task") == "multiclass").eval()
+    kind = kind_of(metadata)
+    wrapper = _Probabilities(model, kind.multiclass).eval()
     in_channels = int(metadata["in_channels"])
-    spatial_dims = int(metadata.get("spatial_dims", 2))
+    spatial_dims = kind.spatial_dims
 
     target = bundle / ONNX_FILE
     max_abs_diff = None
@@ -173,7 +175,7 @@ def _check_exportable(bundle: Path, metadata: dict[str, Any]) -> None:
         )
     if name not in MODELS:
         raise SeglabError(f"{bundle}: unknown model '{name}'; valid: {', '.join(sorted(MODELS))}")
-    if metadata.get("task") == "classification" or model_task(name) == "classification":
+    if kind_of(metadata).classification or model_task(name) == "classification":
         raise SeglabError(
             f"{bundle}: '{name}' is a classification model; ONNX export supports segmentation "
             f"bundles only (classification export is not supported yet)"

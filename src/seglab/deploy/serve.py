@@ -35,6 +35,7 @@ from seglab.bundle import read_metadata
 from seglab.data.io import IMAGE_SUFFIXES, read_image
 from seglab.errors import ConfigError, DataError
 from seglab.inference.loading import load_predictor
+from seglab.kinds import kind_of
 from seglab.postprocess import labels_to_rles
 from seglab.viz import mask_overlay
 
@@ -263,7 +264,7 @@ def create_app(model: str | Path, backend: str = "auto", max_upload_mb: float = 
     if not max_upload_mb > 0:
         raise ConfigError(f"max_upload_mb must be > 0, got {max_upload_mb}")
     # From its metadata alone: a classification bundle is refused before any weights load.
-    if Path(model).is_dir() and read_metadata(model).get("task") == "classification":
+    if Path(model).is_dir() and kind_of(read_metadata(model)).classification:
         raise ConfigError(f"{model}: a classification model; serve serves segmentation models")
     predictor = load_predictor(model, backend=backend)
     metadata = predictor.metadata

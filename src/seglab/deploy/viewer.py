@@ -297,8 +297,8 @@ def load_segmenter(model: str | Path, device: str = "auto", backend: str = "auto
     from seglab.inference.loading import load_predictor
 
     predictor = load_predictor(model, device=device, backend=backend)
-    if predictor.metadata.get("task") == "classification":
+    if predictor.kind.classification:
         raise ConfigError(f"{model}: a classification model; the viewer shows segmentation models")
-    if predictor.metadata.get("spatial_dims") == 3:
+    if predictor.kind.volumes:
         raise ConfigError(f"{model}: a 3D model; the viewer runs 2D models (slice by slice)")
     return predictor

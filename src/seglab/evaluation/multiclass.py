@@ -3,12 +3,14 @@
 Writes into the output folder what the binary evaluation writes (`metrics.json`, `per_image.csv`,
 `report.html`), with `miou` and `per_class` in the metrics, `confusion_matrix.csv` / `.png`
 (rows: true class, normalised per row) and `panels/<id>.png` (image | truth | prediction in the
-class palette) for a gallery of the hardest images.
+class palette) for a gallery of the hardest images. Volumes are scored by the same code, with
+their orthogonal planes as panels (`seglab.evaluation.volumes.volume_panels`).
 """
 
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,9 @@ import numpy as np
 from seglab.atomic_files import atomic_path, atomic_write_json
 
 GALLERY_SIZE = 12
+# Draws image | truth | prediction: `segmentation_panels`'s signature (image, truth, prediction,
+# palette, class_names, ignore_index, path, title).
+PanelWriter = Callable[..., None]
 
 
 def labels_of(metadata: dict[str, Any]) -> tuple[list[str], list[tuple[int, int, int]], int]:
@@ -29,20 +34,24 @@ def labels_of(metadata: dict[str, Any]) -> tuple[list[str], list[tuple[int, int,
 
 def evaluate_multiclass_samples(
     predictor: Any,
-    samples: list[Any],
+    samples: Sequence[Any],
     out_dir: Path,
     progress: bool = False,
     max_panels: int = 200,
+    panels: PanelWriter | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Predict every labelled sample, accumulate one confusion matrix, write the outputs.
 
     Args:
         predictor: A multi-class predictor (`predictor.multiclass` is True).
-        samples: Decoded samples whose `mask` holds class indices (ignored pixels: the bundle's
-            ignore index).
+        samples: Decoded samples (`id`, `image`, `mask`) whose `mask` holds class indices
+            (ignored pixels: the bundle's ignore index); images or volumes.
         out_dir: Output folder.
         progress: Show a progress bar.
         max_panels: Write image | truth | prediction panels for at most this many images.
+        panels: Draws the panels of one sample (default: `segmentation_panels`, for images).
+        extra: Entries added to metrics.json (e.g. the prediction settings).
 
     Returns:
         The metrics (as written to metrics.json) and the per-image rows.
@@ -50,6 +59,7 @@ def evaluate_multiclass_samples(
     from seglab.evaluation.multiclass_figures import plot_confusion_matrix, segmentation_panels
     from seglab.objectives.multiclass_metrics import confusion_matrix, summarize_multiclass
 
+    draw = panels or segmentation_panels
     names, palette, ignore_index = labels_of(predictor.metadata)
     total = np.zeros((len(names), len(names)), np.int64)
     rows: list[dict[str, Any]] = []
@@ -58,15 +68,9 @@ def evaluate_multiclass_samples(
         matrix = confusion_matrix(prediction.mask, sample.mask, len(names), ignore_index)
         total += matrix
         scores: dict[str, Any] = summarize_multiclass(matrix, names)
-        row: dict[str, Any] = {
-            "id": sample.id,
-            "miou": scores["miou"],
-            "pixel_accuracy": scores["pixel_accuracy"],
-        }
-        row.update({f"iou_{n}": scores["per_class"][n]["iou"] for n in names})
-        rows.append(row)
+        rows.append(_image_row(sample.id, scores, names))
         if index < max_panels:
-            segmentation_panels(
+            draw(
                 sample.image,
                 sample.mask,
                 prediction.mask,
@@ -78,12 +82,18 @@ def evaluate_multiclass_samples(
             )
     metrics: dict[str, Any] = summarize_multiclass(total, names)
     metrics["n_images"] = len(rows)
+    metrics.update(extra or {})
     atomic_write_json(out_dir / "metrics.json", metrics)
     _write_rows(out_dir / "per_image.csv", rows)
     _write_rows(out_dir / "confusion_matrix.csv", _matrix_rows(total, names))
     plot_confusion_matrix(total, names, out_dir / "confusion_matrix.png")
     _write_report(out_dir, metrics, rows, predictor)
     return metrics, rows
+
+
+def _image_row(name: str, scores: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    row = {"id": name, "miou": scores["miou"], "pixel_accuracy": scores["pixel_accuracy"]}
+    return row | {f"iou_{n}": scores["per_class"][n]["iou"] for n in names}
 
 
 def _matrix_rows(matrix: np.ndarray, names: list[str]) -> list[dict[str, Any]]:
@@ -93,7 +103,7 @@ def _matrix_rows(matrix: np.ndarray, names: list[str]) -> list[dict[str, Any]]:
     ]
 
 
-def _progress(items: list[Any], enabled: bool) -> Any:
+def _progress(items: Sequence[Any], enabled: bool) -> Any:
     if not enabled:
         return items
     from rich.progress import track

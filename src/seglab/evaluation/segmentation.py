@@ -108,7 +108,8 @@ def evaluate(
 ) -> EvaluationResult:
     """Evaluate a model on a data folder (its `split` sub-folder when it has splits).
 
-    `model` is a bundle folder, a baseline name ("otsu") or a predictor object.
+    `model` is a bundle folder, a baseline name ("otsu") or a predictor object. Volume models
+    are scored on a `volumes` folder (see `seglab.evaluation.volumes.evaluate_volumes`).
 
     Example:
         >>> result = evaluate("runs/demo/run/model", "data/nuclei", "eval/")  # doctest: +SKIP
@@ -117,6 +118,10 @@ def evaluate(
     from seglab.inference.loading import load_predictor
 
     predictor = load_predictor(model) if isinstance(model, str | Path) else model
+    if predictor.kind.volumes:
+        from seglab.evaluation.volumes import evaluate_volumes
+
+        return evaluate_volumes(predictor, data, out, split=split, progress=progress)
     found = find_samples(Path(data), layout, skip_bad=skip_bad, require_masks=False)
     if split in found.splits:
         files = found.splits[split]

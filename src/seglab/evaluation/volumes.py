@@ -6,6 +6,10 @@ of confusion images: the axial, coronal and sagittal planes through the centroid
 foreground (the volume's centre when it has none), each shown as the image, the truth over it,
 and the prediction coloured by agreement (true positives, false positives, false negatives).
 
+Multi-class models are scored as multi-class images are (`seglab.evaluation.multiclass`: one
+confusion matrix summed over the volumes, `miou` and `per_class` in metrics.json, the confusion
+matrix figure), with the three planes in the class palette as panels (`volume_panels`).
+
 Example:
     >>> result = evaluate_volumes("runs/blobs/model", "data/blobs3d", "eval/")  # doctest: +SKIP
     >>> result.metrics["dice"]  # doctest: +SKIP
@@ -35,7 +39,9 @@ __all__ = [
     "evaluate_volumes",
     "load_labelled_volumes",
     "orthogonal_slices",
+    "plane_centre",
     "volume_counts",
+    "volume_panels",
 ]
 
 log = logging.getLogger(__name__)
@@ -66,15 +72,6 @@ def _one_row(prediction: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return confusion_counts(prediction.reshape(1, -1), truth.reshape(1, -1))
 
 
-def _class_counts(
-    prediction: np.ndarray, truth: np.ndarray, num_classes: int, ignore_index: int
-) -> np.ndarray:
-    """One-vs-rest confusion counts `(C, 4)` of every class, ignored voxels left out."""
-    scored = truth != ignore_index
-    predicted, true = prediction[scored], truth[scored]
-    return np.concatenate([_one_row(predicted == c, true == c) for c in range(num_classes)])
-
-
 def _plane_slices(centre: Sequence[int]) -> list[tuple[Any, ...]]:
     z, y, x = centre
     return [
@@ -82,6 +79,21 @@ def _plane_slices(centre: Sequence[int]) -> list[tuple[Any, ...]]:
         (slice(None), y, slice(None)),
         (slice(None), slice(None), x),
     ]
+
+
+def plane_centre(truth: np.ndarray, ignore_index: int | None = None) -> list[int]:
+    """Where the planes of the figures cross: the centroid `(z, y, x)` of the true foreground
+    (values > 0 other than `ignore_index`), rounded; the volume's centre without one."""
+    foreground = truth > 0 if ignore_index is None else (truth > 0) & (truth != ignore_index)
+    total = int(np.count_nonzero(foreground))
+    if not total:
+        return [side // 2 for side in truth.shape]
+    centre = []
+    for axis, side in enumerate(truth.shape):
+        # Voxels per index along this axis: no (N, 3) list of coordinates of a large volume.
+        profile = foreground.sum(axis=tuple(a for a in range(truth.ndim) if a != axis))
+        centre.append(int(np.round(float(profile @ np.arange(side)) / total)))
+    return centre
 
 
 def orthogonal_slices(image: np.ndarray, truth: np.ndarray, prediction: np.ndarray) -> np.ndarray:
@@ -103,9 +115,7 @@ def orthogonal_slices(image: np.ndarray, truth: np.ndarray, prediction: np.ndarr
 
     if image.ndim == 4 and image.shape[-1] != 3:
         image = image[..., 0]
-    foreground = np.argwhere(truth > 0)
-    middle = foreground.mean(0).round() if len(foreground) else np.array(truth.shape) // 2
-    centre = [int(c) for c in middle]
+    centre = plane_centre(truth)
     scale = max(1, -(-MIN_PANEL_SIDE // max(truth.shape)))
     rows = []
     for box in _plane_slices(centre):
@@ -125,29 +135,95 @@ def orthogonal_slices(image: np.ndarray, truth: np.ndarray, prediction: np.ndarr
     return np.concatenate(padded, axis=0)[:-4]
 
 
+def _stack_planes(planes: list[np.ndarray], fill: int) -> np.ndarray:
+    """Planes one above the other, the narrower ones padded on the right with `fill`."""
+    width = max(plane.shape[1] for plane in planes)
+    padded = [
+        np.pad(
+            plane,
+            ((0, 0), (0, width - plane.shape[1])) + ((0, 0),) * (plane.ndim - 2),
+            constant_values=fill,
+        )
+        for plane in planes
+    ]
+    return np.concatenate(padded, axis=0)
+
+
+def volume_panels(
+    image: np.ndarray,
+    truth: np.ndarray,
+    prediction: np.ndarray,
+    palette: Sequence[tuple[int, int, int]],
+    class_names: Sequence[str],
+    ignore_index: int | None,
+    path: str | Path,
+    title: str | None = None,
+) -> None:
+    """`segmentation_panels` of a volume: image | truth | prediction in the class palette, each
+    the axial, coronal and sagittal planes (top to bottom) through the centroid of the truth.
+
+    Args:
+        image: `(D, H, W)` or `(D, H, W, C)` volume (channel 0 shown unless C is 3).
+        truth: `(D, H, W)` class indices; `ignore_index` voxels are drawn white.
+        prediction: `(D, H, W)` predicted class indices.
+        palette: RGB colour of each class.
+        class_names: Name of each class.
+        ignore_index: Label of ignored voxels (None: no such label).
+        path: Destination PNG.
+        title: Title above the panels.
+    """
+    from seglab.evaluation.multiclass_figures import segmentation_panels
+    from seglab.viz import to_display
+
+    if image.ndim == 4 and image.shape[-1] != 3:
+        image = image[..., 0]
+    boxes = _plane_slices(plane_centre(truth, ignore_index))
+    fill = 0 if ignore_index is None else ignore_index  # the padding of narrow planes
+    segmentation_panels(
+        _stack_planes([to_display(image[box]) for box in boxes], 255),
+        _stack_planes([np.asarray(truth[box]) for box in boxes], fill),
+        _stack_planes([np.asarray(prediction[box]) for box in boxes], fill),
+        palette,
+        class_names,
+        ignore_index,
+        path,
+        title=title,
+    )
+
+
 def evaluate_volume_samples(
     predictor: VolumePredictor,
     volumes: Sequence[LabelledVolume],
     out_dir: str | Path,
     progress: bool = False,
-    ignore_index: int = 255,
 ) -> EvaluationResult:
     """Predict and score every volume, and write the evaluation outputs into `out_dir`.
 
-    Writes `metrics.json` (micro scores over all voxels, `*_per_image` means over volumes, and
-    for multi-class models `miou` and `per_class`), `per_image.csv` (one row per volume),
-    `slices/<id>.png` (see `orthogonal_slices`) and `report.html`.
+    Binary models: `metrics.json` (micro scores over all voxels, `*_per_image` means over
+    volumes), `per_image.csv` (one row per volume), `slices/<id>.png` (see `orthogonal_slices`)
+    and `report.html`. Multi-class models: the outputs of `evaluate_multiclass_samples` (`miou`,
+    `per_class`, the confusion matrix), with `volume_panels` as `panels/<id>.png`. Both record
+    the prediction settings (tile, overlap, tta) in metrics.json.
 
     Raises:
         DataError: There is no volume to evaluate.
     """
-    from seglab.viz import save_png
-
     out_dir = Path(out_dir)
     if not volumes:
         raise DataError(out_dir, "no labelled volume to evaluate", "evaluation needs labels")
+    settings = {"spatial_dims": 3, "tile": list(predictor.tile)}
+    settings.update(overlap=predictor.overlap, tta=predictor.tta)
+    if predictor.multiclass:
+        from seglab.evaluation.multiclass import evaluate_multiclass_samples
+
+        scores, table = evaluate_multiclass_samples(
+            predictor, volumes, out_dir, progress, panels=volume_panels, extra=settings
+        )
+        return EvaluationResult(scores, table, out_dir)
+    from seglab.viz import save_png
+
     rows: list[dict[str, Any]] = []
-    all_counts, per_class = [], []
+    all_counts = []
     items: Any = volumes
     if progress:
         from rich.progress import track
@@ -155,45 +231,21 @@ def evaluate_volume_samples(
         items = track(volumes, description="evaluating volumes")
     for volume in items:
         prediction = predictor.predict(volume.image)
-        ignored = ignore_index if predictor.multiclass else None
-        counts = volume_counts(prediction.mask, volume.mask, ignored)
+        counts = volume_counts(prediction.mask, volume.mask)
         all_counts.append(counts)
         row: dict[str, Any] = {"id": volume.id, "shape": "x".join(map(str, volume.mask.shape))}
         row.update({name: float(fn(counts)[0]) for name, fn in METRICS.items()})
-        if predictor.multiclass:
-            classes = _class_counts(
-                prediction.mask, volume.mask, predictor.num_classes, ignore_index
-            )
-            per_class.append(classes)
-            row.update(
-                {f"dice_class_{c}": float(v) for c, v in enumerate(METRICS["dice"](classes))}
-            )
         row.update(dict(zip(COUNT_COLUMNS, (int(c) for c in counts[0]))))
         rows.append(row)
-        truth = volume.mask if ignored is None else np.where(volume.mask == ignored, 0, volume.mask)
-        figure = orthogonal_slices(volume.image, truth, prediction.mask)
+        figure = orthogonal_slices(volume.image, volume.mask, prediction.mask)
         save_png(out_dir / "slices" / f"{volume.id}.png", figure)
 
     metrics: dict[str, Any] = summarize(np.concatenate(all_counts))
-    metrics.update(n_images=len(rows), threshold=predictor.threshold, spatial_dims=3)
-    metrics.update(tile=list(predictor.tile), overlap=predictor.overlap, tta=predictor.tta)
-    if per_class:
-        metrics.update(_class_summary(np.sum(per_class, axis=0), predictor.metadata))
+    metrics.update(n_images=len(rows), threshold=predictor.threshold, **settings)
     atomic_write_json(out_dir / "metrics.json", metrics)
     write_csv(out_dir / "per_image.csv", rows)
     _write_report(out_dir, metrics, rows, predictor)
     return EvaluationResult(metrics, rows, out_dir)
-
-
-def _class_summary(counts: np.ndarray, metadata: dict[str, Any]) -> dict[str, Any]:
-    names = metadata.get("class_names") or [str(c) for c in range(len(counts))]
-    dice, iou = METRICS["dice"](counts), METRICS["iou"](counts)
-    present = counts[:, 0] + counts[:, 1] + counts[:, 2] > 0  # in the truth or the prediction
-    per_class = {
-        str(name): {"dice": float(d), "iou": float(i)} for name, d, i in zip(names, dice, iou)
-    }
-    miou = float(iou[present].mean()) if present.any() else 1.0
-    return {"miou": miou, "per_class": per_class}
 
 
 def evaluate_volumes(
@@ -202,7 +254,6 @@ def evaluate_volumes(
     out: str | Path,
     split: str = "test",
     progress: bool = True,
-    ignore_index: int = 255,
 ) -> EvaluationResult:
     """Evaluate a volume bundle on a `volumes` folder (its `split` sub-folder when it has splits).
 
@@ -212,10 +263,12 @@ def evaluate_volumes(
         out: Output folder.
         split: Sub-folder to evaluate when the data has train/val/test folders.
         progress: Show a progress bar.
-        ignore_index: Label of unlabelled voxels (multi-class models).
+
+    Multi-class labels must be class indices below the bundle's number of classes, or its
+    ignore index (unlabelled voxels, not scored).
 
     Raises:
-        DataError: No such split, or the volumes have no labels.
+        DataError: No such split, the volumes have no labels, or labels are out of range.
     """
     predictor = model if isinstance(model, VolumePredictor) else load_volume_predictor(model)
     found = find_volumes(data)
@@ -234,9 +287,14 @@ def evaluate_volumes(
             Path(data), "no labels/ folder: nothing to compare with", "use seglab predict instead"
         )
     samples = [Sample(stem, image, (labels,)) for stem, image, labels in entries if labels]
-    num_classes = predictor.num_classes if predictor.multiclass else None
-    volumes = load_labelled_volumes(samples, num_classes, ignore_index)
-    return evaluate_volume_samples(predictor, volumes, out, progress, ignore_index)
+    if predictor.multiclass:
+        from seglab.evaluation.multiclass import labels_of
+
+        ignore_index = labels_of(predictor.metadata)[2]
+        volumes = load_labelled_volumes(samples, predictor.num_classes, ignore_index)
+    else:
+        volumes = load_labelled_volumes(samples)
+    return evaluate_volume_samples(predictor, volumes, out, progress)
 
 
 def _write_report(

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from seglab.errors import ConfigError
+from seglab.kinds import kind_of
 from seglab.precision import prefer_torch_on_cpu
 
 
@@ -37,11 +38,12 @@ def load_predictor(
     name = metadata["model"]["name"]
     if name in BASELINES:
         return create_baseline(name, **metadata["model"]["kwargs"])
-    if int(metadata.get("spatial_dims", 2)) == 3:
+    kind = kind_of(metadata)
+    if kind.volumes:
         from seglab.inference.volumes import load_volume_predictor
 
         return load_volume_predictor(path, device, backend, precision)
-    if metadata.get("task") == "classification":
+    if kind.classification:
         from seglab.inference.classifier import Classifier
 
         return Classifier.from_bundle(path)

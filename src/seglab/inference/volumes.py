@@ -26,12 +26,12 @@ import numpy as np
 from seglab.data.transforms import NormalizeMode, match_channels, normalize_image
 from seglab.errors import BundleError, ConfigError, DataError
 from seglab.inference.sliding_window import flip_tta, sliding_window_predict
+from seglab.kinds import kind_of
 
 __all__ = [
     "VolumePrediction",
     "VolumePredictor",
     "collect_volumes",
-    "is_volume_bundle",
     "load_volume_predictor",
     "predict_volume",
     "predict_volume_files",
@@ -39,11 +39,6 @@ __all__ = [
 ]
 
 Forward = Callable[[np.ndarray], np.ndarray]
-
-
-def is_volume_bundle(metadata: dict[str, Any]) -> bool:
-    """Whether a bundle's `seglab.json` content describes a 3D (volume) model."""
-    return int(metadata.get("spatial_dims", 2)) == 3
 
 
 def prepare_volume(
@@ -88,7 +83,7 @@ class VolumePrediction:
         probabilities: Binary models: foreground probabilities `(D, H, W)` float32. Multi-class
             models: class probabilities `(K, D, H, W)` float32.
         mask: Binary: `(D, H, W)` bool, probabilities at the threshold. Multi-class: `(D, H, W)`
-            int32 class indices (argmax).
+            uint8 class indices (argmax; no threshold), as the 2D predictors give.
     """
 
     probabilities: np.ndarray
@@ -115,7 +110,8 @@ class VolumePredictor:
     """
 
     def __init__(self, forward: Forward, metadata: dict[str, Any]) -> None:
-        if not is_volume_bundle(metadata):
+        self.kind = kind_of(metadata)
+        if not self.kind.volumes:
             raise BundleError(
                 f"model '{metadata['model']['name']}' is not a volume model (spatial_dims "
                 f"{metadata.get('spatial_dims', 2)}); use seglab.inference.Predictor for images"
@@ -160,14 +156,14 @@ class VolumePredictor:
         """Foreground probabilities `(D, H, W)`: channel 0 of a binary model, and 1 - P(class 0)
         (any class but the background) of a multi-class one."""
         channels = self.predict_channels(volume)
-        return channels[0] if not self.multiclass else 1 - channels[0]
+        return channels[0] if not self.kind.multiclass else 1 - channels[0]
 
     def predict(self, volume: np.ndarray, threshold: float | None = None) -> VolumePrediction:
         """Probabilities and the mask: at the tuned threshold (or `threshold`) for a binary
         model, the argmax class for a multi-class one."""
         channels = self.predict_channels(volume)
-        if self.multiclass:
-            return VolumePrediction(channels, channels.argmax(0).astype(np.int32))
+        if self.kind.multiclass:
+            return VolumePrediction(channels, channels.argmax(0).astype(np.uint8))
         cut = self.threshold if threshold is None else threshold
         # Compared in float64, as the threshold was tuned.
         return VolumePrediction(channels[0], channels[0] >= np.float64(cut))
@@ -234,7 +230,7 @@ def load_volume_predictor(
 
     path = Path(path)
     metadata = read_metadata(path)
-    if not is_volume_bundle(metadata):
+    if not kind_of(metadata).volumes:
         raise BundleError(f"{path}: not a volume bundle; load it with seglab.load_predictor")
     if backend not in ("auto", "torch", "onnx"):
         raise ConfigError(f"--backend: unknown '{backend}'; valid: auto, torch, onnx")
@@ -247,7 +243,7 @@ def load_volume_predictor(
     from seglab.inference.predictor import torch_forward
 
     model, metadata = load_bundle(path)
-    multiclass = int(metadata["num_classes"]) > 1
+    multiclass = kind_of(metadata).multiclass
     return VolumePredictor(torch_forward(model, device, multiclass, precision), metadata)
 
 
@@ -285,9 +281,10 @@ def predict_volume_files(
 ) -> list[Path]:
     """Predict every volume and write `<stem>_mask.tif` into `out` (created).
 
-    Masks are uint8 stacks: 0/255 for a binary model, class indices for a multi-class one, with
-    the input's voxel spacing. With `probabilities`, `<stem>_prob.tif` holds the float32
-    foreground probabilities too.
+    Masks are uint8 stacks: 0/255 for a binary model, class indices (the argmax) for a
+    multi-class one, with the input's voxel spacing. With `probabilities`, `<stem>_prob.tif`
+    holds float32 probabilities too: of the foreground (binary), or of each voxel's predicted
+    class (multi-class, as 2D `seglab predict` writes).
 
     Returns:
         The mask files written, in input order.
@@ -302,12 +299,12 @@ def predict_volume_files(
     for path in collect_volumes(inputs):
         volume = read_volume(path)
         prediction = predictor.predict(volume.data)
-        mask = prediction.mask.astype(np.uint8) * (1 if predictor.multiclass else 255)
+        mask = prediction.mask.astype(np.uint8) * (1 if predictor.kind.multiclass else 255)
         target = out / f"{volume_stem(path)}_mask.tif"
         write_volume(target, mask, volume.spacing)
         if probabilities:
             channels = prediction.probabilities
-            foreground = 1 - channels[0] if predictor.multiclass else channels
-            write_volume(out / f"{volume_stem(path)}_prob.tif", foreground.astype(np.float32))
+            shown = channels.max(0) if predictor.kind.multiclass else channels
+            write_volume(out / f"{volume_stem(path)}_prob.tif", shown.astype(np.float32))
         written.append(target)
     return written

@@ -18,8 +18,10 @@ curves.png, checkpoints/, threshold.png, model/, eval/test/). What differs from 
 - The threshold is tuned on the validation volumes as in 2D
   (`seglab.training.tuning.tune_threshold`),
   predicted by sliding window with the training patch as the tile, as the bundle predicts later.
-- Binary only: `data.num_classes` is refused (3D prediction and evaluation are binary); `unet3d`
-  itself has C-class heads.
+- With `data.num_classes: C` the labels are class indices and the run is multi-class
+  (`seglab.training.volume_task`): C softmax channels, mIoU as the epoch metric, no threshold
+  (argmax);
+  the validation and test volumes are scored per class into `eval/val/` and `eval/test/`.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from seglab.atomic_files import atomic_write_json, atomic_write_text
-from seglab.config import Config, config_to_dict
+from seglab.config import Config
 from seglab.data.layouts import Sample
 from seglab.data.patches import PatchDataset, VolumeDataset, choose_patch
 from seglab.data.sampling import EpochSampler
@@ -49,10 +51,11 @@ from seglab.data.volume_cache import (
 )
 from seglab.data.volumes import find_volumes
 from seglab.errors import ConfigError, DataError
-from seglab.evaluation.volumes import evaluate_volume_samples, volume_counts
+from seglab.evaluation.volumes import evaluate_volume_samples
 from seglab.inference.predictor import torch_forward
 from seglab.inference.volumes import VolumePredictor
 from seglab.models import create_model, model_spatial_dims, model_summary
+from seglab.training.volume_task import create_volume_task, volume_mapping, volume_metadata
 
 if TYPE_CHECKING:
     from seglab.training.run import RunResult
@@ -86,38 +89,12 @@ def volume_splits(config: Config) -> dict[str, list[Sample]]:
 
 
 def _check_model(config: Config) -> None:
+    volume_mapping(config)  # a label mapping file or a bad ignore_index fails before training
     if model_spatial_dims(config.model.name) != 3:
         raise ConfigError(
             f"'model.name': {config.model.name} is a 2D model; data.layout=volumes needs a 3D "
             "model: set model.name=unet3d (and model.params, e.g. {n_filters: 2})"
         )
-
-
-def _binary_loss(config: Config, train_fraction: float) -> torch.nn.Module:
-    from seglab.objectives.losses import class_weights_from_fraction, create_loss
-
-    params = dict(config.loss.params)
-    if config.loss.name == "weighted_bce" and "pos_weight" not in params:
-        params["pos_weight"], params["neg_weight"] = class_weights_from_fraction(train_fraction)
-        log.info("weighted_bce weights from the training volumes: %s", params)
-    try:
-        return create_loss(config.loss.name, **params)
-    except ValueError as exc:  # a bad value in loss.params
-        raise ConfigError(str(exc)) from None
-
-
-def _build_task(config: Config, model: torch.nn.Module, train_fraction: float) -> Any:
-    from seglab.training.tasks import SegmentationTask
-
-    train = config.train
-    return SegmentationTask(
-        model,
-        _binary_loss(config, train_fraction),
-        lr=train.lr,
-        weight_decay=train.weight_decay,
-        scheduler=train.scheduler,
-        channels_last=train.channels_last,
-    )
 
 
 def _loaders(
@@ -241,8 +218,7 @@ def train_volumes(
     volumes = _cached_splits(config, run_dir, progress)
     channels = max(v.channels for v in volumes["train"])
     model, model_kwargs, patch = _model_and_patch(config, run_dir, channels, volumes["train"])
-    foreground = float(np.mean([v.positive / np.prod(v.shape) for v in volumes["train"]]))
-    task = _build_task(config, model, foreground)
+    task = create_volume_task(config, model, volumes["train"], volume_mapping(config))
     if config.train.channels_last:
         task.model.to(memory_format=torch.channels_last_3d)
     train_loader, val_loader = _loaders(config, volumes["train"], volumes["val"], patch, channels)
@@ -277,34 +253,24 @@ class _FlatVolumePredictor:
         return self.predictor.predict_proba(volume).reshape(1, -1)
 
 
-def _metadata(
-    config: Config, model_kwargs: dict[str, Any], channels: int, patch: tuple[int, int, int]
-) -> dict[str, Any]:
-    from seglab.bundle import make_metadata
+def _validate(
+    config: Config, run_dir: Path, predictor: VolumePredictor, val: list[CachedVolume]
+) -> tuple[float, dict[str, Any]]:
+    """The threshold and validation metrics: tuned for a binary model; for a multi-class one
+    the argmax needs no threshold and the volumes are scored per class into `eval/val/`."""
+    from seglab.training.tuning import tune_threshold
 
-    num_classes = config.data.num_classes
-    metadata = make_metadata(
-        model_name=config.model.name,
-        model_kwargs=model_kwargs,
-        preprocessing={
-            "normalize": config.data.normalize,
-            "percentiles": list(config.data.percentiles),
-            "input_size": None,
-            "channels": channels,
-            "views": ["raw"],
-            # Predicted tile by tile at the training patch size, the context the model learnt.
-            "tile": list(patch),
-        },
-        threshold=0.5,
-        metrics={},
-        config=config_to_dict(config),
-        class_names=None if num_classes is None else [f"class_{c}" for c in range(num_classes)],
+    if predictor.multiclass:
+        result = evaluate_volume_samples(predictor, LabelledVolumes(val), run_dir / "eval" / "val")
+        return 0.5, result.metrics
+    # tune_threshold needs only `predict_proba(image)` and samples' `.image` / `.mask`; it
+    # scores the rows of an (N, ...) mask as N images, so each volume is flattened to one.
+    return tune_threshold(
+        cast(Any, _FlatVolumePredictor(predictor)),
+        cast(Any, LabelledVolumes(val, flat=True)),
+        config.train.threshold_range,
+        run_dir / "threshold.png",
     )
-    metadata["spatial_dims"] = 3
-    if num_classes is not None:
-        metadata["task"] = "multiclass"
-        metadata["ignore_index"] = config.data.ignore_index
-    return metadata
 
 
 def _finish(
@@ -318,30 +284,12 @@ def _finish(
     logger: Any,
 ) -> RunResult:
     from seglab.bundle import save_bundle
-    from seglab.objectives.metrics import summarize
     from seglab.training.run import RUN_FILES, RunResult
-    from seglab.training.tuning import tune_threshold
 
-    metadata = _metadata(config, model_kwargs, channels, patch)
-    multiclass = config.data.num_classes is not None
-    predictor = VolumePredictor(torch_forward(model, "cpu", multiclass), metadata)
-    if multiclass:
-        # Argmax needs no threshold: score the foreground (any class but 0) at the argmax.
-        ignored = config.data.ignore_index
-        counts = [
-            volume_counts(predictor.predict(v.image).mask, v.mask, ignored)
-            for v in LabelledVolumes(volumes["val"])
-        ]
-        threshold, val_metrics = 0.5, summarize(np.concatenate(counts))
-    else:
-        # tune_threshold needs only `predict_proba(image)` and samples' `.image` / `.mask`; it
-        # scores the rows of an (N, ...) mask as N images, so each volume is flattened to one.
-        threshold, val_metrics = tune_threshold(
-            cast(Any, _FlatVolumePredictor(predictor)),
-            cast(Any, LabelledVolumes(volumes["val"], flat=True)),
-            config.train.threshold_range,
-            run_dir / "threshold.png",
-        )
+    mapping = volume_mapping(config)
+    metadata = volume_metadata(config, model_kwargs, channels, patch, mapping)
+    predictor = VolumePredictor(torch_forward(model, "cpu", mapping is not None), metadata)
+    threshold, val_metrics = _validate(config, run_dir, predictor, volumes["val"])
     metadata["threshold"] = predictor.threshold = threshold
     metadata["metrics"] = {"val": val_metrics}
     bundle_path = save_bundle(model, metadata, run_dir / "model")
@@ -349,17 +297,16 @@ def _finish(
     test_metrics = None
     if config.train.evaluate_test and volumes.get("test"):
         out = run_dir / "eval" / "test"
-        result = evaluate_volume_samples(
-            predictor, LabelledVolumes(volumes["test"]), out, ignore_index=config.data.ignore_index
-        )
-        test_metrics = result.metrics
+        test_metrics = evaluate_volume_samples(
+            predictor, LabelledVolumes(volumes["test"]), out
+        ).metrics
     if logger is not None:
         from seglab.training.tracking import log_results
 
-        final = {"threshold": threshold, **{f"val_{k}": v for k, v in val_metrics.items()}}
-        final.update(
-            {f"test_{k}": v for k, v in (test_metrics or {}).items() if isinstance(v, float)}
-        )
+        # Only the scalar scores: per-class tables and undefined (None) scores are in the files.
+        final = {"threshold": threshold}
+        for prefix, scores in (("val", val_metrics), ("test", test_metrics or {})):
+            final.update({f"{prefix}_{k}": v for k, v in scores.items() if isinstance(v, float)})
         folders = {"model": bundle_path, "eval/test": run_dir / "eval" / "test"}
         log_results(logger, final, [run_dir / name for name in RUN_FILES], folders)
         logger.finalize("success")
