@@ -63,3 +63,17 @@ def test_ui_serves_the_local_store(tmp_path: Path) -> None:
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_final_metrics_flatten_class_tables_and_drop_undefined_scores() -> None:
+    from seglab.training.tracking import final_metrics
+
+    val = {"miou": 0.5, "n_images": 3, "per_class": {"road": {"iou": 0.75, "dice": None}}}
+    test = {"miou": 0.25, "confusion": "confusion_matrix.csv"}
+    # Multi-class runs used to crash here: MLflow was handed the per-class table as a metric.
+    assert final_metrics(val, test, 0.4) == {
+        "threshold": 0.4,
+        "val_miou": 0.5,
+        "val_per_class_road_iou": 0.75,
+        "test_miou": 0.25,
+    }

@@ -153,12 +153,9 @@ def train_classification(
         test_metrics = evaluate_classifier(classifier, splits["test"], run_dir / "eval" / "test")
     if logger is not None:
         from seglab.training.run import RUN_FILES
-        from seglab.training.tracking import log_results
+        from seglab.training.tracking import final_metrics, log_results
 
-        final = {f"val_{k}": v for k, v in val_metrics.items() if isinstance(v, float)}
-        final.update(
-            {f"test_{k}": v for k, v in (test_metrics or {}).items() if isinstance(v, float)}
-        )
+        final = final_metrics(val_metrics, test_metrics)
         files = [run_dir / name for name in RUN_FILES]
         log_results(logger, final, files, {"model": bundle, "eval/test": run_dir / "eval/test"})
         logger.finalize("success")

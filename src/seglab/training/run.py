@@ -292,14 +292,11 @@ def _finish(
         test_metrics = evaluate_samples(predictor, test, run_dir / "eval" / "test").metrics
 
     if logger is not None:
-        from seglab.training.tracking import log_results
+        from seglab.training.tracking import final_metrics, log_results
 
-        final = {"threshold": threshold, **{f"val_{k}": v for k, v in val_metrics.items()}}
-        final.update(
-            {f"test_{k}": v for k, v in (test_metrics or {}).items() if isinstance(v, float)}
-        )
         files = [run_dir / name for name in RUN_FILES]
         folders = {"model": bundle_path, "eval/test": run_dir / "eval" / "test"}
+        final = final_metrics(val_metrics, test_metrics, threshold)
         log_results(logger, final, files, folders)
         logger.finalize("success")
     return RunResult(run_dir, bundle_path, threshold, val_metrics, test_metrics)

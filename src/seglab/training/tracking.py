@@ -82,6 +82,31 @@ def log_results(
             client.log_artifacts(run_id, str(folder), artifact_path)
 
 
+def final_metrics(
+    val: dict[str, Any], test: dict[str, Any] | None, threshold: float | None = None
+) -> dict[str, float]:
+    """The scores of a finished run as MLflow metrics: `val_*` and `test_*`, nested tables
+    flattened (`per_class.road.iou` becomes `val_per_class_road_iou`), the threshold when there
+    is one; counts and undefined (None) scores are left to the evaluation files.
+
+    Example:
+        >>> final_metrics({"miou": 0.5, "per_class": {"road": {"iou": 0.75, "dice": None}}}, None)
+        {'val_miou': 0.5, 'val_per_class_road_iou': 0.75}
+    """
+    metrics = {} if threshold is None else {"threshold": float(threshold)}
+
+    def add(prefix: str, scores: dict[str, Any]) -> None:
+        for key, value in scores.items():
+            if isinstance(value, dict):
+                add(f"{prefix}_{key}", value)
+            elif isinstance(value, float):
+                metrics[f"{prefix}_{key}"] = value
+
+    add("val", val)
+    add("test", test or {})
+    return metrics
+
+
 def metric_name(key: str) -> str:
     """MLflow refuses '@' in names: `ap@0.5` is logged as `ap_at_0.5`."""
     return key.replace("@", "_at_")

@@ -301,12 +301,9 @@ def _finish(
             predictor, LabelledVolumes(volumes["test"]), out
         ).metrics
     if logger is not None:
-        from seglab.training.tracking import log_results
+        from seglab.training.tracking import final_metrics, log_results
 
-        # Only the scalar scores: per-class tables and undefined (None) scores are in the files.
-        final = {"threshold": threshold}
-        for prefix, scores in (("val", val_metrics), ("test", test_metrics or {})):
-            final.update({f"{prefix}_{k}": v for k, v in scores.items() if isinstance(v, float)})
+        final = final_metrics(val_metrics, test_metrics, threshold)
         folders = {"model": bundle_path, "eval/test": run_dir / "eval" / "test"}
         log_results(logger, final, [run_dir / name for name in RUN_FILES], folders)
         logger.finalize("success")
