@@ -75,3 +75,17 @@ def test_validation_of_images_larger_than_the_tile_goes_by_sliding_window() -> N
         whole = model(images)
     assert tiled.shape == whole.shape
     torch.testing.assert_close(tiled, whole, atol=1e-5, rtol=0)
+
+
+def test_validation_of_volumes_larger_than_the_patch_goes_by_cubic_sliding_window() -> None:
+    model = nn.Conv3d(1, 1, 1)
+    model.divisor = 8  # type: ignore[assignment]
+    task = SegmentationTask(model, nn.BCEWithLogitsLoss(), tile=16).eval()
+    volumes = torch.rand(1, 1, 12, 40, 30)  # deeper than nothing, wider than the tile
+    calls: list[tuple[int, ...]] = []
+    model.register_forward_hook(lambda _m, inputs, _o: calls.append(tuple(inputs[0].shape)))
+    with torch.no_grad():
+        tiled = task(volumes)
+        whole = model(volumes)
+    assert {shape[2:] for shape in calls[:-1]} == {(16, 16, 16)}  # only tiles went through
+    torch.testing.assert_close(tiled, whole, atol=1e-5, rtol=0)

@@ -126,12 +126,13 @@ class SegmentationTask(_TallyTask):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             images = images.contiguous(memory_format=channels_last_format(images.ndim))
-        if not self.training and images.ndim == 4 and max(images.shape[2:]) > self.tile:
+        if not self.training and max(images.shape[2:]) > self.tile:
             return self._tiled(images)
         return self.model(images)
 
     def _tiled(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits of whole images larger than the tile, blended from overlapping tiles."""
+        """Logits of whole images (or volumes) larger than the tile, blended from overlapping
+        square (cubic) tiles, so validation memory depends on the tile, not on the input."""
         from seglab.inference.sliding_window import sliding_window_predict
 
         def run(batch: np.ndarray) -> np.ndarray:
@@ -140,7 +141,9 @@ class SegmentationTask(_TallyTask):
 
         side = round_up(self.tile, cast(int, self.model.divisor))
         logits = [
-            sliding_window_predict(image.float().cpu().numpy(), run, (side, side), 0.5, 2)
+            sliding_window_predict(
+                image.float().cpu().numpy(), run, (side,) * (images.ndim - 2), 0.5, 2
+            )
             for image in images
         ]
         return torch.from_numpy(np.stack(logits)).to(images.device)
@@ -177,9 +180,10 @@ class MulticlassSegmentationTask(SegmentationTask):
         weight_decay: float = 0.0,
         scheduler: str = "none",
         channels_last: bool = True,
+        tile: int = DEFAULT_TILE,
     ) -> None:
         super().__init__(
-            model, loss, lr, weight_decay, scheduler, channels_last, num_classes * num_classes
+            model, loss, lr, weight_decay, scheduler, channels_last, num_classes**2, tile
         )
         self.num_classes = num_classes
         self.ignore_index = ignore_index

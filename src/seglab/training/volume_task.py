@@ -107,8 +107,12 @@ def create_volume_task(
     model: torch.nn.Module,
     train: Sequence[CachedVolume],
     mapping: LabelMapping | None,
+    tile: int,
 ) -> Any:
-    """The Lightning task: `SegmentationTask` (Dice), or `MulticlassSegmentationTask` (mIoU)."""
+    """The Lightning task: `SegmentationTask` (Dice), or `MulticlassSegmentationTask` (mIoU).
+
+    Validation volumes larger than `tile` (the patch's longest side) are predicted by cubic
+    sliding window, so validation memory depends on the patch, not on the volume."""
     from seglab.training.tasks import MulticlassSegmentationTask, SegmentationTask
 
     loss = create_volume_loss(config, train, mapping)
@@ -117,6 +121,7 @@ def create_volume_task(
         "weight_decay": config.train.weight_decay,
         "scheduler": config.train.scheduler,
         "channels_last": config.train.channels_last,
+        "tile": tile,
     }
     if mapping is None:
         return SegmentationTask(model, loss, **options)

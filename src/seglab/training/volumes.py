@@ -218,7 +218,7 @@ def train_volumes(
     volumes = _cached_splits(config, run_dir, progress)
     channels = max(v.channels for v in volumes["train"])
     model, model_kwargs, patch = _model_and_patch(config, run_dir, channels, volumes["train"])
-    task = create_volume_task(config, model, volumes["train"], volume_mapping(config))
+    task = create_volume_task(config, model, volumes["train"], volume_mapping(config), max(patch))
     if config.train.channels_last:
         task.model.to(memory_format=torch.channels_last_3d)
     train_loader, val_loader = _loaders(config, volumes["train"], volumes["val"], patch, channels)
