@@ -56,3 +56,19 @@ def test_every_kind_is_named_once_and_consistent() -> None:
         assert (kind.metric == "miou") == (kind.multiclass and not kind.classification)
         assert kind.loss_mode == ("multiclass" if kind.multiclass else "binary")
         assert kind.volumes == (kind.spatial_dims == 3)
+
+
+def test_every_kind_has_a_training_plug_with_the_protocols_methods() -> None:
+    from seglab.training.kinds import TrainingKind, training_kind
+
+    methods = [
+        name for name in vars(TrainingKind) if not name.startswith("_") and name != "mro"
+    ]
+    assert {"load", "task", "validate", "evaluate_test"} <= set(methods)
+    plugs = {kind: training_kind(kind) for kind in KINDS}
+    assert plugs[BINARY] is plugs[MULTICLASS]
+    assert plugs[BINARY_VOLUMES] is plugs[MULTICLASS_VOLUMES]
+    assert len(set(plugs.values())) == 3
+    for plug in plugs.values():
+        missing = [m for m in methods if not callable(getattr(plug, m, None))]
+        assert not missing, f"{plug.__name__} lacks {missing}"

@@ -18,6 +18,7 @@ import numpy as np
 from seglab.atomic_files import atomic_write_bytes
 from seglab.config import Config
 from seglab.errors import ConfigError
+from seglab.kinds import Kind, kind_of
 from seglab.training.compare import parent_run, write_outputs
 
 
@@ -32,34 +33,47 @@ class CrossValidationResult:
 
 
 def fold_assignments(config: Config, k: int) -> list[dict[str, Any]]:
-    """For each fold, {"train": ..., "val": ...} as indices (classification) or sample ids."""
+    """For each fold, {"train": ..., "val": ...}: indices into the pooled images
+    (classification), else sample ids (volume stems for volumes)."""
     if k < 2:
         raise ConfigError(f"--folds must be at least 2, got {k}")
-    rng = np.random.default_rng(config.seed)
-    if config.task == "classification":
+    kind = kind_of(config)
+    if kind.classification:
         from seglab.data.classification import load_classification, stratified_folds
 
         _, found = load_classification(config.data.root, config.data.layout)
         labels = np.concatenate([d.labels for d in found.values()])
         folds = stratified_folds(labels, k, config.seed)
     else:
-        from seglab.data.layouts import find_samples
-
-        if config.data.root is None:
-            raise ConfigError("'data.root' is not set; pass --data DIR")
-        found_samples = find_samples(Path(config.data.root), config.data.layout)
-        ids = np.array(sorted(s.id for split in found_samples.splits.values() for s in split))
+        ids = _sample_ids(config, kind)
         if len(ids) < k:
             raise ConfigError(f"{len(ids)} samples cannot make {k} folds")
-        folds = [ids[part] for part in np.array_split(rng.permutation(len(ids)), k)]
+        order = np.random.default_rng(config.seed).permutation(len(ids))
+        folds = [ids[part] for part in np.array_split(order, k)]
     assignments: list[dict[str, Any]] = []
     for index, held_out in enumerate(folds):
         rest = np.concatenate([f for j, f in enumerate(folds) if j != index])
-        if config.task == "classification":
+        if kind.classification:
             assignments.append({"train": rest, "val": held_out})
         else:
             assignments.append({"train": list(rest), "val": list(held_out)})
     return assignments
+
+
+def _sample_ids(config: Config, kind: Kind) -> np.ndarray:
+    """The ids of every sample of a segmentation data set, sorted."""
+    if config.data.root is None:
+        raise ConfigError("'data.root' is not set; pass --data DIR")
+    root = Path(config.data.root)
+    if kind.volumes:
+        from seglab.data.volumes import find_volumes
+
+        stems = [stem for entries in find_volumes(root).values() for stem, _, _ in entries]
+        return np.array(sorted(stems))
+    from seglab.data.layouts import find_samples
+
+    found = find_samples(root, config.data.layout)
+    return np.array(sorted(s.id for split in found.splits.values() for s in split))
 
 
 def cross_validate(
@@ -71,10 +85,10 @@ def cross_validate(
         >>> cfg = load_config(None, ["task=classification"])  # doctest: +SKIP
         >>> cross_validate(cfg, 5, "runs/cv").mean["accuracy"]  # doctest: +SKIP
     """
-    from seglab.training.run import train
+    from seglab.training.run import resolve_layout, train
 
     out = Path(out)
-    settings = config.model_copy(deep=True)
+    settings = resolve_layout(config)
     settings.train.evaluate_test = False
     parent = parent_run(settings, out, f"cv {k} folds")
     tags = parent.child_tags() if parent is not None else None

@@ -1,5 +1,8 @@
-"""Training: `train()` fills a run folder (the Lightning modules are in
-`seglab.training.tasks`).
+"""Training: `train()` fills a run folder, the one skeleton of every kind of run.
+
+What differs between kinds (data, model arguments, task, loaders, bundle record, validation
+and test scoring) comes from the kind's plug, `seglab.training.kinds`; the Lightning modules
+are in `seglab.training.tasks`.
 
 The run folder contract is in DESIGN.md: config.yaml, splits.json, train_log.csv, curves.png,
 checkpoints/{best,last}.ckpt, model/ (the bundle), threshold.png, eval/test/.
@@ -16,26 +19,14 @@ from typing import Any, cast
 import pytorch_lightning as pl
 import torch
 
-from seglab.atomic_files import atomic_write_json, atomic_write_text
-from seglab.config import (
-    Config,
-    apply_multiclass_defaults,
-    config_to_dict,
-    dump_config,
-    load_config,
-)
-from seglab.data.labels import LabelMapping
-from seglab.data.splits import cache_split_data
+from seglab.atomic_files import atomic_write_text
+from seglab.config import Config, apply_multiclass_defaults, dump_config, load_config
 from seglab.errors import ConfigError, SeglabError
-from seglab.inference.base import DEFAULT_TILE
 from seglab.kinds import kind_of
-from seglab.models import create_model, model_spatial_dims, model_summary
-from seglab.objectives.losses import ChannelwiseLoss
+from seglab.models import create_model, model_summary
 from seglab.precision import accelerator_device_type, resolve_train_precision
-from seglab.training.inputs import build_loss, make_loaders, resolve_crop, resolve_views
-from seglab.training.tasks import MulticlassSegmentationTask, SegmentationTask
+from seglab.training.kinds import TrainingKind, training_kind
 from seglab.training.trainer import checkpoint_epoch, ddp_child, make_trainer, tracking_logger
-from seglab.training.tuning import tune_threshold
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +53,14 @@ class RunResult:
 
 
 def resolve_layout(config: Config) -> Config:
-    """A copy of `config` with the detected layout written in (and the multi-class loss default
-    it implies), so config.yaml states what the run used."""
+    """A copy of `config` with the detected segmentation layout written in (and the multi-class
+    loss default it implies), so config.yaml states what the run used. (Classification folders
+    have layouts of their own, detected as they are read.)"""
     from seglab.data.layouts import detect_layout
 
     config = config.model_copy(deep=True)
-    if config.data.layout == "auto" and config.data.root is not None:
+    detect = config.task == "segmentation" and config.data.layout == "auto"
+    if detect and config.data.root is not None:
         config.data.layout = detect_layout(config.data.root)  # type: ignore[assignment]
         apply_multiclass_defaults(config)
     return config
@@ -94,7 +87,8 @@ def train(
     tags: dict[str, str] | None = None,
     assignment: dict[str, Any] | None = None,
 ) -> RunResult:
-    """Train, tune the threshold, write the bundle and (when there is a test split) evaluate.
+    """Train, validate (tuning the threshold where there is one), write the bundle and, when
+    there is a test split, evaluate it.
 
     Args:
         config: The resolved configuration.
@@ -116,190 +110,85 @@ def train(
     resolve_train_precision(
         config.train.precision, accelerator_device_type(config.train.accelerator)
     )
-    if not resume and config.task == "segmentation":
+    if not resume:
         config = resolve_layout(config)
+    kind = kind_of(config)
+    plug = training_kind(kind)(config, run_dir, kind)
     if not ddp_child():
         _prepare_run_dir(config, run_dir, resume)
     pl.seed_everything(config.seed, workers=True, verbose=False)
-    kind = kind_of(config)
-    if kind.classification:
-        from seglab.training.classification import train_classification
-
-        result: RunResult = train_classification(
-            config, run_dir, resume, progress, tags, assignment
-        )
-        return result
-    if kind.volumes:
-        from seglab.training.volumes import train_volumes
-
-        volume_result: RunResult = train_volumes(config, run_dir, resume, progress, tags)
-        return volume_result
-    if model_spatial_dims(config.model.name) == 3:
-        raise ConfigError(
-            f"'model.name': {config.model.name} is a volume model; set data.layout=volumes"
-        )
-    borders = config.data.target == "boundary"
-    cache = config.data.cache_dir or run_dir.parent / "cache"
-    split_data = cache_split_data(config.data, config.seed, cache, borders, progress, assignment)
-    atomic_write_json(run_dir / "splits.json", split_data.splits_json())
-    if split_data.skipped:
-        atomic_write_json(
-            run_dir / "skipped.json",
-            [{"path": str(s.path), "reason": s.reason} for s in split_data.skipped],
-        )
-        log.warning("skipped %d bad samples, listed in skipped.json", len(split_data.skipped))
-
-    prepared = split_data.samples
-    channels = max(s.channels for s in prepared["train"])
-    mapping = split_data.mapping
-    views = resolve_views(config)
-    outputs = output_names(config, mapping)
-    model_kwargs = {
-        "in_channels": channels * len(views),
-        "num_classes": len(outputs),
-        **config.model.params,
-    }
-    try:
-        model = create_model(config.model.name, **model_kwargs)
-        loss = build_loss(config, prepared["train"], mapping)
-        if borders:
-            loss = ChannelwiseLoss(loss)
-    except ValueError as exc:  # a bad value in model.params or loss.params
-        raise ConfigError(str(exc)) from None
-    sample_shape = prepared["train"][0].shape
-    side = resolve_crop(config.data.crop, [tuple(s.shape) for s in prepared["train"]])
-    summary_shape = (1, channels * len(views), side or sample_shape[0], side or sample_shape[1])
-    atomic_write_text(run_dir / "model_summary.txt", model_summary(model, summary_shape))
-    if config.train.channels_last:
-        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-
-    train_settings = config.train
-    task: SegmentationTask
-    if mapping is not None:
-        task = MulticlassSegmentationTask(
-            model,
-            loss,
-            mapping.num_classes,
-            mapping.ignore_index,
-            train_settings.lr,
-            train_settings.weight_decay,
-            train_settings.scheduler,
-            train_settings.channels_last,
-        )
-    else:
-        task = SegmentationTask(
-            model,
-            loss,
-            train_settings.lr,
-            train_settings.weight_decay,
-            train_settings.scheduler,
-            train_settings.channels_last,
-        )
-    ignore_index = mapping.ignore_index if mapping is not None else None
-    train_loader, val_loader = make_loaders(
-        config, prepared["train"], prepared["val"], channels, views, ignore_index
-    )
-
-    logger = tracking_logger(config, run_dir, resume, tags)
-    last_ckpt = run_dir / "checkpoints" / "last.ckpt"
-    start_epoch = checkpoint_epoch(last_ckpt) if resume else 0
-    trainer, checkpoint = make_trainer(config, run_dir, logger, start_epoch, progress, task.metric)
-    with warnings.catch_warnings():
-        # Lightning's advice for large GPU jobs is noise for in-memory CPU training.
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*is smaller than the logging interval.*")
-        warnings.filterwarnings("ignore", message=".*treespec.*")
-        warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
-        trainer.fit(task, train_loader, val_loader, ckpt_path=last_ckpt if resume else None)
-    if trainer.global_rank > 0:  # DDP: rank 0 writes the bundle and evaluates
+    plug.load(progress, assignment)
+    model_kwargs = plug.model_kwargs()
+    model, logger = _fit(config, run_dir, plug, model_kwargs, resume, progress, tags)
+    if model is None:  # DDP: rank 0 writes the bundle and evaluates
         return RunResult(run_dir, run_dir / "model", config.train.threshold_range[0], {}, None)
-
-    best = checkpoint.best_model_path or str(last_ckpt)
-    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-    task.load_state_dict(state)
-    model = task.model.cpu()
-
-    preprocessing = {
-        "normalize": config.data.normalize,
-        "percentiles": list(config.data.percentiles),
-        "input_size": list(config.data.size) if config.data.size else None,
-        "channels": channels,
-        "views": views,
-        # Inputs are reflect-padded to a multiple of this before the network sees them.
-        "divisor": cast(int, model.divisor),
-        # Larger inputs are predicted by sliding window; at least the training image size.
-        "tile": max(
-            DEFAULT_TILE,
-            *(s.shape[0] for s in prepared["train"]),
-            *(s.shape[1] for s in prepared["train"]),
-        ),
-    }
-    return _finish(
-        config, run_dir, model, model_kwargs, preprocessing, prepared["val"], split_data, logger
-    )
-
-
-def output_names(config: Config, mapping: LabelMapping | None) -> list[str]:
-    """What each logit channel means: the classes, or the foreground (and nucleus borders)."""
-    if mapping is not None:
-        return list(mapping.names)
-    return ["foreground", "borders"] if config.data.target == "boundary" else ["foreground"]
-
-
-def _finish(
-    config: Config,
-    run_dir: Path,
-    model: torch.nn.Module,
-    model_kwargs: dict[str, Any],
-    preprocessing: dict[str, Any],
-    val: list[Any],
-    split_data: Any,
-    logger: Any,
-) -> RunResult:
-    from seglab.bundle import make_metadata, save_bundle
-    from seglab.evaluation.segmentation import evaluate_samples
-    from seglab.inference import Predictor
-
-    mapping = split_data.mapping
-    metadata = make_metadata(
-        model_name=config.model.name,
-        model_kwargs=model_kwargs,
-        preprocessing=preprocessing,
-        threshold=0.5,
-        metrics={},
-        config=config_to_dict(config),
-        instances=config.instances.model_dump(),
-        outputs=output_names(config, mapping),
-        labels=mapping.to_dict() if mapping is not None else None,
-    )
-    predictor = Predictor(model, metadata, device="cpu")
-    if mapping is not None:
-        # Classes come from the argmax: no threshold to tune; score the validation split.
-        threshold = 0.5
-        val_metrics = evaluate_samples(predictor, val, run_dir / "eval" / "val").metrics
-    else:
-        threshold, val_metrics = tune_threshold(
-            predictor, val, config.train.threshold_range, run_dir / "threshold.png"
-        )
+    metadata = plug.metadata(model, model_kwargs)
+    threshold, val_metrics = plug.validate(model, metadata)
     metadata["threshold"] = threshold
     metadata["metrics"] = {"val": val_metrics}
+    from seglab.bundle import save_bundle
+
     bundle_path = save_bundle(model, metadata, run_dir / "model")
-
     test_metrics = None
-    test = split_data.samples.get("test")
-    if config.train.evaluate_test and test:
-        predictor.threshold = threshold
-        test_metrics = evaluate_samples(predictor, test, run_dir / "eval" / "test").metrics
-
+    if config.train.evaluate_test:
+        test_metrics = plug.evaluate_test(run_dir / "eval" / "test")
     if logger is not None:
         from seglab.training.tracking import final_metrics, log_results
 
         files = [run_dir / name for name in RUN_FILES]
         folders = {"model": bundle_path, "eval/test": run_dir / "eval" / "test"}
-        final = final_metrics(val_metrics, test_metrics, threshold)
-        log_results(logger, final, files, folders)
+        tuned = threshold if kind.thresholded else None
+        log_results(logger, final_metrics(val_metrics, test_metrics, tuned), files, folders)
         logger.finalize("success")
     return RunResult(run_dir, bundle_path, threshold, val_metrics, test_metrics)
+
+
+def _new_model(config: Config, model_kwargs: dict[str, Any]) -> torch.nn.Module:
+    try:
+        return create_model(config.model.name, **model_kwargs)
+    except ValueError as exc:  # a bad value in model.params
+        raise ConfigError(str(exc)) from None
+
+
+def _fit(
+    config: Config,
+    run_dir: Path,
+    plug: TrainingKind,
+    model_kwargs: dict[str, Any],
+    resume: bool,
+    progress: bool,
+    tags: dict[str, str] | None,
+) -> tuple[torch.nn.Module | None, Any]:
+    """The model trained (its best checkpoint, on CPU; None on DDP ranks above 0) and the
+    tracking logger (None without tracking)."""
+    model = _new_model(config, model_kwargs)
+    shape = plug.input_shape(lambda: _new_model(config, model_kwargs))
+    atomic_write_text(run_dir / "model_summary.txt", model_summary(model, shape))
+    if config.train.channels_last:
+        layout = torch.channels_last_3d if len(shape) == 5 else torch.channels_last
+        model = model.to(memory_format=layout)  # type: ignore[call-overload]
+    task = plug.task(model)
+    train_loader, val_loader = plug.loaders()
+    logger = tracking_logger(config, run_dir, resume, tags)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    start_epoch = checkpoint_epoch(last) if resume else 0
+    trainer, checkpoint = make_trainer(config, run_dir, logger, start_epoch, progress, task.metric)
+    with warnings.catch_warnings():
+        # Lightning's advice for large GPU jobs is noise for cached CPU training.
+        for message in (
+            "does not have many workers",
+            "is smaller than the logging interval",
+            "treespec",
+            "exists and is not empty",
+        ):
+            warnings.filterwarnings("ignore", message=f".*{message}.*")
+        trainer.fit(task, train_loader, val_loader, ckpt_path=last if resume else None)
+    if trainer.global_rank > 0:
+        return None, logger
+    best = checkpoint.best_model_path or str(last)
+    task.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
+    model = cast(torch.nn.Module, task.model).cpu().eval()
+    return model.to(memory_format=torch.contiguous_format), logger  # type: ignore[call-overload]
 
 
 def resume(

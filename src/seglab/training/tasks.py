@@ -28,7 +28,7 @@ def log_columns(metric: str = "dice") -> list[str]:
     return ["epoch", "train_loss", "val_loss", f"train_{metric}", f"val_{metric}", "lr", "seconds"]
 
 
-class _TallyTask(pl.LightningModule):
+class TallyTask(pl.LightningModule):
     """Shared training loop: a loss per batch, and a tally summed on the device over the epoch
     (no per-step host sync) from which subclasses compute the epoch metric."""
 
@@ -97,7 +97,7 @@ class _TallyTask(pl.LightningModule):
         return make_optimizer(self, self.lr, self.weight_decay, self.scheduler)
 
 
-class SegmentationTask(_TallyTask):
+class SegmentationTask(TallyTask):
     """Binary segmentation: one logit channel, a loss on logits, Dice from summed counts.
 
     The epoch Dice is the dataset-level (micro) Dice of the summed confusion counts, not a mean
@@ -210,7 +210,7 @@ class MulticlassSegmentationTask(SegmentationTask):
         return (hits[scored] / union[scored]).mean()
 
 
-class ClassificationTask(_TallyTask):
+class ClassificationTask(TallyTask):
     """Image classification: cross-entropy on logits, accuracy from summed correct counts."""
 
     metric = "accuracy"

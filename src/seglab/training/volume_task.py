@@ -22,6 +22,7 @@ from seglab.config import Config, config_to_dict
 from seglab.data.labels import LabelMapping, index_mapping
 from seglab.data.volume_cache import CachedVolume
 from seglab.errors import ConfigError
+from seglab.training.tasks import MulticlassSegmentationTask, SegmentationTask
 
 __all__ = [
     "class_voxel_counts",
@@ -108,13 +109,11 @@ def create_volume_task(
     train: Sequence[CachedVolume],
     mapping: LabelMapping | None,
     tile: int,
-) -> Any:
+) -> SegmentationTask:
     """The Lightning task: `SegmentationTask` (Dice), or `MulticlassSegmentationTask` (mIoU).
 
     Validation volumes larger than `tile` (the patch's longest side) are predicted by cubic
     sliding window, so validation memory depends on the patch, not on the volume."""
-    from seglab.training.tasks import MulticlassSegmentationTask, SegmentationTask
-
     loss = create_volume_loss(config, train, mapping)
     options: dict[str, Any] = {
         "lr": config.train.lr,
