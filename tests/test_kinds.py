@@ -61,9 +61,7 @@ def test_every_kind_is_named_once_and_consistent() -> None:
 def test_every_kind_has_a_training_plug_with_the_protocols_methods() -> None:
     from seglab.training.kinds import TrainingKind, training_kind
 
-    methods = [
-        name for name in vars(TrainingKind) if not name.startswith("_") and name != "mro"
-    ]
+    methods = [name for name in vars(TrainingKind) if not name.startswith("_") and name != "mro"]
     assert {"load", "task", "validate", "evaluate_test"} <= set(methods)
     plugs = {kind: training_kind(kind) for kind in KINDS}
     assert plugs[BINARY] is plugs[MULTICLASS]
