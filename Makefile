@@ -43,7 +43,7 @@ display:
 test: $(STAMP) $(VIEWER_STAMP) browser display
 	$(PY) -m pytest -n 2 --durations=15 tests
 	@if command -v xvfb-run >/dev/null 2>&1; then \
-	  QT_QPA_PLATFORM=xcb xvfb-run -a $(PY) -m pytest -q tests/test_viewer.py -k open_viewer; fi
+	  QT_QPA_PLATFORM=xcb xvfb-run -a $(PY) -m pytest -q tests/deploy/test_viewer.py -k open_viewer; fi
 
 # lint-imports checks the import contracts of pyproject.toml (layers, forbidden imports, cycles).
 lint: $(STAMP)

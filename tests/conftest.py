@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,3 +74,13 @@ def native_bf16(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def no_native_bf16(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Run as on a CPU without bf16 instructions."""
     yield from _cpu_bf16(monkeypatch, False)
+
+
+def seglab(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run `python -m seglab ARGS` (asserting success unless `check` is false)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "seglab", *args], capture_output=True, text=True, timeout=600
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"seglab {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result

@@ -14,13 +14,13 @@ import pytest
 import tifffile
 import zarr
 
+from conftest import seglab
 from seglab.data.lazy_io import open_lazy
 from seglab.errors import ConfigError, DataError
 from seglab.inference.base import BasePredictor
 from seglab.inference.files import collect_inputs
 from seglab.inference.large_images import needs_lazy, predict_large
 from seglab.inference.sliding_window import sliding_window_predict
-from test_cli import seglab
 
 
 def box_forward(batch: np.ndarray) -> np.ndarray:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import seglab
 from seglab.data.synthetic import write_synthetic
-from test_cli import seglab
 
 
 def _train(data: Path, out: Path, *extra: str) -> dict[str, float]:

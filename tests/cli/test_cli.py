@@ -11,16 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import RUN_FOLDER_FILES, TINY_MODEL
-
-
-def seglab(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "seglab", *args], capture_output=True, text=True, timeout=600
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"seglab {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
+from conftest import RUN_FOLDER_FILES, TINY_MODEL, seglab
 
 
 def test_help_lists_every_command() -> None:

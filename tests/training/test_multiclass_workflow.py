@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import seglab
 from seglab.config import load_config
 from seglab.data.streets import write_streets
 from seglab.training.run import RunResult, train
-from test_cli import seglab
 
 CATEGORIES = ["flat", "construction", "object", "nature", "sky", "human", "vehicle"]
 

@@ -9,12 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import seglab
 from seglab.bundle import make_metadata, save_bundle
 from seglab.inference.files import predict_files
 from seglab.inference.loading import load_predictor
 from seglab.inference.parallel import PredictorSpec
 from seglab.models import create_model
-from test_cli import seglab
 
 
 @pytest.fixture(scope="module")
