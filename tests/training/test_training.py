@@ -145,3 +145,14 @@ def test_auto_precision_trains_in_bf16_on_a_bf16_cpu(
     assert "training on cpu in precision bf16-mixed" in caplog.text
     assert load_config(result.run_dir / "config.yaml").train.precision == "auto"
     assert np.isfinite(result.val_metrics["dice"])
+
+
+def test_max_steps_may_end_an_epoch_early_with_early_stopping_on(
+    nuclei_dir: Path, tmp_path: Path
+) -> None:
+    # 14 training images in batches of 4 make 4 steps an epoch: 2 steps stop mid-epoch, before
+    # any validation loss exists for the early-stopping callback.
+    overrides = tiny_overrides(nuclei_dir, "train.max_steps=2", "train.patience=3")
+    result = train(load_config(None, overrides), tmp_path / "run", progress=False)
+    assert (result.run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert result.bundle_path.is_dir() and 0 <= result.val_metrics["dice"] <= 1

@@ -62,9 +62,12 @@ def make_trainer(
     )
     callbacks: list[pl.Callback] = [checkpoint, EpochLog(run_dir, start_epoch, metric)]
     if config.train.patience > 0:
-        callbacks.append(
-            pl.callbacks.EarlyStopping(monitor="val_loss", patience=config.train.patience)
+        # Checked after each validation only: a run that `train.max_steps` ends mid-epoch
+        # has no validation loss at the end of that epoch.
+        stopping = pl.callbacks.EarlyStopping(
+            monitor="val_loss", patience=config.train.patience, check_on_train_epoch_end=False
         )
+        callbacks.append(stopping)
     if config.train.compile:
         callbacks.append(CompileTimer())
     processes = config.train.devices * config.train.num_nodes
