@@ -11,8 +11,9 @@ The public API is imported lazily so `import seglab` (and `seglab --help`) stays
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from seglab.exports import lazy_attribute
 
 __version__ = "0.1.0"
 
@@ -47,9 +48,7 @@ __all__ = [*_EXPORTS, "__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'seglab' has no attribute {name!r}")
+    return lazy_attribute(__name__, _EXPORTS, name)
 
 
 def __dir__() -> list[str]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,56 +31,13 @@ def plan(
     Examples: `seglab plan --model unet3d --patch 96,96,96 --batch 2`,
     `seglab plan --model unet3d --budget 8GiB`
     """
-    from seglab.errors import ConfigError
-    from seglab.planner import (
-        estimate_memory,
-        format_size,
-        free_memory_bytes,
-        parse_size,
-        plan_patch,
-    )
+    from seglab.planner import format_size, plan_patch
 
-    if model == "unet3d":
-        from seglab.models.unet3d import UNet3D
-
-        def factory() -> Any:
-            return UNet3D(in_channels=channels, n_filters=n_filters)
-
-        dims = 3
-    elif model == "unet":
-        from seglab.models import create_model
-
-        def factory() -> Any:
-            return create_model("unet", in_channels=channels, n_filters=n_filters)
-
-        dims = 2
-    else:
-        raise ConfigError(f"--model: plan supports unet3d and unet, got '{model}'")
-    try:
-        limit = parse_size(budget) if budget else free_memory_bytes()
-    except ValueError as exc:
-        raise ConfigError(f"--budget: {exc}") from None
+    factory, dims = _model_factory(model, channels, n_filters)
+    limit = _budget_bytes(budget)
     table = Table(title=f"{model} training memory (fp32, Adam), budget {format_size(limit)}")
     if patch is not None:
-        side = tuple(int(v) for v in patch.split(","))
-        if len(side) != dims:
-            raise ConfigError(f"--patch: {model} needs {dims} sizes, got '{patch}'")
-        estimate = estimate_memory(factory(), (channels, *side), batch)
-        for column in ("parameters", "gradients", "optimizer", "activations", "total", "fits"):
-            table.add_column(column, justify="right")
-        table.add_row(
-            *(
-                format_size(v)
-                for v in (
-                    estimate.params_bytes,
-                    estimate.grads_bytes,
-                    estimate.optimizer_bytes,
-                    estimate.activations_bytes,
-                    estimate.total_bytes,
-                )
-            ),
-            "yes" if estimate.total_bytes <= limit else "no",
-        )
+        _estimate_row(table, factory, model, patch, dims, channels, batch, limit)
     else:
         rows = plan_patch(factory, channels, limit, factory().divisor, spatial_dims=dims)
         for column in ("batch", "largest patch side", "estimated total"):
@@ -89,6 +47,63 @@ def plan(
         if not rows:
             console.print("nothing fits this budget: lower n_filters or raise --budget")
     console.print(table)
+
+
+def _model_factory(model: str, channels: int, n_filters: int) -> tuple[Callable[[], Any], int]:
+    """A function building the model to plan for, and its number of spatial axes."""
+    from seglab.errors import ConfigError
+
+    if model == "unet3d":
+        from seglab.models.unet3d import UNet3D
+
+        return lambda: UNet3D(in_channels=channels, n_filters=n_filters), 3
+    if model == "unet":
+        from seglab.models import create_model
+
+        return lambda: create_model("unet", in_channels=channels, n_filters=n_filters), 2
+    raise ConfigError(f"--model: plan supports unet3d and unet, got '{model}'")
+
+
+def _budget_bytes(budget: str | None) -> int:
+    """`--budget` in bytes; by default the free memory."""
+    from seglab.errors import ConfigError
+    from seglab.planner import free_memory_bytes, parse_size
+
+    try:
+        return parse_size(budget) if budget else free_memory_bytes()
+    except ValueError as exc:
+        raise ConfigError(f"--budget: {exc}") from None
+
+
+def _estimate_row(
+    table: Table,
+    factory: Callable[[], Any],
+    model: str,
+    patch: str,
+    dims: int,
+    channels: int,
+    batch: int,
+    limit: int,
+) -> None:
+    """The memory estimate of training the model on `--patch` at `--batch`, as `table`'s row."""
+    from seglab.errors import ConfigError
+    from seglab.planner import estimate_memory, format_size
+
+    side = tuple(int(v) for v in patch.split(","))
+    if len(side) != dims:
+        raise ConfigError(f"--patch: {model} needs {dims} sizes, got '{patch}'")
+    estimate = estimate_memory(factory(), (channels, *side), batch)
+    for column in ("parameters", "gradients", "optimizer", "activations", "total", "fits"):
+        table.add_column(column, justify="right")
+    sizes = (
+        estimate.params_bytes,
+        estimate.grads_bytes,
+        estimate.optimizer_bytes,
+        estimate.activations_bytes,
+        estimate.total_bytes,
+    )
+    fits = "yes" if estimate.total_bytes <= limit else "no"
+    table.add_row(*(format_size(v) for v in sizes), fits)
 
 
 def data_synth(

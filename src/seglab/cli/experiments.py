@@ -9,7 +9,16 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from seglab.cli.options import Progress, console
+from seglab.cli.options import (
+    DataOption,
+    NoTrackOption,
+    Progress,
+    SetOption,
+    TaskOption,
+    config_overrides,
+    console,
+    run_folder,
+)
 
 
 def compare(
@@ -23,13 +32,11 @@ def compare(
     seeds: Annotated[
         int, typer.Option(help="Repeat each run with this many seeds: mean ± std.", min=1)
     ] = 1,
-    data: Annotated[Path | None, typer.Option(help="Data folder (sets data.root).")] = None,
+    data: DataOption = None,
     config: Annotated[Path | None, typer.Option(help="YAML config shared by all runs.")] = None,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override, e.g. train.epochs=10 (repeat).")
-    ] = None,
+    set_: SetOption = None,
     out: Annotated[Path | None, typer.Option(help="Folder (default runs/compare-<time>).")] = None,
-    no_track: Annotated[bool, typer.Option("--no-track", help="Do not log to MLflow.")] = False,
+    no_track: NoTrackOption = False,
     progress: Progress = True,
 ) -> None:
     """Train and evaluate models or losses on the same split: comparison.csv/.md/.png, MLflow.
@@ -42,29 +49,29 @@ def compare(
       `seglab compare --losses dice,ce_dice,jaccard,tversky,focal_tversky --data data/streets
       --set model.name=unet_mini --seeds 3 --out runs/losses`
     """
-    import time
-
     from seglab.config import load_config
 
-    overrides = [f"data.root={data}"] if data is not None else []
-    if no_track:
-        overrides.append("tracking.enabled=false")
-    cfg = load_config(config, [*overrides, *(set_ or [])])
+    cfg = load_config(config, config_overrides({"data.root": data}, set_, no_track=no_track))
     from seglab.training.compare import compare as compare_models
 
-    folder = out or Path("runs") / time.strftime("compare-%Y%m%d-%H%M%S")
+    folder = run_folder(out, "compare-")
     result = compare_models(
         cfg, _names(models), folder, progress=progress, losses=_names(losses), seeds=seeds
     )
+    console.print(_comparison_table(result.rows, folder))
+    console.print(f"wrote {folder / 'comparison.csv'}, comparison.md, comparison.png")
+
+
+def _comparison_table(rows: list[dict[str, Any]], folder: Path) -> Table:
+    """The runs' test scores (mean ± std over seeds), in the columns that any run has."""
     table = Table(title=f"comparison on the test set ({folder})")
     candidates = ("run", "val_loss", "miou", "dice", "iou", "dsb_map", "ap@0.5", "seconds")
-    columns = [c for c in candidates if any(row.get(c) is not None for row in result.rows)]
+    columns = [c for c in candidates if any(row.get(c) is not None for row in rows)]
     for column in columns:
         table.add_column(column, justify="left" if column == "run" else "right")
-    for row in result.rows:
+    for row in rows:
         table.add_row(*[_score_cell(row, c) for c in columns])
-    console.print(table)
-    console.print(f"wrote {folder / 'comparison.csv'}, comparison.md, comparison.png")
+    return table
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -81,17 +88,13 @@ def _score_cell(row: dict[str, Any], column: str) -> str:
 
 def cv(
     folds: Annotated[int, typer.Option(help="Number of folds.")] = 5,
-    data: Annotated[Path | None, typer.Option(help="Data folder (sets data.root).")] = None,
-    task: Annotated[
-        str | None, typer.Option(help="segmentation (default) or classification.")
-    ] = None,
+    data: DataOption = None,
+    task: TaskOption = None,
     model: Annotated[str | None, typer.Option(help="Model name.")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML config.")] = None,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override, e.g. train.epochs=10 (repeat).")
-    ] = None,
+    set_: SetOption = None,
     out: Annotated[Path | None, typer.Option(help="Folder (default runs/cv-<time>).")] = None,
-    no_track: Annotated[bool, typer.Option("--no-track", help="Do not log to MLflow.")] = False,
+    no_track: NoTrackOption = False,
     progress: Progress = True,
 ) -> None:
     """K-fold cross-validation (stratified for classification): mean ± std of every metric.
@@ -101,30 +104,27 @@ def cv(
     * `seglab cv --folds 5 --task classification --data digits --model mlp_dropout`
     * `seglab cv --folds 3 --data data/nuclei --set train.epochs=10`
     """
-    import time
-
     from seglab.config import load_config
 
-    overrides = [
-        f"{k}={v}"
-        for k, v in (("task", task), ("data.root", data), ("model.name", model))
-        if v is not None
-    ]
-    if no_track:
-        overrides.append("tracking.enabled=false")
-    cfg = load_config(config, [*overrides, *(set_ or [])])
+    options = {"task": task, "data.root": data, "model.name": model}
+    cfg = load_config(config, config_overrides(options, set_, no_track=no_track))
     from seglab.training.crossval import cross_validate
 
-    folder = out or Path("runs") / time.strftime("cv-%Y%m%d-%H%M%S")
+    folder = run_folder(out, "cv-")
     result = cross_validate(cfg, folds, folder, progress=progress)
-    table = Table(title=f"{folds}-fold cross-validation ({folder})")
+    console.print(_cv_table(result.mean, result.std, f"{folds}-fold cross-validation ({folder})"))
+    console.print(f"wrote {folder / 'cv.csv'}, cv.md, cv.png")
+
+
+def _cv_table(mean: dict[str, float], std: dict[str, float], title: str) -> Table:
+    """Mean and standard deviation over the folds of every metric but the per-image means."""
+    table = Table(title=title)
     for column in ("metric", "mean", "std"):
         table.add_column(column, justify="left" if column == "metric" else "right")
-    for key, value in result.mean.items():
+    for key, value in mean.items():
         if not key.endswith("_per_image"):
-            table.add_row(key, f"{value:.4f}", f"{result.std[key]:.4f}")
-    console.print(table)
-    console.print(f"wrote {folder / 'cv.csv'}, cv.md, cv.png")
+            table.add_row(key, f"{value:.4f}", f"{std[key]:.4f}")
+    return table
 
 
 def register(app: typer.Typer) -> None:

@@ -21,15 +21,22 @@ from seglab import __version__
 from seglab.cli import data as data_commands
 from seglab.cli import deploy as deploy_commands
 from seglab.cli import experiments as experiment_commands
+from seglab.cli import predict as predict_commands
 from seglab.cli.options import (
+    DataOption,
     LayoutOption,
+    NoTrackOption,
     OverlapOption,
     PrecisionOption,
     Progress,
+    TaskOption,
     TileOption,
     TtaOption,
+    apply_inference_settings,
+    config_overrides,
     console,
     errors,
+    run_folder,
 )
 from seglab.errors import SeglabError
 
@@ -49,15 +56,6 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Make and inspect datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-
-
-def _inference_settings(predictor: Any, tile: int | None, overlap: float, tta: bool) -> None:
-    """Apply sliding-window and TTA options to network predictors (baselines have none)."""
-    if hasattr(predictor, "tile"):
-        if tile is not None:
-            predictor.tile = tile
-        predictor.overlap = overlap
-        predictor.tta = tta
 
 
 def _version(value: bool) -> None:
@@ -107,7 +105,7 @@ def demo(
     out: Annotated[Path, typer.Option(help="Folder for the data and the run.")] = Path("runs/demo"),
     n: Annotated[int, typer.Option(help="Number of synthetic images.")] = 240,
     set_: Annotated[list[str] | None, typer.Option("--set", help="Config override.")] = None,
-    no_track: Annotated[bool, typer.Option("--no-track", help="Do not log to MLflow.")] = False,
+    no_track: NoTrackOption = False,
     task: Annotated[
         str, typer.Option(help="segmentation (nuclei) or classification (digits).")
     ] = "segmentation",
@@ -139,10 +137,8 @@ def demo(
 
 @app.command()
 def train(
-    data: Annotated[Path | None, typer.Option(help="Data folder (sets data.root).")] = None,
-    task: Annotated[
-        str | None, typer.Option(help="segmentation (default) or classification.")
-    ] = None,
+    data: DataOption = None,
+    task: TaskOption = None,
     layout: Annotated[
         str | None,
         typer.Option(
@@ -160,7 +156,7 @@ def train(
     out: Annotated[Path | None, typer.Option(help="Run folder (default runs/<time>).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue this run folder.")] = None,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow server URI.")] = None,
-    no_track: Annotated[bool, typer.Option("--no-track", help="Do not log to MLflow.")] = False,
+    no_track: NoTrackOption = False,
     skip_bad: Annotated[
         bool, typer.Option("--skip-bad", help="Skip bad samples (listed in skipped.json).")
     ] = False,
@@ -175,39 +171,39 @@ def train(
     * `seglab train --resume runs/nuclei`
     * `seglab train --task classification --data digits --model cnn --out runs/digits`
     """
-    import time
+    options: dict[str, object] = {
+        "task": task,
+        "data.root": data,
+        "data.layout": layout,
+        "model.name": model,
+        "loss.name": loss,
+        "train.epochs": epochs,
+        "tracking.uri": tracking_uri,
+    }
+    given = config_overrides(options, set_, no_track=no_track, skip_bad=skip_bad)
+    _report_training(_train_or_resume(config, given, out, resume, progress))
 
-    from seglab.config import load_config
 
-    overrides = []
-    for key, value in (
-        ("task", task),
-        ("data.root", data),
-        ("data.layout", layout),
-        ("model.name", model),
-        ("loss.name", loss),
-        ("train.epochs", epochs),
-        ("tracking.uri", tracking_uri),
-    ):
-        if value is not None:
-            overrides.append(f"{key}={value}")
-    if no_track:
-        overrides.append("tracking.enabled=false")
-    if skip_bad:
-        overrides.append("data.skip_bad=true")
-    given = [*overrides, *(set_ or [])]
+def _train_or_resume(
+    config: Path | None, given: list[str], out: Path | None, resume: Path | None, progress: bool
+) -> Any:
+    """A new run from the config and the overrides, or `resume` continued with them."""
     if resume is not None:
         from seglab.training.run import resume as resume_run
 
         # Only what was given explicitly changes a resumed run (e.g. --epochs to go further).
-        result = resume_run(resume, given, progress=progress)
-    else:
-        # Lightning is imported only once the config is valid, so config errors come fast.
-        cfg = load_config(config, given)
-        from seglab.training.run import train as train_run
+        return resume_run(resume, given, progress=progress)
+    from seglab.config import load_config
 
-        run_dir = out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-        result = train_run(cfg, run_dir, progress=progress)
+    # Lightning is imported only once the config is valid, so config errors come fast.
+    cfg = load_config(config, given)
+    from seglab.training.run import train as train_run
+
+    return train_run(cfg, run_folder(out), progress=progress)
+
+
+def _report_training(result: Any) -> None:
+    """The validation and test scores, the run folder and the bundle of a finished run."""
     if not result.val_metrics:  # a DDP process other than rank 0: rank 0 reports
         return
     multiclass = "miou" in result.val_metrics  # classes by argmax: no threshold
@@ -240,114 +236,12 @@ def evaluate(
     from seglab.inference.loading import load_predictor
 
     predictor = load_predictor(model, precision=precision)
-    _inference_settings(predictor, tile, overlap, tta)
+    apply_inference_settings(predictor, tile, overlap, tta)
     result = evaluate_run(
         predictor, data, out, layout=layout, split=split, skip_bad=skip_bad, progress=progress
     )
     console.print(_metrics_table(f"{split} ({result.metrics['n_images']} images)", result.metrics))
     console.print(f"report: {result.out_dir / 'report.html'}")
-
-
-@app.command()
-def predict(
-    inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
-    model: Annotated[Path, typer.Option(help="Model bundle folder.")],
-    out: Annotated[Path, typer.Option(help="Output folder.")],
-    probabilities: Annotated[
-        bool, typer.Option("--probabilities", help="Also write probability maps.")
-    ] = False,
-    overlays: Annotated[bool, typer.Option("--overlays", help="Also write overlays.")] = False,
-    threshold: Annotated[
-        float | None, typer.Option(help="Override the bundle's tuned threshold.")
-    ] = None,
-    instances: Annotated[
-        bool, typer.Option("--instances", help="Also write 16-bit label PNGs and outlines.")
-    ] = False,
-    rle: Annotated[
-        Path | None, typer.Option(help="Write a Kaggle DSB2018 submission CSV (run-length).")
-    ] = None,
-    backend: Annotated[
-        str,
-        typer.Option(
-            help="auto (onnx when the bundle has model.onnx, torch on CPUs with native bf16), "
-            "torch or onnx."
-        ),
-    ] = "auto",
-    tile: TileOption = None,
-    overlap: OverlapOption = 0.5,
-    tta: TtaOption = False,
-    precision: PrecisionOption = "auto",
-    workers: Annotated[
-        int, typer.Option(help="Processes sharing the images (each loads the model once).", min=1)
-    ] = 1,
-    lazy_above: Annotated[
-        float,
-        typer.Option(
-            help="TIFFs above this many megapixels (and zarr folders) are predicted tile by "
-            "tile with bounded memory into <stem>_mask.tif.",
-            min=0,
-        ),
-    ] = 64.0,
-    large_format: Annotated[
-        str, typer.Option(help="Format of lazily predicted masks: tif (tiled BigTIFF) or zarr.")
-    ] = "tif",
-    progress: Progress = True,
-) -> None:
-    """Predict masks (and instances) for images of any size.
-
-    `--model` is a bundle folder or a baseline name (`otsu`, no training). TIFFs above
-    `--lazy-above` megapixels and `.zarr` / `.ome.zarr` folders are read, predicted and
-    written band by band, so images larger than memory work.
-
-    Examples:
-
-    * `seglab predict --model runs/nuclei/model 'data/new/*.png' --out predictions/`
-    * `seglab predict --model runs/nuclei/model stage1_test/ --out pred/ --instances --rle sub.csv`
-    * `seglab predict --model runs/nuclei/model big_folder/ --out pred/ --workers 2`
-    * `seglab predict --model runs/nuclei/model slide.ome.tif --out pred/ --lazy-above 16`
-    * `seglab predict --model runs/nuclei/model plate.ome.zarr --out pred/ --large-format zarr`
-    """
-    from seglab.inference.files import predict_files
-    from seglab.inference.loading import load_predictor
-    from seglab.inference.volumes import predict_volume_files
-
-    predictor = load_predictor(model, backend=backend, precision=precision)
-    _inference_settings(predictor, tile, overlap, tta)
-    if predictor.kind.volumes:
-        if threshold is not None:
-            predictor.threshold = threshold
-        masks = predict_volume_files(predictor, list(inputs), out, probabilities)
-        console.print(f"wrote {len(masks)} volume masks to {out}")
-        return
-    if predictor.kind.classification:
-        from seglab.inference.classifier import predict_image_files
-
-        written = predict_image_files(predictor, list(inputs), out)
-        console.print(f"wrote classes and probabilities to {written}")
-        return
-    if threshold is not None:
-        predictor.threshold = threshold
-    from seglab.inference.parallel import PredictorSpec
-
-    settings: dict[str, Any] = {"threshold": predictor.threshold}
-    if hasattr(predictor, "tile"):
-        settings.update(tile=predictor.tile, overlap=overlap, tta=tta)
-    load = PredictorSpec(str(model), backend, precision, settings)
-    results = predict_files(
-        predictor,
-        list(inputs),
-        out,
-        probabilities,
-        overlays,
-        instances,
-        rle,
-        progress,
-        workers=workers,
-        load=load,
-        lazy_above=lazy_above,
-        large_format=large_format,
-    )
-    console.print(f"wrote {len(results)} masks to {out}" + (f", submission {rle}" if rle else ""))
 
 
 def main() -> None:
@@ -363,6 +257,7 @@ def main() -> None:
 
 
 # Registered last, so `seglab --help` lists the workflow (demo, train, ...) first.
+predict_commands.register(app)
 experiment_commands.register(app)
 data_commands.register(app, data_app)
 deploy_commands.register(app)

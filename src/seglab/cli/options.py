@@ -1,8 +1,11 @@
-"""Options and consoles shared by the command modules."""
+"""Options, consoles and helpers shared by the command modules."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -22,8 +25,47 @@ PrecisionOption = Annotated[
         help="torch backend: auto (bf16 where the CPU/GPU has it natively, else fp32), 32 or bf16."
     ),
 ]
+ThresholdOption = Annotated[
+    float | None, typer.Option(help="Override the bundle's tuned threshold.")
+]
 
 
 LayoutOption = Annotated[
     str, typer.Option("--layout", help="Data layout: auto, folders or dsb2018.")
 ]
+DataOption = Annotated[Path | None, typer.Option(help="Data folder (sets data.root).")]
+TaskOption = Annotated[str | None, typer.Option(help="segmentation (default) or classification.")]
+SetOption = Annotated[
+    list[str] | None, typer.Option("--set", help="Override, e.g. train.epochs=10 (repeat).")
+]
+NoTrackOption = Annotated[bool, typer.Option("--no-track", help="Do not log to MLflow.")]
+
+
+def config_overrides(
+    options: Mapping[str, object],
+    sets: list[str] | None,
+    no_track: bool = False,
+    skip_bad: bool = False,
+) -> list[str]:
+    """`key=value` config overrides: the options given (None: not given), the switches, then
+    the `--set` ones, which so win."""
+    overrides = [f"{key}={value}" for key, value in options.items() if value is not None]
+    if no_track:
+        overrides.append("tracking.enabled=false")
+    if skip_bad:
+        overrides.append("data.skip_bad=true")
+    return [*overrides, *(sets or [])]
+
+
+def run_folder(out: Path | None, prefix: str = "") -> Path:
+    """`out`, or by default `runs/<prefix><date>-<time>`."""
+    return out or Path("runs") / time.strftime(f"{prefix}%Y%m%d-%H%M%S")
+
+
+def apply_inference_settings(predictor: Any, tile: int | None, overlap: float, tta: bool) -> None:
+    """Apply sliding-window and TTA options to network predictors (baselines have none)."""
+    if hasattr(predictor, "tile"):
+        if tile is not None:
+            predictor.tile = tile
+        predictor.overlap = overlap
+        predictor.tta = tta

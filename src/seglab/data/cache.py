@@ -93,6 +93,11 @@ class Preparation:
         }
 
 
+def mapped_array(folder: Path, name: str) -> np.ndarray:
+    """The array `<folder>/<name>.npy` of a cache entry, memory-mapped read-only."""
+    return np.load(folder / f"{name}.npy", mmap_mode="r")
+
+
 @dataclass(frozen=True)
 class CachedSample:
     """A sample in the cache; its arrays are memory-mapped on each access, never held.
@@ -120,24 +125,22 @@ class CachedSample:
     @property
     def image(self) -> np.ndarray:
         """`(H, W, C)` uint8/uint16/float image, memory-mapped read-only."""
-        return np.load(self.folder / "image.npy", mmap_mode="r")
+        return mapped_array(self.folder, "image")
 
     @property
     def mask(self) -> np.ndarray:
         """`(H, W)` bool mask or uint8 class indices, memory-mapped read-only."""
-        return np.load(self.folder / "mask.npy", mmap_mode="r")
+        return mapped_array(self.folder, "mask")
 
     @property
     def borders(self) -> np.ndarray | None:
         """`(H, W)` bool nucleus borders, or None."""
-        return np.load(self.folder / "borders.npy", mmap_mode="r") if self.has_borders else None
+        return mapped_array(self.folder, "borders") if self.has_borders else None
 
     @property
     def instances(self) -> np.ndarray | None:
         """`(H, W)` int32 instance labels (dsb2018), or None."""
-        if not self.has_instances:
-            return None
-        return np.load(self.folder / "instances.npy", mmap_mode="r")
+        return mapped_array(self.folder, "instances") if self.has_instances else None
 
 
 def file_stamp(path: Path) -> list[Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,58 +54,80 @@ def inspect_dataset(root: str | Path, layout: str = "auto") -> dict[str, Any]:
     """
     found = find_samples(root, layout, skip_bad=True, require_masks=False)
     skipped = list(found.skipped)
-    sizes: Counter[tuple[int, int]] = Counter()
-    channels: Counter[int] = Counter()
-    depths: Counter[int] = Counter()
-    fractions: list[float] = []
-    instance_counts: list[int] = []
-    foreground = total = 0
     samples = [s for split in found.splits.values() for s in split]
     mapping = _mapping(found.layout)
-    class_pixels = np.zeros(mapping.num_classes if mapping else 0, np.int64)
+    tally = _Tally(np.zeros(mapping.num_classes if mapping else 0, np.int64))
     for result in iter_load(samples, skip_bad=True, mapping=mapping):
         if isinstance(result, Skipped):
             skipped.append(result)
-            continue
-        height, width, num_channels = result.image.shape
-        sizes[height, width] += 1
-        channels[num_channels] += 1
-        depths[8 * result.image.itemsize] += 1
-        if result.mask is not None and mapping is not None:
-            class_pixels += np.bincount(result.mask.ravel(), minlength=256)[: len(class_pixels)]
-            fractions.append(0.0)  # counts the labelled image; no foreground in multi-class
-        elif result.mask is not None:
-            count = int(result.mask.sum())
-            foreground += count
-            total += result.mask.size
-            fractions.append(count / result.mask.size)
-        if result.instances is not None:
-            instance_counts.append(int(np.count_nonzero(np.bincount(result.instances.ravel())[1:])))
-    heights = [h for h, _ in sizes]
-    widths = [w for _, w in sizes]
-    binary = mapping is None
-    scored = max(int(class_pixels.sum()), 1)
-    names = mapping.names if mapping is not None else ()
+        else:
+            tally.add(result, multiclass=mapping is not None)
     return {
         "root": str(root),
         "layout": found.layout,
         "splits": {name: len(split) for name, split in found.splits.items()},
-        "num_images": sum(sizes.values()),
-        "num_labelled": len(fractions),
-        "height": {"min": min(heights), "max": max(heights)} if sizes else None,
-        "width": {"min": min(widths), "max": max(widths)} if sizes else None,
-        "distinct_sizes": len(sizes),
-        "channels": dict(sorted(channels.items())),
-        "bit_depths": dict(sorted(depths.items())),
-        "foreground_fraction_mean": float(np.mean(fractions)) if fractions and binary else None,
-        "foreground_fraction_pixels": foreground / total if total else None,
-        "instances_per_image": float(np.mean(instance_counts)) if instance_counts else None,
-        "class_weights": class_weights(total - foreground, foreground) if binary else None,
-        "class_fractions": None
-        if binary
-        else {name: float(c) / scored for name, c in zip(names, class_pixels)},
+        **tally.summary(mapping),
         "skipped": [{"path": str(s.path), "reason": s.reason} for s in skipped],
     }
+
+
+@dataclass
+class _Tally:
+    """Counts over the decoded samples of a dataset, for `inspect_dataset`."""
+
+    class_pixels: np.ndarray
+    sizes: Counter[tuple[int, int]] = field(default_factory=Counter)
+    channels: Counter[int] = field(default_factory=Counter)
+    depths: Counter[int] = field(default_factory=Counter)
+    fractions: list[float] = field(default_factory=list)
+    instance_counts: list[int] = field(default_factory=list)
+    foreground: int = 0
+    total: int = 0
+
+    def add(self, sample: LoadedSample, multiclass: bool) -> None:
+        height, width, num_channels = sample.image.shape
+        self.sizes[height, width] += 1
+        self.channels[num_channels] += 1
+        self.depths[8 * sample.image.itemsize] += 1
+        if sample.mask is not None and multiclass:
+            pixels = np.bincount(sample.mask.ravel(), minlength=256)[: len(self.class_pixels)]
+            self.class_pixels += pixels
+            self.fractions.append(0.0)  # counts the labelled image; no foreground in multi-class
+        elif sample.mask is not None:
+            count = int(sample.mask.sum())
+            self.foreground += count
+            self.total += sample.mask.size
+            self.fractions.append(count / sample.mask.size)
+        if sample.instances is not None:
+            labels = np.bincount(sample.instances.ravel())[1:]
+            self.instance_counts.append(int(np.count_nonzero(labels)))
+
+    def summary(self, mapping: LabelMapping | None) -> dict[str, Any]:
+        """The report's entries from ``num_images`` to ``class_fractions``."""
+        heights = [h for h, _ in self.sizes]
+        widths = [w for _, w in self.sizes]
+        binary = mapping is None
+        scored = max(int(self.class_pixels.sum()), 1)
+        names = mapping.names if mapping is not None else ()
+        fractions, foreground, total = self.fractions, self.foreground, self.total
+        return {
+            "num_images": sum(self.sizes.values()),
+            "num_labelled": len(fractions),
+            "height": {"min": min(heights), "max": max(heights)} if self.sizes else None,
+            "width": {"min": min(widths), "max": max(widths)} if self.sizes else None,
+            "distinct_sizes": len(self.sizes),
+            "channels": dict(sorted(self.channels.items())),
+            "bit_depths": dict(sorted(self.depths.items())),
+            "foreground_fraction_mean": float(np.mean(fractions)) if fractions and binary else None,
+            "foreground_fraction_pixels": foreground / total if total else None,
+            "instances_per_image": float(np.mean(self.instance_counts))
+            if self.instance_counts
+            else None,
+            "class_weights": class_weights(total - foreground, foreground) if binary else None,
+            "class_fractions": None
+            if binary
+            else {name: float(c) / scored for name, c in zip(names, self.class_pixels)},
+        }
 
 
 def class_weights(background: int, foreground: int) -> dict[str, float] | None:

@@ -212,8 +212,9 @@ class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
                 volumes.append(ArrayVolume(image, label, ignore_index))
             except ValueError as exc:
                 raise ValueError(f"volume {number}: {exc}") from None
-        self._configure(volumes, patch, patches_per_volume, foreground_share, flip, seed)
-        self.multiclass, self.pad_label = multiclass, pad_label
+        self._configure(
+            volumes, patch, patches_per_volume, foreground_share, flip, seed, multiclass, pad_label
+        )
 
     @classmethod
     def from_volumes(
@@ -235,8 +236,9 @@ class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         if not volumes:
             raise ValueError("need at least one volume")
         dataset = cls.__new__(cls)
-        dataset._configure(volumes, patch, patches_per_volume, foreground_share, flip, seed)
-        dataset.multiclass, dataset.pad_label = multiclass, pad_label
+        dataset._configure(
+            volumes, patch, patches_per_volume, foreground_share, flip, seed, multiclass, pad_label
+        )
         return dataset
 
     def _configure(
@@ -247,6 +249,8 @@ class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         foreground_share: float,
         flip: float,
         seed: int,
+        multiclass: bool,
+        pad_label: int,
     ) -> None:
         if len(patch) != 3 or min(patch) < 1:
             raise ValueError(f"patch must be 3 sizes >= 1, got {patch}")
@@ -262,6 +266,7 @@ class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self.foreground_items = int(np.floor(foreground_share * patches_per_volume + 0.5))
         self.flip = flip
         self.seed = seed
+        self.multiclass, self.pad_label = multiclass, pad_label
 
     def __len__(self) -> int:
         return len(self.volumes) * self.patches_per_volume

@@ -25,7 +25,7 @@ import numpy as np
 from seglab.data.cityscapes import IMAGE_TAG, LABEL_SUFFIX
 from seglab.data.io import write_png
 from seglab.data.street_drawing import OBJECTS, Scene, background, camera, ego_vehicle
-from seglab.data.synthetic import check_output, partial_folder, split_counts
+from seglab.data.synthetic import check_output, numbered_splits, partial_folder, split_counts
 from seglab.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -107,15 +107,12 @@ def write_streets(
     out = check_output(out, n)
     counts = split_counts(n, splits)
     with partial_folder(out) as partial:
-        index = 0
-        for split, count in counts.items():
-            for _ in range(count):
-                rng = np.random.default_rng([seed, index])
-                image, label_ids = make_street(rng, height, width)
-                city = CITIES[split][index % len(CITIES[split])]
-                name = f"{city}_000000_{index:06d}"
-                write_png(partial / "leftImg8bit" / split / city / f"{name}{IMAGE_TAG}.png", image)
-                write_png(partial / "gtFine" / split / city / f"{name}{LABEL_SUFFIX}", label_ids)
-                index += 1
+        for index, split in numbered_splits(counts):
+            rng = np.random.default_rng([seed, index])
+            image, label_ids = make_street(rng, height, width)
+            city = CITIES[split][index % len(CITIES[split])]
+            name = f"{city}_000000_{index:06d}"
+            write_png(partial / "leftImg8bit" / split / city / f"{name}{IMAGE_TAG}.png", image)
+            write_png(partial / "gtFine" / split / city / f"{name}{LABEL_SUFFIX}", label_ids)
     logger.info("wrote %d street scenes to %s (cityscapes layout)", n, out)
     return counts

@@ -135,13 +135,10 @@ def write_synthetic(
     out = check_output(out, n)
     counts = split_counts(n, splits)
     with partial_folder(out) as partial:
-        index = 0
-        for split, count in counts.items():
+        for index, split in numbered_splits(counts):
             base = partial / split if splits is not None else partial
-            for _ in range(count):
-                image, target = spec.sample(index, size, seed)
-                _write_sample(spec.layout, base, f"{kind}_{index:04d}", image, target)
-                index += 1
+            image, target = spec.sample(index, size, seed)
+            _write_sample(spec.layout, base, f"{kind}_{index:04d}", image, target)
     logger.info("wrote %d %s images to %s (%s layout)", n, kind, out, spec.layout)
     return counts
 
@@ -187,6 +184,13 @@ def split_counts(n: int, splits: tuple[float, float, float] | None) -> dict[str,
         test, val = (test - 1, val) if test else (test, val - 1)
     counts = {"train": n - val - test, "val": val, "test": test}
     return {name: count for name, count in counts.items() if count > 0}
+
+
+def numbered_splits(counts: dict[str, int]) -> Iterator[tuple[int, str]]:
+    """`(index, split)` of every sample to generate: indices run on across the splits of
+    `split_counts`, from 0, so that sample `i` is the same whatever the split fractions."""
+    splits = (split for split, count in counts.items() for _ in range(count))
+    yield from enumerate(splits)
 
 
 def _write_sample(

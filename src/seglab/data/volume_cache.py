@@ -30,7 +30,7 @@ from typing import Any, overload
 
 import numpy as np
 
-from seglab.data.cache import entry_folder, read_record, sample_key, write_entry
+from seglab.data.cache import entry_folder, mapped_array, read_record, sample_key, write_entry
 from seglab.data.labelled_volumes import LabelledVolume, load_labelled_volumes
 from seglab.data.layouts import Sample
 from seglab.data.patches import foreground_voxels
@@ -105,17 +105,17 @@ class CachedVolume:
     @property
     def image(self) -> np.ndarray:
         """`(C, D, H, W)` image in its file's dtype, memory-mapped read-only."""
-        return np.load(self.folder / "image.npy", mmap_mode="r")
+        return mapped_array(self.folder, "image")
 
     @property
     def labels(self) -> np.ndarray:
         """`(D, H, W)` bool foreground or int32 class indices, memory-mapped read-only."""
-        return np.load(self.folder / "labels.npy", mmap_mode="r")
+        return mapped_array(self.folder, "labels")
 
     @property
     def foreground(self) -> np.ndarray:
         """`(N,)` int64 flat indices of the candidate patch centres, memory-mapped read-only."""
-        return np.load(self.folder / "foreground.npy", mmap_mode="r")
+        return mapped_array(self.folder, "foreground")
 
     def labelled(self) -> LabelledVolume:
         """The volume as `evaluate_volume_samples` scores it: memory-maps, `(D, H, W, C)`."""

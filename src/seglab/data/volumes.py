@@ -21,7 +21,7 @@ import tifffile
 from scipy import ndimage
 
 from seglab.atomic_files import atomic_path
-from seglab.data.synthetic import check_output, partial_folder, split_counts
+from seglab.data.synthetic import check_output, numbered_splits, partial_folder, split_counts
 from seglab.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -349,14 +349,11 @@ def write_blobs3d(
     out = check_output(out, n)
     counts = split_counts(n, splits)
     with partial_folder(out) as partial:
-        index = 0
-        for split, count in counts.items():
+        for index, split in numbered_splits(counts):
             base = partial / split if splits is not None else partial
-            for _ in range(count):
-                image, labels = _blobs3d(np.random.default_rng([seed, index]), size, classes)
-                name = f"blobs3d_{index:04d}.tif"
-                write_volume(base / "images" / name, image, (1.0, 1.0, 1.0))
-                write_volume(base / "labels" / name, labels.astype(np.uint16))
-                index += 1
+            image, labels = _blobs3d(np.random.default_rng([seed, index]), size, classes)
+            name = f"blobs3d_{index:04d}.tif"
+            write_volume(base / "images" / name, image, (1.0, 1.0, 1.0))
+            write_volume(base / "labels" / name, labels.astype(np.uint16))
     logger.info("wrote %d blobs3d volumes to %s", n, out)
     return counts

@@ -147,7 +147,16 @@ def export_onnx(bundle: str | Path, opset: int = 18, check: bool = True) -> Expo
                     f"difference of probabilities {max_abs_diff:.3g} > {PARITY_TOLERANCE:g}; "
                     f"model.onnx was not written (try another --opset)"
                 )
-    metadata["onnx"] = {
+    metadata["onnx"] = _onnx_entry(opset, max_abs_diff, spatial_dims)
+    atomic_write_json(bundle / METADATA, metadata)
+    seconds = time.perf_counter() - start
+    logger.info("exported %s (max abs diff %s) in %.1f s", target, max_abs_diff, seconds)
+    return ExportResult(target, max_abs_diff, seconds, opset)
+
+
+def _onnx_entry(opset: int, max_abs_diff: float | None, spatial_dims: int) -> dict[str, Any]:
+    """The bundle metadata's "onnx" entry: the file, how it was made and its inputs and outputs."""
+    return {
         "file": ONNX_FILE,
         "opset": opset,
         "max_abs_diff": max_abs_diff,
@@ -157,10 +166,6 @@ def export_onnx(bundle: str | Path, opset: int = 18, check: bool = True) -> Expo
         "output": "probabilities",
         "dynamic_axes": _AXES[spatial_dims],
     }
-    atomic_write_json(bundle / METADATA, metadata)
-    seconds = time.perf_counter() - start
-    logger.info("exported %s (max abs diff %s) in %.1f s", target, max_abs_diff, seconds)
-    return ExportResult(target, max_abs_diff, seconds, opset)
 
 
 def _check_exportable(bundle: Path, metadata: dict[str, Any]) -> None:

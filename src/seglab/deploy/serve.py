@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import tempfile
 import threading
 import time
 from importlib.resources import files
@@ -27,103 +26,49 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
-from starlette.datastructures import FormData, UploadFile
-from starlette.types import Message
 
 from seglab.baseline import BASELINES
 from seglab.bundle import read_metadata
-from seglab.data.io import IMAGE_SUFFIXES, read_image
+from seglab.deploy.uploads import (
+    ACCEPTED,
+    FORMATS,
+    IMAGE_TYPES,
+    MAX_PIXELS,
+    ImageTooLargeError,
+    decode_image,
+    read_upload,
+)
 from seglab.errors import ConfigError, DataError
 from seglab.inference.loading import load_predictor
 from seglab.kinds import kind_of
 from seglab.postprocess import labels_to_rles
 from seglab.viz import mask_overlay
 
+__all__ = [
+    "ENV_BACKEND",
+    "ENV_MAX_UPLOAD_MB",
+    "ENV_MODEL",
+    "FORMATS",
+    "IMAGE_TYPES",
+    "MAX_PIXELS",
+    "ImageTooLargeError",
+    "app_from_env",
+    "create_app",
+    "decode_image",
+    "run",
+]
+
 logger = logging.getLogger(__name__)
 
-FORMATS = ("png", "json", "overlay")
-IMAGE_TYPES = ("image/png", "image/jpeg", "image/tiff")
-# 8192 x 8192: the float32 probabilities alone take 256 MB and a U-Net's activations many
-# times that; a larger image should be tiled by the client rather than take the server down.
-MAX_PIXELS = 8192 * 8192
 ENV_MODEL = "SEGLAB_SERVE_MODEL"
 ENV_BACKEND = "SEGLAB_SERVE_BACKEND"
 ENV_MAX_UPLOAD_MB = "SEGLAB_SERVE_MAX_UPLOAD_MB"
-# With the names older or sloppy clients send for the same three formats.
-_TYPES = (*IMAGE_TYPES, "image/jpg", "image/pjpeg", "image/x-png", "image/tif", "image/x-tiff")
-# Sent by clients that do not know a file's type (curl for .tif, many scripts): the file
-# name's extension decides then.
-_UNTYPED = ("", "application/octet-stream")
-_ACCEPTED = "PNG, JPEG or TIFF (" + ", ".join(IMAGE_TYPES) + ")"
-_HOW = "send the image as multipart/form-data field 'file', e.g. curl -F file=@image.png URL"
-# Boundaries and part headers around the file; generous, since a long file name counts too.
-_ENVELOPE_BYTES = 64 * 1024
-# The format is told by the first bytes, not by a name a client may have got wrong.
-_MAGIC = {b"\x89PNG": ".png", b"\xff\xd8\xff": ".jpg", b"II*\x00": ".tif", b"MM\x00*": ".tif"}
-_FILE_FIELD = {"file": {"type": "string", "format": "binary", "description": _ACCEPTED}}
+_FILE_FIELD = {"file": {"type": "string", "format": "binary", "description": ACCEPTED}}
 _FORM = {"type": "object", "required": ["file"], "properties": _FILE_FIELD}
 _UPLOAD_DOC = {
     "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": _FORM}}}
 }
 _PNG_DOC: dict[int | str, dict[str, Any]] = {200: {"content": {"image/png": {}}}}
-
-
-class ImageTooLargeError(DataError):
-    """An upload decodes to more pixels than the server accepts."""
-
-
-class _BodyTooLargeError(Exception):
-    """The request body grew past the upload limit while it was being read."""
-
-
-def decode_image(data: bytes, filename: str = "upload", max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Decode an uploaded PNG, JPEG or TIFF by the rules of `seglab.data.io.read_image`.
-
-    Args:
-        data: The file's bytes; the format is told by its first bytes, not by `filename`.
-        filename: The client's name for the file, for error messages.
-        max_pixels: Larger images are refused from their header, before they are decoded.
-
-    Returns:
-        ``(H, W, C)`` array, C = 1 or 3 (alpha dropped), uint8 or uint16 as in the file.
-
-    Raises:
-        ImageTooLargeError: More than `max_pixels` pixels.
-        DataError: Empty, truncated or corrupt, or not a PNG, JPEG or TIFF.
-    """
-    name = filename or "upload"
-    suffix = next((suffix for magic, suffix in _MAGIC.items() if data.startswith(magic)), None)
-    if suffix is None:
-        problem = "file is empty" if not data else "not a PNG, JPEG or TIFF file"
-        raise DataError(name, problem, f"upload a {_ACCEPTED} image")
-    # read_image holds the decoding rules (16-bit colour PNGs, TIFF axes, palettes, alpha) and
-    # reads paths, so the bytes go through a private temporary file rather than a second copy
-    # of those rules that could drift from the first.
-    with tempfile.TemporaryDirectory(prefix="seglab-serve-") as folder:
-        path = Path(folder) / f"upload{suffix}"
-        path.write_bytes(data)
-        _check_pixels(path, name, max_pixels)
-        try:
-            return read_image(path)
-        except DataError as exc:
-            # Name the client's file, not the temporary copy.
-            raise DataError(name, exc.problem.replace(str(path), name), exc.hint) from None
-
-
-def _check_pixels(path: Path, name: str, max_pixels: int) -> None:
-    hint = "split the image into tiles and send them one by one"
-    try:
-        with Image.open(path) as image:  # lazy: reads the header only
-            width, height = image.size
-    except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(name, f"image too large ({exc})", hint) from None
-    except (OSError, SyntaxError, ValueError):
-        return  # an unreadable header: read_image says what is wrong
-    if width * height > max_pixels:
-        problem = (
-            f"image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,}"
-        )
-        raise ImageTooLargeError(name, problem, hint)
 
 
 def _detail(exc: DataError) -> str:
@@ -200,52 +145,6 @@ def _backend_name(predictor: Any) -> str:
     return names.get(type(predictor).__name__, type(predictor).__name__)
 
 
-async def _read_form(request: Request, limit: int) -> FormData:
-    """The request's form, refused with a 413 as soon as the body outgrows `limit`."""
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media not in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        if not media:
-            raise HTTPException(400, f"no file in the request: {_HOW}")
-        raise HTTPException(415, f"request content type {media!r} is not a form: {_HOW}")
-    cap = limit + _ENVELOPE_BYTES
-    declared = request.headers.get("content-length", "")
-    # Refuse from the header alone when it tells, so a huge upload is never read at all.
-    if declared.isdigit() and int(declared) > cap:
-        raise HTTPException(413, f"upload of {int(declared):,} bytes; the limit is {limit:,}")
-    received = 0
-
-    async def receive() -> Message:
-        # Without Content-Length (chunked uploads) only counting the bytes can enforce the limit.
-        nonlocal received
-        message = await request.receive()
-        received += len(message.get("body", b""))
-        if received > cap:
-            raise _BodyTooLargeError
-        return message
-
-    try:
-        return await Request(request.scope, receive).form(max_files=1, max_fields=8)
-    except _BodyTooLargeError:
-        raise HTTPException(413, f"upload larger than the limit of {limit:,} bytes") from None
-
-
-def _get_upload(form: FormData) -> UploadFile:
-    upload = form.get("file")
-    if upload is None:
-        fields = ", ".join(repr(key) for key in form) or "none"
-        raise HTTPException(400, f"no form field 'file' (fields sent: {fields}): {_HOW}")
-    if not isinstance(upload, UploadFile):
-        raise HTTPException(400, f"form field 'file' holds text, not a file: {_HOW}")
-    media = (upload.content_type or "").split(";")[0].strip().lower()
-    suffix = Path(upload.filename or "").suffix.lower()
-    if media in _TYPES or (media in _UNTYPED and suffix in IMAGE_SUFFIXES):
-        return upload
-    shown = media or "no type"
-    raise HTTPException(
-        415, f"{upload.filename or 'file'}: unsupported type {shown!r}; accepted: {_ACCEPTED}"
-    )
-
-
 def create_app(model: str | Path, backend: str = "auto", max_upload_mb: float = 20.0) -> FastAPI:
     """Build the service for one model, loaded here, once.
 
@@ -263,20 +162,15 @@ def create_app(model: str | Path, backend: str = "auto", max_upload_mb: float = 
     """
     if not max_upload_mb > 0:
         raise ConfigError(f"max_upload_mb must be > 0, got {max_upload_mb}")
-    # From its metadata alone: a classification bundle is refused before any weights load.
-    if Path(model).is_dir() and kind_of(read_metadata(model)).classification:
-        raise ConfigError(f"{model}: a classification model; serve serves segmentation models")
-    predictor = load_predictor(model, backend=backend)
-    metadata = predictor.metadata
+    predictor = _load_segmentation_model(model, backend)
+    name = predictor.metadata["model"]["name"]
     segmenter = _Segmenter(predictor)
     limit = int(max_upload_mb * 2**20)
-    # Everything but the training configuration, which is long and says nothing to a client.
-    info = {key: value for key, value in metadata.items() if key != "config"}
-    info["backend"] = _backend_name(predictor)
+    info = _model_info(predictor)
     page = files("seglab.web").joinpath("index.html").read_text(encoding="utf-8")
-    logger.info("serving %s (%s backend)", metadata["model"]["name"], info["backend"])
+    logger.info("serving %s (%s backend)", name, info["backend"])
 
-    app = FastAPI(title="seglab", summary=f"Segmentation with {metadata['model']['name']}")
+    app = FastAPI(title="seglab", summary=f"Segmentation with {name}")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
@@ -306,31 +200,40 @@ def create_app(model: str | Path, backend: str = "auto", max_upload_mb: float = 
         time in the header `X-Inference-Ms`. Errors: 400 no file, empty or corrupt image,
         unknown format; 413 upload or image too large; 415 not a PNG, JPEG or TIFF.
         """
-        form = await _read_form(request, limit)
-        try:
-            field = form.get("format")
-            fmt = fmt or (field if isinstance(field, str) else None) or "png"
-            if fmt not in FORMATS:
-                raise HTTPException(400, f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
-            upload = _get_upload(form)
-            data = await upload.read(limit + 1)  # never more than needed to see it is too large
-            name = upload.filename or "upload"
-        finally:
-            await form.close()
-        if len(data) > limit:
-            raise HTTPException(413, f"{name}: larger than the limit of {limit:,} bytes")
-        try:
-            result, milliseconds = await run_in_threadpool(segmenter, data, name, fmt)
-        except ImageTooLargeError as exc:
-            raise HTTPException(413, _detail(exc)) from None
-        except DataError as exc:
-            raise HTTPException(400, _detail(exc)) from None
-        headers = {"X-Inference-Ms": f"{milliseconds:.3f}"}
-        if isinstance(result, dict):
-            return JSONResponse(result, headers=headers)
-        return Response(result, media_type="image/png", headers=headers)
+        data, filename, answer = await read_upload(request, fmt, limit)
+        return await _segment(segmenter, data, filename, answer)
 
     return app
+
+
+def _load_segmentation_model(model: str | Path, backend: str) -> Any:
+    """The model's predictor; a classification bundle is refused from its metadata alone,
+    before any weights load."""
+    if Path(model).is_dir() and kind_of(read_metadata(model)).classification:
+        raise ConfigError(f"{model}: a classification model; serve serves segmentation models")
+    return load_predictor(model, backend=backend)
+
+
+def _model_info(predictor: Any) -> dict[str, Any]:
+    """What `GET /model` answers: the metadata without the training configuration (long, and
+    saying nothing to a client), and the inference backend."""
+    info = {key: value for key, value in predictor.metadata.items() if key != "config"}
+    info["backend"] = _backend_name(predictor)
+    return info
+
+
+async def _segment(segmenter: _Segmenter, data: bytes, name: str, fmt: str) -> Response:
+    """The answer to one upload: the model's output in `fmt`, or a 4xx naming the problem."""
+    try:
+        result, milliseconds = await run_in_threadpool(segmenter, data, name, fmt)
+    except ImageTooLargeError as exc:
+        raise HTTPException(413, _detail(exc)) from None
+    except DataError as exc:
+        raise HTTPException(400, _detail(exc)) from None
+    headers = {"X-Inference-Ms": f"{milliseconds:.3f}"}
+    if isinstance(result, dict):
+        return JSONResponse(result, headers=headers)
+    return Response(result, media_type="image/png", headers=headers)
 
 
 def app_from_env() -> FastAPI:

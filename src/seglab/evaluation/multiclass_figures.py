@@ -15,6 +15,7 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -167,8 +168,6 @@ def segmentation_panels(
     Raises:
         ValueError: If the shapes differ, the palette is too short or a label has no colour.
     """
-    from matplotlib.patches import Patch
-
     shown = to_display(image)
     truth_rgb = colorize(truth, palette, ignore_index, IGNORE_COLOR)
     pred_rgb = colorize(prediction, palette, ignore_index, IGNORE_COLOR)
@@ -189,12 +188,7 @@ def segmentation_panels(
         ax.imshow(rgb, interpolation="nearest")
         ax.set_title(label)
         ax.set_axis_off()
-    handles = [
-        Patch(facecolor=_unit_rgb(color), edgecolor="0.5", label=name)
-        for name, color in zip(class_names, palette)
-    ]
-    if ignore_index is not None and (np.asarray(truth) == ignore_index).any():
-        handles.append(Patch(facecolor=_unit_rgb(IGNORE_COLOR), edgecolor="0.5", label="ignored"))
+    handles = _legend_handles(palette, class_names, ignore_index, truth)
     fig.legend(
         handles=handles,
         loc="outside lower center",
@@ -205,3 +199,21 @@ def segmentation_panels(
     if title:
         fig.suptitle(title)
     save_figure(fig, path)
+
+
+def _legend_handles(
+    palette: Sequence[Color],
+    class_names: Sequence[str],
+    ignore_index: int | None,
+    truth: np.ndarray,
+) -> list[Any]:
+    """A patch of each class's colour, and one for ignored pixels when the truth has any."""
+    from matplotlib.patches import Patch
+
+    handles = [
+        Patch(facecolor=_unit_rgb(color), edgecolor="0.5", label=name)
+        for name, color in zip(class_names, palette)
+    ]
+    if ignore_index is not None and (np.asarray(truth) == ignore_index).any():
+        handles.append(Patch(facecolor=_unit_rgb(IGNORE_COLOR), edgecolor="0.5", label="ignored"))
+    return handles

@@ -14,7 +14,12 @@ from seglab.atomic_files import atomic_path, atomic_write_json
 from seglab.data.layouts import find_samples
 from seglab.data.loading import LoadedSample, load_samples
 from seglab.errors import DataError
-from seglab.objectives.instance_metrics import per_threshold_table, score_image, summarize_instances
+from seglab.objectives.instance_metrics import (
+    InstanceScore,
+    per_threshold_table,
+    score_image,
+    summarize_instances,
+)
 from seglab.objectives.metrics import METRICS, confusion_counts, summarize
 
 log = logging.getLogger(__name__)
@@ -48,9 +53,6 @@ def evaluate_samples(
     Multi-class models are scored by `seglab.evaluation.multiclass` (mIoU, per-class scores,
     confusion matrix, palette panels).
     """
-    from seglab.data.views import detect_modality
-    from seglab.viz import confusion_image, instance_overlay, save_png
-
     out_dir = Path(out_dir)
     labelled = [s for s in samples if s.mask is not None]
     if not labelled:
@@ -64,24 +66,11 @@ def evaluate_samples(
     all_counts = []
     instance_scores = []
     for index, sample in enumerate(_progress(labelled, progress, "evaluating")):
-        with_instances = getattr(sample, "instances", None) is not None
-        prediction = predictor.predict(sample.image, instances=with_instances)
-        counts = confusion_counts(prediction.mask, sample.mask)
-        all_counts.append(counts)
-        row: dict[str, Any] = {"id": sample.id, "modality": detect_modality(sample.image)}
-        row.update({name: float(fn(counts)[0]) for name, fn in METRICS.items()})
-        if with_instances:
-            score = score_image(sample.instances, prediction.instances)
-            instance_scores.append(score)
-            row.update(_instance_columns(score))
-        row.update(dict(zip(COUNT_COLUMNS, (int(c) for c in counts[0]))))
+        row, counts, score = _score_sample(predictor, sample, out_dir, index < max_confusion)
         rows.append(row)
-        if index < max_confusion:
-            picture = confusion_image(sample.image, sample.mask, prediction.mask)
-            save_png(out_dir / "confusion" / f"{sample.id}.png", picture)
-            if with_instances:
-                overlay = instance_overlay(sample.image, sample.instances, prediction.instances)
-                save_png(out_dir / "instances" / f"{sample.id}.png", overlay)
+        all_counts.append(counts)
+        if score is not None:
+            instance_scores.append(score)
 
     metrics: dict[str, Any] = summarize(np.concatenate(all_counts))
     if instance_scores:
@@ -95,6 +84,32 @@ def evaluate_samples(
     write_csv(out_dir / "per_image.csv", rows)
     _write_report(out_dir, metrics, rows, predictor, per_threshold)
     return EvaluationResult(metrics, rows, out_dir)
+
+
+def _score_sample(
+    predictor: Any, sample: Any, out_dir: Path, pictures: bool
+) -> tuple[dict[str, Any], np.ndarray, InstanceScore | None]:
+    """Predict and score one sample: its per-image row, confusion counts and instance score
+    (None without instances); with `pictures`, its confusion (and instance) image too."""
+    from seglab.data.views import detect_modality
+    from seglab.viz import confusion_image, instance_overlay, save_png
+
+    with_instances = getattr(sample, "instances", None) is not None
+    prediction = predictor.predict(sample.image, instances=with_instances)
+    counts = confusion_counts(prediction.mask, sample.mask)
+    row: dict[str, Any] = {"id": sample.id, "modality": detect_modality(sample.image)}
+    row.update({name: float(fn(counts)[0]) for name, fn in METRICS.items()})
+    score = score_image(sample.instances, prediction.instances) if with_instances else None
+    if score is not None:
+        row.update(_instance_columns(score))
+    row.update(dict(zip(COUNT_COLUMNS, (int(c) for c in counts[0]))))
+    if pictures:
+        picture = confusion_image(sample.image, sample.mask, prediction.mask)
+        save_png(out_dir / "confusion" / f"{sample.id}.png", picture)
+        if with_instances:
+            overlay = instance_overlay(sample.image, sample.instances, prediction.instances)
+            save_png(out_dir / "instances" / f"{sample.id}.png", overlay)
+    return row, counts, score
 
 
 def evaluate(

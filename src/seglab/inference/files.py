@@ -134,28 +134,52 @@ def predict_files(
     Raises:
         ConfigError: An unknown `large_format`.
     """
-    from seglab.inference.large_images import needs_lazy
     from seglab.postprocess import write_submission
 
     if large_format not in LARGE_FORMATS:
         raise ConfigError(f"--large-format: unknown '{large_format}'; valid: tif, zarr")
     paths = collect_inputs(inputs)
     options = OutputOptions(probabilities, overlays, instances, rle is not None)
-    named = list(zip(paths, _output_names(paths)))
-    large = {path: needs_lazy(path, lazy_above) for path in paths}
-    items = [item for item in named if not large[item[0]]]
+    items, lazy = _split_by_size(list(zip(paths, _output_names(paths))), lazy_above)
     done = _predict_in_memory(predictor, items, Path(out), options, workers, load, progress)
     if rle is not None:
         write_submission(Path(rle), [row for _, rows in done for row in rows])
     results = {result.source: result for result, _ in done}
-    for path, name in named:
-        if large[path]:
-            if predictor is None and load is not None:
-                predictor = load()  # workers > 1 left the main process without a model
-            results[path] = predict_large_file(
-                predictor, path, name, Path(out), options, large_format, progress
-            )
+    results |= _predict_large_files(
+        predictor, load, lazy, Path(out), options, large_format, progress
+    )
     return [results[path] for path in paths]
+
+
+def _split_by_size(
+    named: list[tuple[Path, str]], lazy_above: float | None
+) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]]]:
+    """The `(path, name)` items predicted in memory, and those predicted lazily (`needs_lazy`)."""
+    from seglab.inference.large_images import needs_lazy
+
+    large = [needs_lazy(path, lazy_above) for path, _ in named]
+    in_memory = [item for item, lazy in zip(named, large) if not lazy]
+    return in_memory, [item for item, lazy in zip(named, large) if lazy]
+
+
+def _predict_large_files(
+    predictor: Any,
+    load: Callable[[], Any] | None,
+    items: list[tuple[Path, str]],
+    out: Path,
+    options: OutputOptions,
+    large_format: str,
+    progress: bool,
+) -> dict[Path, PredictedFile]:
+    """`predict_large_file` for each `(path, name)`, in the main process."""
+    results = {}
+    for path, name in items:
+        if predictor is None and load is not None:
+            predictor = load()  # workers > 1 left the main process without a model
+        results[path] = predict_large_file(
+            predictor, path, name, out, options, large_format, progress
+        )
+    return results
 
 
 def predict_large_file(

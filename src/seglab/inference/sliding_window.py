@@ -176,6 +176,28 @@ def sliding_window_predict(
         - Output: `(K, *spatial)` float32 blended predictions
     """
     tile = tuple(int(t) for t in tile)
+    _check_arguments(image, tile, batch_size, num_outputs)
+    spatial = image.shape[1:]
+    padded = tuple(max(s, t) for s, t in zip(spatial, tile))
+    boxes = tile_boxes(padded, tile, overlap)
+    weights = gaussian_weights(tile) if gaussian else np.ones(tile, dtype=np.float32)
+    blend = _Blend(padded, weights, num_outputs)
+    batch = np.empty((batch_size, image.shape[0], *tile), dtype=np.float32)
+    for first in range(0, len(boxes), batch_size):
+        chunk = boxes[first : first + batch_size]
+        for j, box in enumerate(chunk):
+            # The part of the box inside the image; the rest is reflected.
+            inside = tuple(slice(b.start, min(b.stop, s)) for b, s in zip(box, spatial))
+            batch[j] = reflect_pad(image[(slice(None), *inside)], tile)
+        blend.add(chunk, forward(batch[: len(chunk)]), batch[: len(chunk)].shape)
+        if progress is not None:
+            progress(first + len(chunk), len(boxes))
+    return blend.result(spatial)
+
+
+def _check_arguments(
+    image: np.ndarray, tile: tuple[int, ...], batch_size: int, num_outputs: int | None
+) -> None:
     if image.ndim != len(tile) + 1:
         raise ValueError(
             f"image of shape {image.shape} does not match tile {tile}: expected (C, *spatial) "
@@ -185,42 +207,45 @@ def sliding_window_predict(
         raise ValueError(
             f"batch_size and num_outputs must be >= 1, got {batch_size}, {num_outputs}"
         )
-    spatial = image.shape[1:]
-    padded = tuple(max(s, t) for s, t in zip(spatial, tile))
-    boxes = tile_boxes(padded, tile, overlap)
-    weights = gaussian_weights(tile) if gaussian else np.ones(tile, dtype=np.float32)
-    batch = np.empty((batch_size, image.shape[0], *tile), dtype=np.float32)
-    predictions: np.ndarray | None = None  # (K, *padded), allocated once K is known
-    # One channel only: the weights are the same for all K outputs.
-    weight_sum = np.zeros(padded, dtype=np.float32)
 
-    for first in range(0, len(boxes), batch_size):
-        chunk = boxes[first : first + batch_size]
-        for j, box in enumerate(chunk):
-            # The part of the box inside the image; the rest is reflected.
-            inside = tuple(slice(b.start, min(b.stop, s)) for b, s in zip(box, spatial))
-            batch[j] = reflect_pad(image[(slice(None), *inside)], tile)
-        output = np.asarray(forward(batch[: len(chunk)]), dtype=np.float32)
-        if predictions is None:
+
+class _Blend:
+    """Sums of weighted tile predictions, and of the weights, over the padded image."""
+
+    def __init__(
+        self, padded: tuple[int, ...], weights: np.ndarray, num_outputs: int | None
+    ) -> None:
+        self.padded = padded
+        self.weights = weights
+        self.num_outputs = num_outputs
+        self.predictions: np.ndarray | None = None  # (K, *padded), allocated once K is known
+        # One channel only: the weights are the same for all K outputs.
+        self.weight_sum = np.zeros(padded, dtype=np.float32)
+
+    def add(self, boxes: list[tuple[slice, ...]], output: object, shape: tuple[int, ...]) -> None:
+        """Adds `forward`'s `output` for the batch of `shape` holding the tiles of `boxes`."""
+        output = np.asarray(output, dtype=np.float32)
+        if self.predictions is None:
             # A malformed output gives a k of 0 or a wrong one, which the check below reports.
-            k = num_outputs or (output.shape[1] if output.ndim > 1 else 0)
-            predictions = np.zeros((k, *padded), dtype=np.float32)
-        if output.shape != (len(chunk), predictions.shape[0], *tile):
+            k = self.num_outputs or (output.shape[1] if output.ndim > 1 else 0)
+            self.predictions = np.zeros((k, *self.padded), dtype=np.float32)
+        tile = self.weights.shape
+        if output.shape != (len(boxes), self.predictions.shape[0], *tile):
             raise ValueError(
-                f"forward returned shape {output.shape} for a batch of shape "
-                f"{batch[: len(chunk)].shape}; expected (B, K, *tile) with "
-                f"K = {predictions.shape[0]}"
+                f"forward returned shape {output.shape} for a batch of shape {shape}; "
+                f"expected (B, K, *tile) with K = {self.predictions.shape[0]}"
             )
-        for j, box in enumerate(chunk):
-            predictions[(slice(None), *box)] += output[j] * weights
-            weight_sum[box] += weights
-        if progress is not None:
-            progress(first + len(chunk), len(boxes))
+        for j, box in enumerate(boxes):
+            self.predictions[(slice(None), *box)] += output[j] * self.weights
+            self.weight_sum[box] += self.weights
 
-    assert predictions is not None  # boxes is never empty: there is at least one tile
-    predictions /= weight_sum
-    # A copy only where the image was padded, so that the padded buffer can be freed.
-    return np.ascontiguousarray(predictions[(slice(None), *(slice(0, s) for s in spatial))])
+    def result(self, spatial: tuple[int, ...]) -> np.ndarray:
+        """The blended predictions, cropped to the image's `spatial` shape."""
+        assert self.predictions is not None  # there is at least one tile
+        self.predictions /= self.weight_sum
+        # A copy only where the image was padded, so that the padded buffer can be freed.
+        crop = (slice(None), *(slice(0, s) for s in spatial))
+        return np.ascontiguousarray(self.predictions[crop])
 
 
 def flip_tta(forward: Forward, spatial_dims: int) -> Forward:

@@ -8,11 +8,12 @@ now; every 2D layer class is named in one place per block (`nn.Conv2d`, `nn.Batc
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
 
-__all__ = ["ConvBlock", "Down", "Up"]
+__all__ = ["ConvBlock", "Down", "Up", "encode_decode"]
 
 
 class ConvBlock(nn.Sequential):
@@ -148,3 +149,22 @@ class Up(nn.Module):
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         return self.conv(torch.cat([self.up(x), skip], dim=1))
+
+
+def encode_decode(
+    x: torch.Tensor,
+    stem: Callable[[torch.Tensor], torch.Tensor],
+    downs: Iterable[Callable[[torch.Tensor], torch.Tensor]],
+    ups: Iterable[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]],
+) -> torch.Tensor:
+    """The U of a U-Net: `stem`, then each down step, then each up step fed the skip of its level.
+
+    Works in 2D and 3D alike: the steps decide the dimension.
+    """
+    skips = [stem(x)]
+    for down in downs:
+        skips.append(down(skips[-1]))
+    x = skips.pop()
+    for up in ups:
+        x = up(x, skips.pop())
+    return x

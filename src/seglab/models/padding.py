@@ -9,11 +9,12 @@ at the far end of each axis, so cropping back is a plain slice.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from types import EllipsisType
 
 import torch
 
-__all__ = ["pad_end", "padding_to_multiple", "reflect_index"]
+__all__ = ["pad_end", "padded_forward", "padding_to_multiple", "reflect_index"]
 
 
 def padding_to_multiple(sizes: Sequence[int], divisor: int, least: int = 0) -> list[int]:
@@ -56,3 +57,31 @@ def pad_end(x: torch.Tensor, pads: Sequence[int]) -> torch.Tensor:
     for axis, pad in enumerate(pads, start=first):
         x = x.index_select(axis, reflect_index(x.shape[axis], pad, x.device))
     return x
+
+
+def padded_forward(
+    network: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    divisor: int,
+    spatial_dims: int = 2,
+    least: int = 0,
+) -> torch.Tensor:
+    """`network` applied to `x` padded (`pad_end`) to a multiple of `divisor`, cropped back.
+
+    Args:
+        network: Maps `(N, C, *padded)` to `(N, K, *padded)`.
+        x: Input whose last `spatial_dims` axes are padded.
+        divisor: Each spatial size is padded up to a multiple of this.
+        spatial_dims: Number of spatial axes: 2 for images, 3 for volumes.
+        least: Each spatial size is padded to at least this.
+
+    Shape:
+        - x: `(N, C, *spatial)`
+        - Output: `(N, K, *spatial)`
+    """
+    sizes = x.shape[-spatial_dims:]
+    pads = padding_to_multiple(sizes, divisor, least)
+    if any(pads):
+        x = pad_end(x, pads)
+    crop: tuple[EllipsisType | slice, ...] = (..., *(slice(0, size) for size in sizes))
+    return network(x)[crop]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from seglab.models.blocks import ConvBlock, Down, Up
+from seglab.models.blocks import ConvBlock, Down, Up, encode_decode
 from seglab.models.checks import check_unet
-from seglab.models.padding import pad_end, padding_to_multiple
+from seglab.models.padding import padded_forward
 
 __all__ = ["UNet", "UNetExtended"]
 
@@ -75,18 +75,10 @@ class UNet(nn.Module):
         return 2**self.depth
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        height, width = x.shape[-2:]
-        pads = padding_to_multiple((height, width), self.divisor)
-        if any(pads):
-            x = pad_end(x, pads)
+        return padded_forward(self._logits, x, self.divisor)
 
-        skips = [self.stem(x)]
-        for down in self.downs:
-            skips.append(down(skips[-1]))
-        x = skips.pop()
-        for up in self.ups:
-            x = up(x, skips.pop())
-        return self.head(x)[..., :height, :width]
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(encode_decode(x, self.stem, self.downs, self.ups))
 
 
 class UNetExtended(UNet):

@@ -13,8 +13,9 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from seglab.models.blocks import encode_decode
 from seglab.models.checks import check_unet
-from seglab.models.padding import pad_end, padding_to_multiple
+from seglab.models.padding import padded_forward
 
 __all__ = ["NORMS", "UNet3D"]
 
@@ -136,15 +137,7 @@ class UNet3D(nn.Module):
         return 2**self.depth
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        depth, height, width = x.shape[-3:]
-        pads = padding_to_multiple((depth, height, width), self.divisor)
-        if any(pads):
-            x = pad_end(x, pads)
+        return padded_forward(self._logits, x, self.divisor, spatial_dims=3)
 
-        skips = [self.stem(x)]
-        for down in self.downs:
-            skips.append(down(skips[-1]))
-        x = skips.pop()
-        for up in self.ups:
-            x = up(x, skips.pop())
-        return self.head(x)[..., :depth, :height, :width]
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(encode_decode(x, self.stem, self.downs, self.ups))

@@ -7,7 +7,7 @@ from torch import nn
 
 from seglab.models.blocks import ConvBlock, Down, Up
 from seglab.models.checks import check_dropout, check_int
-from seglab.models.padding import pad_end, padding_to_multiple
+from seglab.models.padding import padded_forward
 
 __all__ = ["UNetMini"]
 
@@ -75,16 +75,14 @@ class UNetMini(nn.Module):
         return 4
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        height, width = x.shape[-2:]
         # In training, at least 2 × divisor: batch norm needs more than one value per channel,
         # and a single image under 5×5 pixels would leave a 1×1 bottleneck. Not in inference,
         # so an exported graph keeps one padding rule for every size.
         least = 2 * self.divisor if self.training else 0
-        pads = padding_to_multiple((height, width), self.divisor, least)
-        if any(pads):
-            x = pad_end(x, pads)
+        return padded_forward(self._logits, x, self.divisor, least=least)
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
         full = self.stem(x)
         half = self.down(full)
         x = self.bottleneck(self.pool(half))
-        x = self.up2(self.up1(x, half), full)
-        return self.head(x)[..., :height, :width]
+        return self.head(self.up2(self.up1(x, half), full))

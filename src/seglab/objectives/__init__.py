@@ -18,8 +18,9 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from seglab.exports import lazy_attribute
 
 # Target value of pixels that do not count (Cityscapes' void), shared by the multi-class losses,
 # metrics and evaluation.
@@ -55,9 +56,7 @@ __all__ = ["IGNORE_INDEX", *_EXPORTS]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'seglab.objectives' has no attribute {name!r}")
+    return lazy_attribute(__name__, _EXPORTS, name)
 
 
 def __dir__() -> list[str]:

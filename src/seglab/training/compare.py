@@ -74,9 +74,25 @@ def compare(
         >>> compare(cfg, None, "runs/losses", losses=["dice", "tversky"], seeds=3)  # doctest: +SKIP
     """
     from seglab.baseline import BASELINES
-    from seglab.models import MODELS
 
     models = models if models is not None else [config.model.name]
+    _check_arguments(models, losses, seeds)
+    out = Path(out)
+    parent = parent_run(config, out, _label(models, losses, seeds))
+    rows = []
+    for model, loss in _runs(models, losses, BASELINES):
+        name = _run_name(model, loss, models, losses)
+        rows.append(_compare_one(config, model, loss, out / name, seeds, parent, progress))
+    write_outputs(rows, out, "comparison")
+    if parent is not None:
+        parent.finish([out / f"comparison.{ext}" for ext in ("csv", "md", "png")])
+    return ComparisonResult(rows, out)
+
+
+def _check_arguments(models: list[str], losses: list[str] | None, seeds: int) -> None:
+    from seglab.baseline import BASELINES
+    from seglab.models import MODELS
+
     unknown = [m for m in models if m not in MODELS and m not in BASELINES]
     if unknown or not models:
         valid = ", ".join([*BASELINES, *MODELS])
@@ -85,8 +101,11 @@ def compare(
         raise ConfigError("--losses: empty list")
     if seeds < 1:
         raise ConfigError(f"--seeds: at least 1, got {seeds}")
-    out = Path(out)
-    label = " ".join(
+
+
+def _label(models: list[str], losses: list[str] | None, seeds: int) -> str:
+    """The parent run's `experiment` parameter, e.g. `compare unet losses=dice,jaccard`."""
+    return " ".join(
         part
         for part in (
             "compare",
@@ -96,31 +115,38 @@ def compare(
         )
         if part
     )
-    parent = parent_run(config, out, label)
-    rows = []
-    for model, loss in _runs(models, losses, BASELINES):
-        name = _run_name(model, loss, models, losses)
-        started = time.perf_counter()
-        if model in BASELINES:
-            results = [_evaluate_baseline(config, model, out / name, progress)]
-        else:
-            results = [
-                _train_network(config, model, loss, config.seed + k, run_dir, parent, progress)
-                for k, run_dir in enumerate(_seed_dirs(out / name, seeds))
-            ]
-        trained = model in MODELS
-        used = _loss_of(_seed_dirs(out / name, seeds)[0]) if trained else None
-        row: dict[str, Any] = {"run": name, "model": model, "loss": used, "trained": trained}
-        row.update(_aggregate(results))
-        row["seeds"] = len(results)
-        row["seconds"] = round((time.perf_counter() - started) / len(results), 1)
-        rows.append(row)
-        if parent is not None and model in BASELINES:
-            parent.log_child(model, results[0], out / name / "eval" / "test")
-    write_outputs(rows, out, "comparison")
-    if parent is not None:
-        parent.finish([out / f"comparison.{ext}" for ext in ("csv", "md", "png")])
-    return ComparisonResult(rows, out)
+
+
+def _compare_one(
+    config: Config,
+    model: str,
+    loss: str | None,
+    folder: Path,
+    seeds: int,
+    parent: _ParentRun | None,
+    progress: bool,
+) -> dict[str, Any]:
+    """Evaluate a baseline, or train a network with every seed, in `folder`: the table's row."""
+    from seglab.baseline import BASELINES
+    from seglab.models import MODELS
+
+    started = time.perf_counter()
+    if model in BASELINES:
+        results = [_evaluate_baseline(config, model, folder, progress)]
+    else:
+        results = [
+            _train_network(config, model, loss, config.seed + k, run_dir, parent, progress)
+            for k, run_dir in enumerate(_seed_dirs(folder, seeds))
+        ]
+    trained = model in MODELS
+    used = _loss_of(_seed_dirs(folder, seeds)[0]) if trained else None
+    row: dict[str, Any] = {"run": folder.name, "model": model, "loss": used, "trained": trained}
+    row.update(_aggregate(results))
+    row["seeds"] = len(results)
+    row["seconds"] = round((time.perf_counter() - started) / len(results), 1)
+    if parent is not None and model in BASELINES:
+        parent.log_child(model, results[0], folder / "eval" / "test")
+    return row
 
 
 def _runs(

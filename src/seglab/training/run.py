@@ -132,15 +132,23 @@ def train(
     test_metrics = None
     if config.train.evaluate_test:
         test_metrics = plug.evaluate_test(run_dir / "eval" / "test")
+    result = RunResult(run_dir, bundle_path, threshold, val_metrics, test_metrics)
     if logger is not None:
-        from seglab.training.tracking import final_metrics, log_results
+        _log_run(logger, result, threshold if kind.thresholded else None)
+    return result
 
-        files = [run_dir / name for name in RUN_FILES]
-        folders = {"model": bundle_path, "eval/test": run_dir / "eval" / "test"}
-        tuned = threshold if kind.thresholded else None
-        log_results(logger, final_metrics(val_metrics, test_metrics, tuned), files, folders)
-        logger.finalize("success")
-    return RunResult(run_dir, bundle_path, threshold, val_metrics, test_metrics)
+
+def _log_run(logger: Any, result: RunResult, threshold: float | None) -> None:
+    """The final scores (and the tuned threshold), run files, bundle and test evaluation into
+    the run's MLflow run."""
+    from seglab.training.tracking import final_metrics, log_results
+
+    run_dir = result.run_dir
+    files = [run_dir / name for name in RUN_FILES]
+    folders = {"model": result.bundle_path, "eval/test": run_dir / "eval" / "test"}
+    metrics = final_metrics(result.val_metrics, result.test_metrics, threshold)
+    log_results(logger, metrics, files, folders)
+    logger.finalize("success")
 
 
 def _new_model(config: Config, model_kwargs: dict[str, Any]) -> torch.nn.Module:
