@@ -139,3 +139,13 @@ def test_cli_trains_on_digits_and_predicts_classes(tmp_path: Path) -> None:
     assert sum(probabilities) == pytest.approx(1, abs=1e-4)
     assert rows[0]["class"] == str(int(np.argmax(probabilities)))
     assert load_predictor(bundle).class_names == [str(k) for k in range(10)]
+    # The one `seglab evaluate` scores classifiers too: the test split of the run's own splits
+    # is not a folder here, so digits' only split ("all") is scored.
+    scored = tmp_path / "eval"
+    seglab("evaluate", "--model", str(bundle), "--data", "digits", "--out", str(scored))
+    metrics = json.loads((scored / "metrics.json").read_text())
+    per_image = list(csv.DictReader((scored / "per_image.csv").open()))
+    assert metrics["n_images"] == len(per_image) == 1797
+    correct = sum(int(row["correct"]) for row in per_image)
+    assert metrics["accuracy"] == pytest.approx(correct / 1797)
+    assert (scored / "confusion_matrix.png").is_file() and (scored / "report.html").is_file()

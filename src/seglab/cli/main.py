@@ -95,8 +95,12 @@ def _metrics_table(title: str, metrics: Mapping[str, object]) -> Table:
         scores = ", ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float))
         table.add_row(f"[dim]{modality}[/] ({values['n_images']} images)", scores, "")
     for name, values in metrics.get("per_class", {}).items():  # type: ignore[attr-defined]
-        iou = values.get("iou")
-        table.add_row(f"[dim]IoU {name}[/]", "n/a" if iou is None else f"{iou:.4f}", "")
+        if "iou" in values:  # segmentation classes: their IoU (None when a class is absent)
+            iou = values["iou"]
+            table.add_row(f"[dim]IoU {name}[/]", "n/a" if iou is None else f"{iou:.4f}", "")
+        else:  # classification classes: precision, recall and F1
+            scores = ", ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float))
+            table.add_row(f"[dim]class {name}[/] ({values.get('support', 0)} images)", scores, "")
     return table
 
 

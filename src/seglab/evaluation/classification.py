@@ -14,6 +14,8 @@ import numpy as np
 
 from seglab.atomic_files import atomic_path, atomic_write_bytes, atomic_write_json
 from seglab.data.classification import ClassificationData
+from seglab.errors import DataError
+from seglab.evaluation import EvaluationResult
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
@@ -51,14 +53,37 @@ def classification_metrics(
     }
 
 
-def evaluate_classifier(classifier: Any, data: ClassificationData, out_dir: Path) -> dict:
+def evaluate_classification(
+    classifier: Any, data: str | Path, out: str | Path, layout: str = "auto", split: str = "test"
+) -> EvaluationResult:
+    """Score a classifier on the `split` of a classification folder (its only split when it has
+    none, e.g. `digits`), as `evaluate_classifier` does.
+
+    Raises:
+        DataError: The folder has no such split.
+    """
+    from seglab.data.classification import load_classification
+
+    _, found = load_classification(data, layout)
+    if split not in found and list(found) != ["all"]:
+        raise DataError(
+            Path(data),
+            f"no '{split}' split here (found: {', '.join(found)})",
+            f"pass --split with one of: {', '.join(found)}",
+        )
+    return evaluate_classifier(classifier, found[split if split in found else "all"], Path(out))
+
+
+def evaluate_classifier(
+    classifier: Any, data: ClassificationData, out_dir: Path
+) -> EvaluationResult:
     """Score `data` and write metrics.json, per_image.csv, the figures and report.html."""
     from seglab.evaluation.report import ReportSection, write_report_html
 
     probabilities = classifier.predict_proba(data.images)
     predicted = probabilities.argmax(1)
     names = classifier.class_names
-    metrics = classification_metrics(data.labels, predicted, names)
+    metrics = {**classification_metrics(data.labels, predicted, names), "n_images": len(data)}
     atomic_write_json(out_dir / "metrics.json", metrics)
     rows = [
         {
@@ -97,7 +122,7 @@ def evaluate_classifier(classifier: Any, data: ClassificationData, out_dir: Path
     summary = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
     summary["model"] = classifier.metadata.get("model", {}).get("name", "")
     write_report_html(out_dir / "report.html", "seglab classification", summary, sections)
-    return metrics
+    return EvaluationResult(metrics, rows, out_dir)
 
 
 def _figure_bytes(figure: Any) -> bytes:

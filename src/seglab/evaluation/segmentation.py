@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from seglab.atomic_files import atomic_path, atomic_write_json
 from seglab.data.layouts import find_samples
 from seglab.data.loading import LoadedSample, load_samples
 from seglab.errors import DataError
+from seglab.evaluation import EvaluationResult
 from seglab.objectives.instance_metrics import (
     InstanceScore,
     per_threshold_table,
@@ -26,15 +26,6 @@ log = logging.getLogger(__name__)
 
 COUNT_COLUMNS = ["tp", "fp", "fn", "tn"]
 GALLERY_SIZE = 12
-
-
-@dataclass
-class EvaluationResult:
-    """Dataset metrics, one row per image, and the folder the outputs were written to."""
-
-    metrics: dict[str, Any]
-    per_image: list[dict[str, Any]]
-    out_dir: Path
 
 
 def evaluate_samples(
@@ -124,7 +115,9 @@ def evaluate(
     """Evaluate a model on a data folder (its `split` sub-folder when it has splits).
 
     `model` is a bundle folder, a baseline name ("otsu") or a predictor object. Volume models
-    are scored on a `volumes` folder (see `seglab.evaluation.volumes.evaluate_volumes`).
+    are scored on a `volumes` folder (see `seglab.evaluation.volumes.evaluate_volumes`),
+    classifiers on a classification folder or `digits`
+    (`seglab.evaluation.classification.evaluate_classification`).
 
     Example:
         >>> result = evaluate("runs/demo/run/model", "data/nuclei", "eval/")  # doctest: +SKIP
@@ -137,6 +130,10 @@ def evaluate(
         from seglab.evaluation.volumes import evaluate_volumes
 
         return evaluate_volumes(predictor, data, out, split=split, progress=progress)
+    if predictor.kind.classification:
+        from seglab.evaluation.classification import evaluate_classification
+
+        return evaluate_classification(predictor, data, out, layout=layout, split=split)
     found = find_samples(Path(data), layout, skip_bad=skip_bad, require_masks=False)
     if split in found.splits:
         files = found.splits[split]

@@ -29,7 +29,8 @@ from seglab.data.labelled_volumes import LabelledVolume, load_labelled_volumes
 from seglab.data.layouts import Sample
 from seglab.data.volumes import find_volumes
 from seglab.errors import DataError
-from seglab.evaluation.segmentation import EvaluationResult, training_sections, write_csv
+from seglab.evaluation import EvaluationResult
+from seglab.evaluation.segmentation import training_sections, write_csv
 from seglab.inference.volumes import VolumePredictor, load_volume_predictor
 from seglab.objectives.metrics import METRICS, confusion_counts, summarize
 

@@ -139,4 +139,4 @@ class ClassificationTraining:
 
     def evaluate_test(self, out: Path) -> dict[str, Any] | None:
         test = self.splits.get("test")
-        return None if test is None else evaluate_classifier(self.classifier, test, out)
+        return None if test is None else evaluate_classifier(self.classifier, test, out).metrics
