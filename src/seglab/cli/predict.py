@@ -4,7 +4,7 @@ for volumes (see `seglab.cli.main`, which registers this command)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
@@ -18,9 +18,6 @@ from seglab.cli.options import (
     apply_inference_settings,
     console,
 )
-
-if TYPE_CHECKING:
-    from seglab.inference.parallel import PredictorSpec
 
 ProbabilitiesOption = Annotated[
     bool, typer.Option("--probabilities", help="Also write probability maps.")
@@ -87,31 +84,23 @@ def predict(
     * `seglab predict --model runs/nuclei/model slide.ome.tif --out pred/ --lazy-above 16`
     * `seglab predict --model runs/nuclei/model plate.ome.zarr --out pred/ --large-format zarr`
     """
-    predictor = _load(model, backend, precision, tile, overlap, tta, threshold)
-    if predictor.kind.volumes:
-        _predict_volumes(predictor, list(inputs), out, probabilities)
-    elif predictor.kind.classification:
-        _predict_classes(predictor, list(inputs), out)
-    else:
-        from seglab.inference.files import predict_files
+    from seglab.inference.predict_paths import PredictOptions, predict_paths
 
-        load = _worker_spec(predictor, model, backend, precision)
-        results = predict_files(
-            predictor,
-            list(inputs),
-            out,
-            probabilities,
-            overlays,
-            instances,
-            rle,
-            progress,
-            workers=workers,
-            load=load,
-            lazy_above=lazy_above,
-            large_format=large_format,
-        )
-        submission = f", submission {rle}" if rle else ""
-        console.print(f"wrote {len(results)} masks to {out}{submission}")
+    predictor = _load(model, backend, precision, tile, overlap, tta, threshold)
+    options = PredictOptions(
+        probabilities,
+        overlays,
+        instances,
+        rle,
+        progress,
+        workers,
+        model,
+        backend,
+        precision,
+        lazy_above=lazy_above,
+        large_format=large_format,
+    )
+    console.print(predict_paths(predictor, list(inputs), out, options))
 
 
 def _load(
@@ -131,32 +120,6 @@ def _load(
     if threshold is not None and not predictor.kind.classification:
         predictor.threshold = threshold
     return predictor
-
-
-def _predict_volumes(
-    predictor: Any, inputs: list[str | Path], out: Path, probabilities: bool
-) -> None:
-    from seglab.inference.volumes import predict_volume_files
-
-    masks = predict_volume_files(predictor, inputs, out, probabilities)
-    console.print(f"wrote {len(masks)} volume masks to {out}")
-
-
-def _predict_classes(predictor: Any, inputs: list[str | Path], out: Path) -> None:
-    from seglab.inference.classifier import predict_image_files
-
-    written = predict_image_files(predictor, inputs, out)
-    console.print(f"wrote classes and probabilities to {written}")
-
-
-def _worker_spec(predictor: Any, model: Path, backend: str, precision: str) -> PredictorSpec:
-    """How a worker process loads the same predictor, with the settings applied here."""
-    from seglab.inference.parallel import PredictorSpec
-
-    settings: dict[str, Any] = {"threshold": predictor.threshold}
-    if hasattr(predictor, "tile"):
-        settings.update(tile=predictor.tile, overlap=predictor.overlap, tta=predictor.tta)
-    return PredictorSpec(str(model), backend, precision, settings)
 
 
 def register(app: typer.Typer) -> None:

@@ -115,9 +115,8 @@ def evaluate(
     """Evaluate a model on a data folder (its `split` sub-folder when it has splits).
 
     `model` is a bundle folder, a baseline name ("otsu") or a predictor object. Volume models
-    are scored on a `volumes` folder (see `seglab.evaluation.volumes.evaluate_volumes`),
-    classifiers on a classification folder or `digits`
-    (`seglab.evaluation.classification.evaluate_classification`).
+    are scored on a `volumes` folder (`evaluation.volumes.evaluate_volumes`), classifiers on
+    a classification folder or `digits` (`evaluation.classification.evaluate_classification`).
 
     Example:
         >>> result = evaluate("runs/demo/run/model", "data/nuclei", "eval/")  # doctest: +SKIP
