@@ -4,19 +4,27 @@ Images come back as ``(H, W, C)`` arrays with C = 1 (grayscale) or 3 (RGB) and t
 kept (uint8 or uint16); binary masks come back as ``(H, W)`` bool arrays and label images
 (multi-class masks) as ``(H, W)`` integer label values. Writes are atomic, so an interrupted run
 never leaves a half-written PNG that later reads as corrupt.
+
+Decompression bombs: the size a file declares (every page of a TIFF's series and its tiles or
+strips, a PNG/JPEG header) is checked against `pixel_limit` before anything is decoded, so a
+small file declaring a huge image is refused instead of filling memory.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import math
+import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFile
 
 from seglab.atomic_files import atomic_write_bytes
-from seglab.errors import DataError
+from seglab.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
@@ -24,40 +32,99 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 _TIFF_SUFFIXES = (".tif", ".tiff")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _EXPECTED = "a 2D grayscale or RGB image with 8- or 16-bit unsigned integer pixels"
+# Files declaring more pixels (voxels) than this are refused before they are decoded: 2**28 is
+# 16384 x 16384, or a 512 x 1024 x 512 volume. The environment variable overrides it.
+DEFAULT_MAX_PIXELS = 1 << 28
+MAX_PIXELS_ENV = "SEGLAB_MAX_PIXELS"
 _MASK_HINT = (
     "save masks as lossless PNG with 0 for background and 255 for foreground "
     "(JPEG compression changes pixel values at object edges)"
 )
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def pixel_limit() -> int:
+    """The most pixels (voxels) a file may declare: `SEGLAB_MAX_PIXELS` if set, else
+    `DEFAULT_MAX_PIXELS`. Read on every call, so a change of the variable applies at once.
+
+    Raises:
+        ConfigError: `SEGLAB_MAX_PIXELS` is not a positive whole number.
+    """
+    raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = float(raw.replace("_", ""))
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 1 and value == int(value)):
+        raise ConfigError(
+            f"{MAX_PIXELS_ENV}={raw!r}: expected a positive whole number of pixels, such as "
+            f"{DEFAULT_MAX_PIXELS}; unset it for that default"
+        )
+    return int(value)
+
+
+def check_pixels(
+    path: str | Path, shape: Sequence[int], what: str = "an image", limit: int | None = None
+) -> None:
+    """Refuse a file whose declared `shape` (channels left out) holds more than `limit` pixels.
+
+    Args:
+        path: The file, for the message.
+        shape: Its declared size, from its header (pages, rows, columns...).
+        what: What the shape is the size of, for the message ("an image", "tiles").
+        limit: The most pixels allowed; None: `pixel_limit()`.
+
+    Raises:
+        DataError: Naming the file, the declared size and the limit.
+    """
+    limit = pixel_limit() if limit is None else limit
+    pixels = math.prod(int(size) for size in shape)
+    if pixels > limit:
+        sizes = " x ".join(str(int(size)) for size in shape)
+        raise DataError(
+            path,
+            f"declares {what} of {sizes} = {pixels:,} pixels, above the limit of {limit:,}; "
+            "refused before decoding (a decompression bomb, or too large to decode at once)",
+            "split it into smaller images or save it tiled; if it is genuine and this machine "
+            f"has the memory, raise the limit with {MAX_PIXELS_ENV}={pixels}",
+        )
+
+
+def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
     """Read a PNG, JPEG or TIFF image.
 
     Alpha channels are dropped and palette images are expanded to RGB; the bit depth is kept.
+    The size the file declares is checked against `max_pixels` before it is decoded.
 
     Args:
         path: Image file.
+        max_pixels: The most pixels the file may declare (all pages of a TIFF's series
+            counted); None: `pixel_limit()`.
 
     Returns:
         Array of shape ``(H, W, C)`` with C = 1 or 3, dtype uint8 or uint16.
 
     Raises:
         DataError: The file is missing, is not an image, is truncated or corrupt, or holds
-            something other than a 2D 8/16-bit grayscale or RGB image (a float image, a 3D stack).
+            something other than a 2D 8/16-bit grayscale or RGB image (a float image, a 3D stack),
+            or declares more than `max_pixels` pixels.
+        ConfigError: `SEGLAB_MAX_PIXELS` is not a pixel count.
     """
     path = Path(path)
+    limit = pixel_limit() if max_pixels is None else max_pixels
     if not path.is_file():
         raise DataError(path, "file not found", "check the path and the file name")
     if path.suffix.lower() in _TIFF_SUFFIXES:
-        array = _read_tiff(path)
+        array = _read_tiff(path, limit)
     elif _is_16bit_colour_png(path):
-        array = _read_png_16bit_colour(path)
+        array = _read_png_16bit_colour(path, limit)
     else:
-        array = _read_pillow(path)
+        array = _read_pillow(path, limit)
     return _check_image(path, array)
 
 
-def read_mask(path: str | Path) -> np.ndarray:
+def read_mask(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
     """Read a binary mask.
 
     Accepted: single-channel masks, or RGB(A) masks whose colour channels are all equal, holding
@@ -65,6 +132,7 @@ def read_mask(path: str | Path) -> np.ndarray:
 
     Args:
         path: Mask file.
+        max_pixels: As in `read_image`.
 
     Returns:
         Bool array of shape ``(H, W)``, True for foreground.
@@ -74,7 +142,7 @@ def read_mask(path: str | Path) -> np.ndarray:
             values (typically a JPEG-compressed mask).
     """
     path = Path(path)
-    array = read_image(path)
+    array = read_image(path, max_pixels)
     if not _one_plane(array):
         raise DataError(
             path,
@@ -99,7 +167,7 @@ def read_mask(path: str | Path) -> np.ndarray:
     return plane > 0
 
 
-def read_label_image(path: str | Path) -> np.ndarray:
+def read_label_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
     """Read a label image: one integer label value per pixel (class indices, Cityscapes ids).
 
     Accepted: single-channel 8/16-bit PNG or TIFF, an RGB(A) image whose colour channels are all
@@ -107,6 +175,7 @@ def read_label_image(path: str | Path) -> np.ndarray:
 
     Args:
         path: Label image file.
+        max_pixels: As in `read_image`.
 
     Returns:
         ``(H, W)`` uint8 or uint16 label values.
@@ -116,10 +185,11 @@ def read_label_image(path: str | Path) -> np.ndarray:
             Cityscapes' ``*_gtFine_color.png``), whose colours cannot be mapped to labels.
     """
     path = Path(path)
-    indices = _palette_indices(path)
+    limit = pixel_limit() if max_pixels is None else max_pixels
+    indices = _palette_indices(path, limit)
     if indices is not None:
         return indices
-    array = read_image(path)
+    array = read_image(path, limit)
     if not _one_plane(array):
         raise DataError(
             path,
@@ -131,7 +201,7 @@ def read_label_image(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(array[..., 0])
 
 
-def _palette_indices(path: Path) -> np.ndarray | None:
+def _palette_indices(path: Path, limit: int) -> np.ndarray | None:
     """The palette indices of a palette PNG (``P`` mode), None for any other file."""
     if path.suffix.lower() != ".png" or not path.is_file():
         return None
@@ -139,6 +209,8 @@ def _palette_indices(path: Path) -> np.ndarray | None:
         with Image.open(path) as image:
             if image.mode != "P":
                 return None
+            width, height = image.size
+            check_pixels(path, (height, width), limit=limit)
             image.load()
             return np.array(image, dtype=np.uint8)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
@@ -205,7 +277,7 @@ def write_label_png(path: str | Path, labels: np.ndarray) -> None:
     write_png(path, labels.astype(np.uint16))
 
 
-def _read_pillow(path: Path) -> np.ndarray:
+def _read_pillow(path: Path, limit: int) -> np.ndarray:
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         # Another library switched this global on; truncated files would then load as silently
         # zero-filled images, which we cannot detect, so at least say so.
@@ -213,12 +285,21 @@ def _read_pillow(path: Path) -> np.ndarray:
             "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True: truncated images will not be detected"
         )
     try:
-        with Image.open(path) as image:
+        with Image.open(path) as image:  # reads the header only
+            width, height = image.size
+            check_pixels(path, (height, width), limit=limit)
             image.load()  # Pillow decodes lazily: force it here so corrupt data fails inside try
             return _pillow_to_array(path, image)
     except DataError:
         raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        # Pillow's own check (twice PIL.Image.MAX_IMAGE_PIXELS) runs in Image.open, before ours.
+        raise DataError(
+            path,
+            f"refused before decoding by Pillow's decompression-bomb check ({exc})",
+            "split it into smaller images (Pillow's limit is PIL.Image.MAX_IMAGE_PIXELS)",
+        ) from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise DataError(
             path, f"cannot read as an image ({exc})", f"expected {_EXPECTED}; re-export the file"
         ) from exc
@@ -254,10 +335,13 @@ def _is_16bit_colour_png(path: Path) -> bool:
     )
 
 
-def _read_png_16bit_colour(path: Path) -> np.ndarray:
+def _read_png_16bit_colour(path: Path, limit: int) -> np.ndarray:
     import cv2  # only needed for 16-bit colour PNGs; imported here to keep start-up fast
 
     data = path.read_bytes()
+    # IHDR: width and height are big-endian 32-bit integers at bytes 16 and 20.
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    check_pixels(path, (height, width), limit=limit)
     decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if decoded is None:
         raise DataError(
@@ -272,31 +356,55 @@ def _read_png_16bit_colour(path: Path) -> np.ndarray:
     return decoded[..., 2::-1]  # BGR(A) -> RGB, alpha dropped
 
 
-def _read_tiff(path: Path) -> np.ndarray:
+def tiff_pixels(axes: str, shape: Sequence[int]) -> tuple[int, ...]:
+    """The dimensions of a TIFF series (tifffile's axes and shape) that count as pixels: all
+    but the samples (``S``) and up to 4 colour planes (``C``)."""
+    return tuple(
+        int(size)
+        for axis, size in zip(axes, shape)
+        if not (axis == "S" or (axis == "C" and size <= 4))
+    )
+
+
+def tiff_chunk_pixels(page: Any) -> tuple[int, ...]:
+    """The pixel dimensions of a TIFF page's tiles or strips, each decoded whole (tifffile's
+    `TiffPage.chunks`, whose last entry is the samples of interleaved colour images)."""
+    chunks = tuple(int(size) for size in page.chunks)
+    interleaved = page.samplesperpixel > 1 and int(page.planarconfig) == 1
+    return chunks[:-1] if interleaved and len(chunks) > 2 else chunks
+
+
+def _read_tiff(path: Path, limit: int) -> np.ndarray:
     import tifffile  # imported here: only TIFF users pay for it
 
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
-            axes, array = series.axes, series.asarray()
+            axes, shape = series.axes, tuple(series.shape)
+            # All known from the header: refuse before decoding a single pixel.
+            check_pixels(path, tiff_pixels(axes, shape), limit=limit)
+            check_pixels(path, tiff_chunk_pixels(series.keyframe), "tiles or strips", limit)
+            # Drop singleton axes (e.g. a one-page stack) but keep the image plane.
+            keep = [i for i, axis in enumerate(axes) if axis in "YXS" or shape[i] > 1]
+            axes = "".join(axes[i] for i in keep)
+            shape = tuple(shape[i] for i in keep)
+            if axes not in ("YX", "YXS", "SYX"):
+                raise DataError(
+                    path,
+                    f"TIFF holds an array with axes {axes!r} and shape {shape}",
+                    f"expected {_EXPECTED}; save each 2D slice of a stack as its own file",
+                )
+            array = series.asarray().reshape(shape)
+    except DataError:
+        raise
     # A corrupt TIFF can fail in many ways inside tifffile (struct, index, key, value errors);
     # all of them mean the same thing to the user.
     except Exception as exc:
         raise DataError(
             path, f"cannot read as a TIFF image ({exc})", f"expected {_EXPECTED}; re-export it"
         ) from exc
-    # Drop singleton axes (e.g. a one-page stack) but keep the image plane.
-    keep = [i for i, axis in enumerate(axes) if axis in "YXS" or array.shape[i] > 1]
-    array = array.reshape([array.shape[i] for i in keep])
-    axes = "".join(axes[i] for i in keep)
     if axes == "SYX":
-        array, axes = np.moveaxis(array, 0, -1), "YXS"
-    if axes not in ("YX", "YXS"):
-        raise DataError(
-            path,
-            f"TIFF holds an array with axes {axes!r} and shape {array.shape}",
-            f"expected {_EXPECTED}; save each 2D slice of a stack as its own file",
-        )
+        array = np.moveaxis(array, 0, -1)
     if array.dtype == np.bool_:
         array = array.astype(np.uint8) * 255
     return array if array.ndim == 3 else array[..., None]
