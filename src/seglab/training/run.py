@@ -26,7 +26,13 @@ from seglab.kinds import kind_of
 from seglab.models import create_model, model_summary
 from seglab.precision import accelerator_device_type, resolve_train_precision
 from seglab.training.kinds import TrainingKind, training_kind
-from seglab.training.trainer import checkpoint_epoch, ddp_child, make_trainer, tracking_logger
+from seglab.training.trainer import (
+    check_tracking,
+    checkpoint_epoch,
+    ddp_child,
+    make_trainer,
+    tracking_logger,
+)
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +112,12 @@ def train(
     run_dir = Path(out)
     for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    # A precision this hardware cannot run well is refused before the run folder exists.
+    # A precision this hardware cannot run well, or a tracking store MLflow cannot use, is
+    # refused before the run folder exists.
     resolve_train_precision(
         config.train.precision, accelerator_device_type(config.train.accelerator)
     )
+    check_tracking(config, run_dir)
     if not resume:
         config = resolve_layout(config)
     kind = kind_of(config)
