@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, ImageFile
 
 from seglab.atomic_files import atomic_write_bytes
-from seglab.errors import ConfigError, DataError
+from seglab.errors import ConfigError, DataError, PixelLimitError
 
 logger = logging.getLogger(__name__)
 
@@ -76,13 +76,13 @@ def check_pixels(
         limit: The most pixels allowed; None: `pixel_limit()`.
 
     Raises:
-        DataError: Naming the file, the declared size and the limit.
+        PixelLimitError: A `DataError` naming the file, the declared size and the limit.
     """
     limit = pixel_limit() if limit is None else limit
     pixels = math.prod(int(size) for size in shape)
     if pixels > limit:
         sizes = " x ".join(str(int(size)) for size in shape)
-        raise DataError(
+        raise PixelLimitError(
             path,
             f"declares {what} of {sizes} = {pixels:,} pixels, above the limit of {limit:,}; "
             "refused before decoding (a decompression bomb, or too large to decode at once)",
