@@ -34,3 +34,8 @@ class DataError(SeglabError):
 
 class BundleError(SeglabError):
     """A model bundle is missing, incomplete or was written by an incompatible version."""
+
+
+class PixelLimitError(DataError):
+    """A file declares more pixels (or voxels) than `seglab.data.io.pixel_limit` allows, or
+    would decode more at once; it is refused from its header, before anything is decoded."""

@@ -61,8 +61,9 @@ def test_resume_continues_from_last_checkpoint(nuclei_dir: Path, tmp_path: Path)
 def test_existing_run_folder_is_not_overwritten(nuclei_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.yaml").write_text("seed: 0\n")
-    with pytest.raises(SeglabError, match="--resume"):
+    with pytest.raises(SeglabError, match="not a seglab run folder.*another --out"):
         train(load_config(None, tiny_overrides(nuclei_dir)), tmp_path / "run", progress=False)
+    assert (tmp_path / "run" / "config.yaml").read_text() == "seed: 0\n"
 
 
 def test_bundle_round_trip_gives_identical_outputs(nuclei_dir: Path, tmp_path: Path) -> None:

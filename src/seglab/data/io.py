@@ -4,6 +4,10 @@ Images come back as ``(H, W, C)`` arrays with C = 1 (grayscale) or 3 (RGB) and t
 kept (uint8 or uint16); binary masks come back as ``(H, W)`` bool arrays and label images
 (multi-class masks) as ``(H, W)`` integer label values. Writes are atomic, so an interrupted run
 never leaves a half-written PNG that later reads as corrupt.
+
+Decompression bombs: the size a file declares (every page of a TIFF's series and its tiles or
+strips, a PNG/JPEG header) is checked against `pixel_limit` before anything is decoded, so a
+small file declaring a huge image is refused instead of filling memory.
 """
 
 from __future__ import annotations
@@ -16,6 +20,12 @@ import numpy as np
 from PIL import Image, ImageFile
 
 from seglab.atomic_files import atomic_write_bytes
+from seglab.data.pixel_limits import (
+    check_pixels,
+    pixel_limit,
+    tiff_chunk_pixels,
+    tiff_pixels,
+)
 from seglab.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -30,34 +40,40 @@ _MASK_HINT = (
 )
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
     """Read a PNG, JPEG or TIFF image.
 
     Alpha channels are dropped and palette images are expanded to RGB; the bit depth is kept.
+    The size the file declares is checked against `max_pixels` before it is decoded.
 
     Args:
         path: Image file.
+        max_pixels: The most pixels the file may declare (all pages of a TIFF's series
+            counted); None: `pixel_limit()`.
 
     Returns:
         Array of shape ``(H, W, C)`` with C = 1 or 3, dtype uint8 or uint16.
 
     Raises:
         DataError: The file is missing, is not an image, is truncated or corrupt, or holds
-            something other than a 2D 8/16-bit grayscale or RGB image (a float image, a 3D stack).
+            something other than a 2D 8/16-bit grayscale or RGB image (a float image, a 3D stack),
+            or declares more than `max_pixels` pixels.
+        ConfigError: `SEGLAB_MAX_PIXELS` is not a pixel count.
     """
     path = Path(path)
+    limit = pixel_limit() if max_pixels is None else max_pixels
     if not path.is_file():
         raise DataError(path, "file not found", "check the path and the file name")
     if path.suffix.lower() in _TIFF_SUFFIXES:
-        array = _read_tiff(path)
+        array = _read_tiff(path, limit)
     elif _is_16bit_colour_png(path):
-        array = _read_png_16bit_colour(path)
+        array = _read_png_16bit_colour(path, limit)
     else:
-        array = _read_pillow(path)
+        array = _read_pillow(path, limit)
     return _check_image(path, array)
 
 
-def read_mask(path: str | Path) -> np.ndarray:
+def read_mask(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
     """Read a binary mask.
 
     Accepted: single-channel masks, or RGB(A) masks whose colour channels are all equal, holding
@@ -65,6 +81,7 @@ def read_mask(path: str | Path) -> np.ndarray:
 
     Args:
         path: Mask file.
+        max_pixels: As in `read_image`.
 
     Returns:
         Bool array of shape ``(H, W)``, True for foreground.
@@ -74,7 +91,7 @@ def read_mask(path: str | Path) -> np.ndarray:
             values (typically a JPEG-compressed mask).
     """
     path = Path(path)
-    array = read_image(path)
+    array = read_image(path, max_pixels)
     if not _one_plane(array):
         raise DataError(
             path,
@@ -99,7 +116,7 @@ def read_mask(path: str | Path) -> np.ndarray:
     return plane > 0
 
 
-def read_label_image(path: str | Path) -> np.ndarray:
+def read_label_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
     """Read a label image: one integer label value per pixel (class indices, Cityscapes ids).
 
     Accepted: single-channel 8/16-bit PNG or TIFF, an RGB(A) image whose colour channels are all
@@ -107,6 +124,7 @@ def read_label_image(path: str | Path) -> np.ndarray:
 
     Args:
         path: Label image file.
+        max_pixels: As in `read_image`.
 
     Returns:
         ``(H, W)`` uint8 or uint16 label values.
@@ -116,10 +134,11 @@ def read_label_image(path: str | Path) -> np.ndarray:
             Cityscapes' ``*_gtFine_color.png``), whose colours cannot be mapped to labels.
     """
     path = Path(path)
-    indices = _palette_indices(path)
+    limit = pixel_limit() if max_pixels is None else max_pixels
+    indices = _palette_indices(path, limit)
     if indices is not None:
         return indices
-    array = read_image(path)
+    array = read_image(path, limit)
     if not _one_plane(array):
         raise DataError(
             path,
@@ -131,7 +150,7 @@ def read_label_image(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(array[..., 0])
 
 
-def _palette_indices(path: Path) -> np.ndarray | None:
+def _palette_indices(path: Path, limit: int) -> np.ndarray | None:
     """The palette indices of a palette PNG (``P`` mode), None for any other file."""
     if path.suffix.lower() != ".png" or not path.is_file():
         return None
@@ -139,6 +158,8 @@ def _palette_indices(path: Path) -> np.ndarray | None:
         with Image.open(path) as image:
             if image.mode != "P":
                 return None
+            width, height = image.size
+            check_pixels(path, (height, width), limit=limit)
             image.load()
             return np.array(image, dtype=np.uint8)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
@@ -205,7 +226,7 @@ def write_label_png(path: str | Path, labels: np.ndarray) -> None:
     write_png(path, labels.astype(np.uint16))
 
 
-def _read_pillow(path: Path) -> np.ndarray:
+def _read_pillow(path: Path, limit: int) -> np.ndarray:
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         # Another library switched this global on; truncated files would then load as silently
         # zero-filled images, which we cannot detect, so at least say so.
@@ -213,12 +234,21 @@ def _read_pillow(path: Path) -> np.ndarray:
             "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True: truncated images will not be detected"
         )
     try:
-        with Image.open(path) as image:
+        with Image.open(path) as image:  # reads the header only
+            width, height = image.size
+            check_pixels(path, (height, width), limit=limit)
             image.load()  # Pillow decodes lazily: force it here so corrupt data fails inside try
             return _pillow_to_array(path, image)
     except DataError:
         raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        # Pillow's own check (twice PIL.Image.MAX_IMAGE_PIXELS) runs in Image.open, before ours.
+        raise DataError(
+            path,
+            f"refused before decoding by Pillow's decompression-bomb check ({exc})",
+            "split it into smaller images (Pillow's limit is PIL.Image.MAX_IMAGE_PIXELS)",
+        ) from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise DataError(
             path, f"cannot read as an image ({exc})", f"expected {_EXPECTED}; re-export the file"
         ) from exc
@@ -254,10 +284,13 @@ def _is_16bit_colour_png(path: Path) -> bool:
     )
 
 
-def _read_png_16bit_colour(path: Path) -> np.ndarray:
+def _read_png_16bit_colour(path: Path, limit: int) -> np.ndarray:
     import cv2  # only needed for 16-bit colour PNGs; imported here to keep start-up fast
 
     data = path.read_bytes()
+    # IHDR: width and height are big-endian 32-bit integers at bytes 16 and 20.
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    check_pixels(path, (height, width), limit=limit)
     decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if decoded is None:
         raise DataError(
@@ -272,31 +305,37 @@ def _read_png_16bit_colour(path: Path) -> np.ndarray:
     return decoded[..., 2::-1]  # BGR(A) -> RGB, alpha dropped
 
 
-def _read_tiff(path: Path) -> np.ndarray:
+def _read_tiff(path: Path, limit: int) -> np.ndarray:
     import tifffile  # imported here: only TIFF users pay for it
 
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
-            axes, array = series.axes, series.asarray()
+            axes, shape = series.axes, tuple(series.shape)
+            # All known from the header: refuse before decoding a single pixel.
+            check_pixels(path, tiff_pixels(axes, shape), limit=limit)
+            check_pixels(path, tiff_chunk_pixels(series.keyframe), "tiles or strips", limit)
+            # Drop singleton axes (e.g. a one-page stack) but keep the image plane.
+            keep = [i for i, axis in enumerate(axes) if axis in "YXS" or shape[i] > 1]
+            axes = "".join(axes[i] for i in keep)
+            shape = tuple(shape[i] for i in keep)
+            if axes not in ("YX", "YXS", "SYX"):
+                raise DataError(
+                    path,
+                    f"TIFF holds an array with axes {axes!r} and shape {shape}",
+                    f"expected {_EXPECTED}; save each 2D slice of a stack as its own file",
+                )
+            array = series.asarray().reshape(shape)
+    except DataError:
+        raise
     # A corrupt TIFF can fail in many ways inside tifffile (struct, index, key, value errors);
     # all of them mean the same thing to the user.
     except Exception as exc:
         raise DataError(
             path, f"cannot read as a TIFF image ({exc})", f"expected {_EXPECTED}; re-export it"
         ) from exc
-    # Drop singleton axes (e.g. a one-page stack) but keep the image plane.
-    keep = [i for i, axis in enumerate(axes) if axis in "YXS" or array.shape[i] > 1]
-    array = array.reshape([array.shape[i] for i in keep])
-    axes = "".join(axes[i] for i in keep)
     if axes == "SYX":
-        array, axes = np.moveaxis(array, 0, -1), "YXS"
-    if axes not in ("YX", "YXS"):
-        raise DataError(
-            path,
-            f"TIFF holds an array with axes {axes!r} and shape {array.shape}",
-            f"expected {_EXPECTED}; save each 2D slice of a stack as its own file",
-        )
+        array = np.moveaxis(array, 0, -1)
     if array.dtype == np.bool_:
         array = array.astype(np.uint8) * 255
     return array if array.ndim == 3 else array[..., None]

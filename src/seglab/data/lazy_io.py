@@ -6,6 +6,10 @@ multiscale dataset) through `zarr`. Writing: a tiled, zlib-compressed BigTIFF or
 filled band by band under a temporary name and renamed once complete, so a half-written output
 never looks finished. Every bad input raises a `DataError` naming the file.
 
+The image itself may be of any size; what is decoded at once (a stored chunk: a TIFF tile or
+strip, a zarr chunk; a band of rows) is checked against `seglab.data.io.pixel_limit`, so a
+TIFF stored as one huge compressed strip is refused when opened, before anything is decoded.
+
 Example:
     >>> with open_lazy("slide.ome.tif") as image:  # doctest: +SKIP
     ...     top = image.read_rows(slice(0, 256))  # (256, W, C)
@@ -25,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from seglab.atomic_files import atomic_directory, atomic_path
+from seglab.data.pixel_limits import check_pixels
 from seglab.errors import ConfigError, DataError
 
 __all__ = [
@@ -87,7 +92,14 @@ class LazyImage:
         self.dtype = np.dtype(array.dtype)
 
     def read_rows(self, rows: slice) -> np.ndarray:
-        """Rows `rows` (a step is allowed) of every column, as (h, W, C) in the stored dtype."""
+        """Rows `rows` (a step is allowed) of every column, as (h, W, C) in the stored dtype.
+
+        Raises:
+            DataError: The rows hold more pixels than `seglab.data.io.pixel_limit`, or cannot
+                be decoded.
+        """
+        count = len(range(*rows.indices(self.height)))
+        check_pixels(self.path, (count, self.width), f"rows {rows.start}..{rows.stop}, a band")
         key = tuple(rows if a == "Y" else 0 if a == "1" else slice(None) for a in self.axes)
         try:
             data = np.asarray(self.array[key])
@@ -126,7 +138,15 @@ def open_lazy(path: str | Path) -> LazyImage:
     if image.dtype not in (np.uint8, np.uint16):
         image.close()
         raise DataError(path, f"unsupported pixel type {image.dtype}", f"expected {_EXPECTED}")
-    chunks = getattr(image.array, "chunks", None)
+    chunks = getattr(image.array, "chunks", None)  # a memory map has none: nothing to decode
+    if chunks is not None:
+        # Each chunk is decoded whole on every read that touches it.
+        planes = [size for axis, size in zip(image.axes, chunks) if axis in "YX"]
+        try:
+            check_pixels(path, planes, "chunks (tiles or strips, each decoded whole)")
+        except DataError:
+            image.close()
+            raise
     if chunks is not None and math.prod(chunks) * image.dtype.itemsize > _LARGE_CHUNK:
         logger.warning(
             "%s: stored in chunks of %s, each decoded whole; save it tiled", path, chunks

@@ -7,6 +7,8 @@ Volumes come back as ``(D, H, W)`` or ``(D, H, W, C)`` arrays with their voxel s
 
 optionally split into ``ROOT/train``, ``ROOT/val`` and ``ROOT/test``, each in that layout.
 NIfTI needs nibabel (``pip install seglab[volumes]``), which is imported only when used.
+The size each file declares (TIFF series and tiles, ``.npy`` and NIfTI headers) is checked
+against `seglab.data.io.pixel_limit` before its voxels are read.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import tifffile
 from scipy import ndimage
 
 from seglab.atomic_files import atomic_path
+from seglab.data.pixel_limits import check_pixels, tiff_chunk_pixels, tiff_pixels
 from seglab.data.synthetic import check_output, numbered_splits, partial_folder, split_counts
 from seglab.errors import ConfigError, DataError
 
@@ -64,8 +67,9 @@ def read_volume(path: str | Path) -> Volume:
     format comes back alike.
 
     Raises:
-        DataError: The file is missing, unreadable or corrupt, has an unsupported suffix, or
-            holds a 2D image or an array of more than 4 dimensions.
+        DataError: The file is missing, unreadable or corrupt, has an unsupported suffix,
+            holds a 2D image or an array of more than 4 dimensions, or declares more voxels
+            than `seglab.data.io.pixel_limit`.
     """
     path = Path(path)
     if not path.is_file():
@@ -77,7 +81,7 @@ def read_volume(path: str | Path) -> Volume:
         if suffix in (".tif", ".tiff"):
             volume = _read_tiff(path)
         elif suffix == ".npy":
-            volume = Volume(np.load(path, allow_pickle=False))
+            volume = _read_npy(path)
         else:
             volume = _read_nifti(path)
     except DataError:
@@ -97,9 +101,24 @@ def read_volume(path: str | Path) -> Volume:
     return volume
 
 
+def _voxels(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The dimensions of a volume's array that count as voxels: a last axis of at most 4 is
+    its channels."""
+    return shape[:-1] if len(shape) == 4 and shape[-1] <= 4 else shape
+
+
+def _read_npy(path: Path) -> Volume:
+    # A memory map reads the header only; the voxels are copied in once the size is known.
+    mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+    check_pixels(path, _voxels(mapped.shape), "a volume")
+    return Volume(np.array(mapped))
+
+
 def _read_tiff(path: Path) -> Volume:
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
+        check_pixels(path, tiff_pixels(series.axes, series.shape), "a volume")
+        check_pixels(path, tiff_chunk_pixels(series.keyframe), "tiles or strips")
         data, axes = series.asarray(), series.axes
         if "C" in axes and axes.index("C") < len(axes) - 1:  # ImageJ order ZCYX -> (D, H, W, C)
             data = np.moveaxis(data, axes.index("C"), -1)
@@ -122,7 +141,8 @@ def _read_nifti(path: Path) -> Volume:
             "reading NIfTI files needs nibabel, which is not installed",
             "pip install nibabel (or pip install 'seglab[volumes]')",
         ) from error
-    image: Any = nibabel.load(path)
+    image: Any = nibabel.load(path)  # reads the header; the voxels are read on demand
+    check_pixels(path, _voxels(tuple(image.shape)), "a volume")
     data = np.asanyarray(image.dataobj)
     data = np.ascontiguousarray(np.moveaxis(data, [0, 1, 2], [2, 1, 0]) if data.ndim >= 3 else data)
     x, y, z = (float(zoom) for zoom in image.header.get_zooms()[:3])

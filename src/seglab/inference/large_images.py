@@ -36,6 +36,7 @@ from seglab.data.lazy_io import (
     open_band_writer,
     open_lazy,
 )
+from seglab.data.pixel_limits import pixel_limit
 from seglab.data.transforms import match_channels, normalize_image, stretch
 from seglab.data.views import make_views
 from seglab.errors import ConfigError, DataError
@@ -88,7 +89,8 @@ def percentile_bounds(
         float64 values as `np.percentile` gives them, of the image matched to `channels`.
     """
     stride = max(1, math.ceil(math.sqrt(image.height * image.width / max_samples)))
-    per_read = max(1, (1 << 24) // image.width) * stride
+    # Bands of at most 16 M pixels, and no more than a read may decode at once.
+    per_read = max(1, min(1 << 24, pixel_limit()) // image.width) * stride
     parts = []
     for top in range(0, image.height, per_read):
         rows = image.read_rows(slice(top, min(top + per_read, image.height), stride))

@@ -11,6 +11,7 @@ checkpoints/{best,last}.ckpt, model/ (the bundle), threshold.png, eval/test/.
 from __future__ import annotations
 
 import logging
+import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,15 +19,28 @@ from typing import Any, cast
 
 import pytorch_lightning as pl
 import torch
+import yaml
 
 from seglab.atomic_files import atomic_write_text
-from seglab.config import Config, apply_multiclass_defaults, dump_config, load_config
+from seglab.config import (
+    Config,
+    apply_multiclass_defaults,
+    config_to_dict,
+    dump_config,
+    load_config,
+)
 from seglab.errors import ConfigError, SeglabError
 from seglab.kinds import kind_of
 from seglab.models import create_model, model_summary
 from seglab.precision import accelerator_device_type, resolve_train_precision
 from seglab.training.kinds import TrainingKind, training_kind
-from seglab.training.trainer import checkpoint_epoch, ddp_child, make_trainer, tracking_logger
+from seglab.training.trainer import (
+    check_tracking,
+    checkpoint_epoch,
+    ddp_child,
+    make_trainer,
+    tracking_logger,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,17 +80,76 @@ def resolve_layout(config: Config) -> Config:
     return config
 
 
+# What a run writes into its folder before its first checkpoint; atomic writes killed midway
+# leave `.NAME.*` files beside them. (The bundle and evaluation come after the checkpoints.)
+_BEFORE_CHECKPOINT = (
+    "config.yaml",
+    "splits.json",
+    "skipped.json",
+    "model_summary.txt",
+    "mlflow_run.json",
+    "train_log.csv",
+    "curves.png",
+    "checkpoints",
+)
+
+
 def _prepare_run_dir(config: Config, out: Path, resume: bool) -> None:
+    """Check `out` and write its config.yaml: a new or empty folder, or one left by a run that
+    stopped before its first checkpoint (its files are replaced); anything else is refused, so
+    that no file of the user's, nor a run that can be resumed, is overwritten."""
+    last = out / "checkpoints" / "last.ckpt"
     if resume:
-        if not (out / "checkpoints" / "last.ckpt").is_file():
-            raise SeglabError(f"{out}: no checkpoints/last.ckpt to resume from")
+        if not last.is_file():
+            raise SeglabError(
+                f"{out}: no checkpoints/last.ckpt to resume from (the run stopped before its "
+                f"first checkpoint); start it afresh with `seglab train --out {out}`"
+            )
         return
-    if (out / "config.yaml").exists():
+    if out.exists() and not out.is_dir():
+        raise SeglabError(f"{out}: is a file, not a folder; choose another --out")
+    entries = sorted(out.iterdir()) if out.is_dir() else []
+    if last.is_file():
         raise SeglabError(
             f"{out}: already holds a run; choose another --out, or continue it with --resume {out}"
         )
+    foreign = [entry.name for entry in entries if not _run_entry(entry.name)]
+    if foreign or (entries and not _written_config(out / "config.yaml")):
+        shown = foreign or [entry.name for entry in entries]
+        listing = ", ".join(shown[:5]) + (f" and {len(shown) - 5} more" if len(shown) > 5 else "")
+        why = "" if foreign else ", but no config.yaml written by seglab"
+        raise SeglabError(
+            f"{out}: exists, is not empty and is not a seglab run folder (it holds {listing}"
+            f"{why}); choose another --out (a new or empty folder), so that nothing there is "
+            "overwritten"
+        )
+    if entries:
+        log.warning(
+            "%s: replacing the files of a run that stopped before its first checkpoint", out
+        )
+        for entry in entries:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
     out.mkdir(parents=True, exist_ok=True)
     dump_config(config, out / "config.yaml")
+
+
+def _run_entry(name: str) -> bool:
+    """Whether a run writes `name` before its first checkpoint (or is a leftover of that)."""
+    names = _BEFORE_CHECKPOINT
+    return name in names or any(name.startswith(f".{entry}.") for entry in names)
+
+
+def _written_config(path: Path) -> bool:
+    """Whether `path` is a config.yaml as a run writes it: every key of the resolved config,
+    so that it reads back unchanged (a config of the user's usually sets a few keys)."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return isinstance(raw, dict) and raw == config_to_dict(load_config(path))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, SeglabError):
+        return False
 
 
 def train(
@@ -106,10 +179,12 @@ def train(
     run_dir = Path(out)
     for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    # A precision this hardware cannot run well is refused before the run folder exists.
+    # A precision this hardware cannot run well, or a tracking store MLflow cannot use, is
+    # refused before the run folder exists.
     resolve_train_precision(
         config.train.precision, accelerator_device_type(config.train.accelerator)
     )
+    check_tracking(config, run_dir)
     if not resume:
         config = resolve_layout(config)
     kind = kind_of(config)

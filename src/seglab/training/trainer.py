@@ -1,6 +1,6 @@
 """The Lightning trainer, loaders and tracking shared by the 2D, volume and classification
-training paths: `make_trainer`, `loader_options`, `tracking_logger`, `checkpoint_epoch` and
-`ddp_child`."""
+training paths: `make_trainer`, `loader_options`, `check_tracking`, `tracking_logger`,
+`checkpoint_epoch` and `ddp_child`."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import torch
 
 from seglab.atomic_files import atomic_write_json
 from seglab.config import Config, config_to_dict
+from seglab.errors import ConfigError, SeglabError
 from seglab.precision import accelerator_device_type, resolve_train_precision
 from seglab.training.tasks import CompileTimer, EpochLog
 
@@ -113,18 +114,39 @@ def ddp_child() -> bool:
     return any(rank.isdigit() and int(rank) > 0 for rank in ranks)
 
 
+def check_tracking(config: Config, run_dir: Path) -> None:
+    """Refuse an unsupported, unreachable or corrupt tracking store (see
+    `seglab.training.tracking.check_store`) before anything of the run is written."""
+    if not config.tracking.enabled or ddp_child():
+        return
+    from seglab.training.tracking import check_store
+
+    check_store(config.tracking, run_dir.parent)
+
+
 def tracking_logger(
     config: Config, run_dir: Path, resume: bool, tags: dict[str, str] | None
 ) -> Any:
     if not config.tracking.enabled or ddp_child():
         return None
-    from seglab.training.tracking import create_logger, flat_params
+    from seglab.training.tracking import create_logger, default_store, flat_params
 
     id_file = run_dir / "mlflow_run.json"
     run_id = json.loads(id_file.read_text())["run_id"] if resume and id_file.is_file() else None
     logger = create_logger(config.tracking, run_dir, run_id, tags)
     if run_id is None:
-        logger.log_hyperparams(flat_params(config_to_dict(config)))
+        try:
+            logger.log_hyperparams(flat_params(config_to_dict(config)))
+        except SeglabError:
+            raise
+        # What `check_tracking` could not foresee (a database of another program, a server
+        # refusing writes) fails here, as MLflow, SQLAlchemy or HTTP errors of many types.
+        except Exception as exc:
+            uri = config.tracking.uri or default_store(run_dir.parent)[0]
+            raise ConfigError(
+                f"tracking store {uri}: {type(exc).__name__}: {exc}; fix it, "
+                "or train without tracking: --no-track (tracking.enabled=false)"
+            ) from exc
         atomic_write_json(id_file, {"run_id": logger.run_id, "tracking_uri": logger._tracking_uri})
     return logger
 
