@@ -25,7 +25,7 @@ from seglab.deploy.serve import (
     create_app,
     decode_image,
 )
-from seglab.errors import ConfigError, SeglabError
+from seglab.errors import ConfigError, DataError, SeglabError
 from seglab.inference.loading import load_predictor
 from seglab.models import create_model
 from seglab.postprocess import rle_decode
@@ -322,3 +322,14 @@ def test_page_and_docs(otsu: TestClient) -> None:
     assert otsu.get("/docs").status_code == 200
     upload = otsu.get("/openapi.json").json()["paths"]["/predict"]["post"]["requestBody"]
     assert "file" in upload["content"]["multipart/form-data"]["schema"]["properties"]
+
+
+def test_a_tiff_stack_whose_first_page_is_small_is_refused_before_decoding() -> None:
+    # 10 pages of 64x64: Pillow sees one 4,096-pixel page; the stack declares 40,960 pixels.
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, np.zeros((10, 64, 64), np.uint8), compression="zlib")
+    with pytest.raises(ImageTooLargeError, match="40,960 pixels") as error:
+        decode_image(buffer.getvalue(), "stack.tif", max_pixels=20_000)
+    assert "stack.tif" in str(error.value) and "seglab-serve" not in str(error.value)
+    with pytest.raises(DataError, match="stack"):  # within the limit: read, and not an image
+        decode_image(buffer.getvalue(), "stack.tif", max_pixels=50_000)

@@ -182,3 +182,18 @@ def test_cli_train_with_an_unreachable_server_exits_2_without_a_run_folder(
     assert "Traceback" not in result.stderr
     assert uri in result.stderr and "--no-track" in result.stderr
     assert not out.exists()
+
+
+def test_compare_refuses_an_unreachable_store_before_any_run(
+    nuclei_dir: Path, tmp_path: Path
+) -> None:
+    from seglab.training.compare import compare
+
+    overrides = [
+        *tiny_overrides(nuclei_dir),
+        "tracking.enabled=true",
+        f"tracking.uri=http://127.0.0.1:{closed_port()}",
+    ]
+    with pytest.raises(ConfigError, match="--no-track"):
+        compare(load_config(None, overrides), None, tmp_path / "cmp", False, ["dice", "bce"])
+    assert not (tmp_path / "cmp" / "dice").exists()

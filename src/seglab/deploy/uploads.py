@@ -17,7 +17,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.types import Message
 
 from seglab.data.io import IMAGE_SUFFIXES, read_image
-from seglab.errors import DataError
+from seglab.errors import DataError, PixelLimitError
 
 __all__ = [
     "ACCEPTED",
@@ -83,14 +83,21 @@ def decode_image(data: bytes, filename: str = "upload", max_pixels: int = MAX_PI
         path.write_bytes(data)
         _check_pixels(path, name, max_pixels)
         try:
-            return read_image(path)
+            # Every TIFF page and series is checked too, before anything is decoded.
+            return read_image(path, max_pixels=max_pixels)
+        except PixelLimitError as exc:
+            problem = exc.problem.replace(str(path), name)
+            raise ImageTooLargeError(name, problem, _TILES_HINT) from None
         except DataError as exc:
             # Name the client's file, not the temporary copy.
             raise DataError(name, exc.problem.replace(str(path), name), exc.hint) from None
 
 
+_TILES_HINT = "split the image into tiles and send them one by one"
+
+
 def _check_pixels(path: Path, name: str, max_pixels: int) -> None:
-    hint = "split the image into tiles and send them one by one"
+    hint = _TILES_HINT
     try:
         with Image.open(path) as image:  # lazy: reads the header only
             width, height = image.size

@@ -251,8 +251,9 @@ class _ParentRun:
     def __init__(self, config: Config, out: Path, label: str) -> None:
         import mlflow
 
-        from seglab.training.tracking import default_store, flat_params, quiet_mlflow
+        from seglab.training.tracking import check_store, default_store, flat_params, quiet_mlflow
 
+        check_store(config.tracking, out)  # an unreachable server would hang the client
         quiet_mlflow()
         uri, default_artifacts = default_store(out)
         artifacts: str | None = default_artifacts
