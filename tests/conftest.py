@@ -84,3 +84,24 @@ def seglab(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     if check and result.returncode != 0:
         raise AssertionError(f"seglab {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def tiny_gray_unet_bundle(folder: Path) -> Path:
+    """An untrained U-Net bundle for 1-channel images (1 filter, depth 2, 64-pixel tiles)."""
+    import torch
+
+    from seglab.bundle import make_metadata, save_bundle
+    from seglab.models import create_model
+
+    torch.manual_seed(0)
+    kwargs = {"in_channels": 1, "num_classes": 1, "n_filters": 1, "depth": 2}
+    pre = {"normalize": "scale", "percentiles": [1, 99], "input_size": None, "tile": 64}
+    meta = make_metadata(
+        model_name="unet",
+        model_kwargs=kwargs,
+        preprocessing=pre,
+        threshold=0.5,
+        metrics={},
+        config={},
+    )
+    return save_bundle(create_model("unet", **kwargs), meta, folder)

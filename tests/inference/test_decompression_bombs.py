@@ -18,6 +18,7 @@ import zarr
 from PIL import Image
 from test_large_images import NumpyPredictor, blobs, box_forward
 
+from conftest import tiny_gray_unet_bundle
 from seglab.data.io import read_image, read_label_image, read_mask
 from seglab.data.lazy_io import open_lazy
 from seglab.data.pixel_limits import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV, pixel_limit
@@ -94,23 +95,7 @@ def bombs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-
-    from seglab.bundle import make_metadata, save_bundle
-    from seglab.models import create_model
-
-    torch.manual_seed(0)
-    kwargs = {"in_channels": 1, "num_classes": 1, "n_filters": 1, "depth": 2}
-    pre = {"normalize": "scale", "percentiles": [1, 99], "input_size": None, "tile": 64}
-    meta = make_metadata(
-        model_name="unet",
-        model_kwargs=kwargs,
-        preprocessing=pre,
-        threshold=0.5,
-        metrics={},
-        config={},
-    )
-    return save_bundle(create_model("unet", **kwargs), meta, tmp_path_factory.mktemp("b") / "m")
+    return tiny_gray_unet_bundle(tmp_path_factory.mktemp("b") / "m")
 
 
 def test_the_limit_defaults_and_is_read_from_the_environment(

@@ -14,7 +14,7 @@ import pytest
 import tifffile
 import zarr
 
-from conftest import seglab
+from conftest import seglab, tiny_gray_unet_bundle
 from seglab.data.lazy_io import open_lazy
 from seglab.errors import ConfigError, DataError
 from seglab.inference.base import BasePredictor
@@ -346,23 +346,7 @@ def test_a_tiff_larger_than_the_memory_limit_is_predicted_within_it(tmp_path: Pa
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-
-    from seglab.bundle import make_metadata, save_bundle
-    from seglab.models import create_model
-
-    torch.manual_seed(0)
-    kwargs = {"in_channels": 1, "num_classes": 1, "n_filters": 1, "depth": 2}
-    pre = {"normalize": "scale", "percentiles": [1, 99], "input_size": None, "tile": 64}
-    meta = make_metadata(
-        model_name="unet",
-        model_kwargs=kwargs,
-        preprocessing=pre,
-        threshold=0.5,
-        metrics={},
-        config={},
-    )
-    return save_bundle(create_model("unet", **kwargs), meta, tmp_path_factory.mktemp("b") / "m")
+    return tiny_gray_unet_bundle(tmp_path_factory.mktemp("b") / "m")
 
 
 def test_cli_predicts_a_big_tiff_lazily_as_it_would_in_memory(bundle: Path, tmp_path: Path) -> None:
