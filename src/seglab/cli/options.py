@@ -25,8 +25,17 @@ PrecisionOption = Annotated[
         help="torch backend: auto (bf16 where the CPU/GPU has it natively, else fp32), 32 or bf16."
     ),
 ]
+
+
+def _probability(value: float | None) -> float | None:
+    if value is not None and not 0.0 <= value <= 1.0:  # NaN fails the comparison too
+        raise typer.BadParameter(f"{value} is not a probability; give a number from 0 to 1")
+    return value
+
+
 ThresholdOption = Annotated[
-    float | None, typer.Option(help="Override the bundle's tuned threshold.")
+    float | None,
+    typer.Option(help="Override the bundle's tuned threshold (0 to 1).", callback=_probability),
 ]
 
 

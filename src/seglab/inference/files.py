@@ -74,12 +74,32 @@ class PredictedFile:
     foreground_fraction: float
 
 
-def _output_names(paths: list[Path]) -> list[str]:
-    # Stems collide when folders hold same-named files; prefix the parent folder then.
-    stems = [p.stem.removesuffix(".ome") for p in paths]
-    if len(set(stems)) == len(stems):
-        return stems
-    return [f"{p.parent.name}_{s}" if stems.count(s) > 1 else s for p, s in zip(paths, stems)]
+def output_stems(paths: list[Path]) -> list[str]:
+    """One output name per input, never two alike: the stem, then for stems that collide the
+    parent folder's name before it, then the file's suffix after it (`b.png` and `b.tif` in
+    folder `s` give `s_b_png` and `s_b_tif`), then a number.
+
+    Example:
+        >>> output_stems([Path("a/x.png"), Path("b/x.png"), Path("b/y.png"), Path("b/y.tif")])
+        ['a_x', 'b_x', 'b_y_png', 'b_y_tif']
+    """
+    names = [p.stem.removesuffix(".ome") for p in paths]
+    for widen in (
+        lambda path, name: f"{path.parent.name}_{name}",
+        lambda path, name: f"{name}_{path.suffix.lstrip('.')}",
+    ):
+        if len(set(names)) == len(names):
+            return names
+        names = [
+            widen(path, name) if names.count(name) > 1 else name
+            for path, name in zip(paths, names, strict=True)
+        ]
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        unique.append(name if names.count(name) == 1 else f"{name}_{seen[name]}")
+    return unique
 
 
 @dataclass(frozen=True)
@@ -140,7 +160,7 @@ def predict_files(
         raise ConfigError(f"--large-format: unknown '{large_format}'; valid: tif, zarr")
     paths = collect_inputs(inputs)
     options = OutputOptions(probabilities, overlays, instances, rle is not None)
-    items, lazy = _split_by_size(list(zip(paths, _output_names(paths))), lazy_above)
+    items, lazy = _split_by_size(list(zip(paths, output_stems(paths))), lazy_above)
     done = _predict_in_memory(predictor, items, Path(out), options, workers, load, progress)
     if rle is not None:
         write_submission(Path(rle), [row for _, rows in done for row in rows])

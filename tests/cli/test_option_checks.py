@@ -1,0 +1,40 @@
+"""Options checked at the command line, and outputs that never overwrite one another."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import seglab
+from seglab.inference.files import output_stems
+
+
+@pytest.mark.parametrize("threshold", ["nan", "5", "-1", "inf"])
+def test_a_threshold_that_is_not_a_probability_is_refused(threshold: str, tmp_path: Path) -> None:
+    Image.fromarray(np.full((8, 8), 128, np.uint8)).save(tmp_path / "a.png")
+    args = ["predict", "--model", "otsu", str(tmp_path / "a.png"), "--out", str(tmp_path / "o")]
+    result = seglab(*args, "--threshold", threshold, check=False)
+    assert result.returncode == 2 and "not a probability" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "o").exists()
+
+
+def test_same_stem_files_in_one_folder_each_get_their_own_mask(tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    for suffix, value in ((".png", 40), (".tif", 220)):
+        Image.fromarray(np.full((16, 16), value, np.uint8)).save(images / f"b{suffix}")
+    Image.fromarray(np.full((16, 16), 90, np.uint8)).save(images / "c.png")
+    out = tmp_path / "out"
+    seglab("predict", "--model", "otsu", str(images), "--out", str(out))
+    masks = sorted(p.name for p in out.glob("*_mask.png"))
+    assert masks == ["c_mask.png", "images_b_png_mask.png", "images_b_tif_mask.png"]
+
+
+def test_output_stems_are_unique_and_keep_unambiguous_stems() -> None:
+    paths = [Path(p) for p in ("a/x.png", "b/x.png", "b/y.png", "b/y.tif", "b/z.png", "b/z.png")]
+    stems = output_stems(paths)
+    assert stems == ["a_x", "b_x", "b_y_png", "b_y_tif", "b_z_png_1", "b_z_png_2"]
+    assert output_stems([Path("q/one.png"), Path("q/two.png")]) == ["one", "two"]
