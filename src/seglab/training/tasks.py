@@ -362,7 +362,12 @@ class EpochLog(pl.Callback):
 
 
 def read_train_log(path: Path) -> list[dict[str, float]]:
+    """The rows of `train_log.csv`: scores as floats, the epoch as the whole number it is (so a
+    resumed run writes `2`, not `2.0`)."""
     if not path.is_file():
         return []
     with path.open(newline="") as handle:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+        return [
+            {k: int(float(v)) if k == "epoch" else float(v) for k, v in row.items()}
+            for row in csv.DictReader(handle)
+        ]
