@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -295,3 +296,18 @@ def test_flip_tta_of_a_position_dependent_forward_is_the_mean_over_flips() -> No
         flip_tta(add_position, 3)(batch)
     with pytest.raises(ValueError):
         flip_tta(add_position, 0)
+
+
+@pytest.mark.parametrize("shape", [(4, 4), (4, 50), (5, 7), (63, 64), (64, 130)])
+def test_flip_tta_on_images_at_or_below_the_tile(shape: tuple[int, int], tmp_path: Path) -> None:
+    # Flipped views were once handed to torch with negative strides, which it refuses.
+    from conftest import tiny_gray_unet_bundle
+    from seglab.inference.loading import load_predictor
+
+    predictor = load_predictor(tiny_gray_unet_bundle(tmp_path / "m"))
+    image = np.random.default_rng(0).integers(0, 255, (*shape, 1), dtype=np.uint8)
+    plain = predictor.predict_proba(image)
+    predictor.tta = True
+    averaged = predictor.predict_proba(image)
+    assert averaged.shape == plain.shape == shape
+    assert np.isfinite(averaged).all() and ((averaged >= 0) & (averaged <= 1)).all()
