@@ -38,3 +38,35 @@ def test_output_stems_are_unique_and_keep_unambiguous_stems() -> None:
     stems = output_stems(paths)
     assert stems == ["a_x", "b_x", "b_y_png", "b_y_tif", "b_z_png_1", "b_z_png_2"]
     assert output_stems([Path("q/one.png"), Path("q/two.png")]) == ["one", "two"]
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["predict", "--model", "otsu", "x.png", "--out", "o", "--tile", "0"], "--tile"),
+        (["predict", "--model", "otsu", "x.png", "--out", "o", "--tile", "-5"], "--tile"),
+        (["predict", "--model", "otsu", "x.png", "--out", "o", "--overlap", "1"], "--overlap"),
+        (["predict", "--model", "otsu", "x.png", "--out", "o", "--overlap", "-0.1"], "--overlap"),
+        (["evaluate", "--model", "otsu", "--data", "d", "--out", "o", "--tile", "0"], "--tile"),
+        (["serve", "--model", "otsu", "--port", "70000"], "--port"),
+        (["serve", "--model", "otsu", "--max-upload-mb", "inf"], "--max-upload-mb"),
+        (["plan", "--batch", "0"], "--batch"),
+        (["data", "synth", "--size", "0", "--out", "o"], "--size"),
+        (["data", "synth", "--n", "0", "--out", "o"], "--n"),
+        (["cv", "--folds", "1", "--out", "o"], "--folds"),
+        (["ui", "--port", "0"], "--port"),
+    ],
+)
+def test_out_of_range_options_are_refused_before_any_work(
+    args: list[str], option: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from seglab.cli.main import app
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "Invalid value" in result.output and option in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert not (tmp_path / "o").exists()

@@ -18,12 +18,12 @@ def plan(
     patch: Annotated[
         str | None, typer.Option(help="Estimate this patch, e.g. 96,96,96 (else plan).")
     ] = None,
-    batch: Annotated[int, typer.Option(help="Batch size for --patch.")] = 2,
-    channels: Annotated[int, typer.Option(help="Input channels.")] = 1,
+    batch: Annotated[int, typer.Option(help="Batch size for --patch.", min=1)] = 2,
+    channels: Annotated[int, typer.Option(help="Input channels.", min=1)] = 1,
     budget: Annotated[
         str | None, typer.Option(help="Memory budget, e.g. 8GiB (default: free memory).")
     ] = None,
-    n_filters: Annotated[int, typer.Option(help="Width multiplier of the model.")] = 2,
+    n_filters: Annotated[int, typer.Option(help="Width multiplier of the model.", min=1)] = 2,
 ) -> None:
     """Estimate training memory (parameters, gradients, Adam state, activations) for a patch
     and batch, or find the largest patch per batch size that fits a budget.
@@ -114,9 +114,10 @@ def data_synth(
             help="circles (folders), nuclei (dsb2018), streets (cityscapes) or blobs3d (volumes)."
         ),
     ] = "nuclei",
-    n: Annotated[int, typer.Option(help="Number of images.")] = 200,
+    n: Annotated[int, typer.Option(help="Number of images.", min=1)] = 200,
     size: Annotated[
-        int, typer.Option(help="Image side in pixels (streets: the height; width = 2 x size).")
+        int,
+        typer.Option(help="Image side in pixels (streets: the height; width = 2 x size).", min=8),
     ] = 128,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     no_split: Annotated[

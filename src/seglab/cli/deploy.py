@@ -31,10 +31,12 @@ def export(
 def serve(
     model: Annotated[Path, typer.Option(help="Bundle folder, or `otsu`.")],
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 8000,
-    workers: Annotated[int, typer.Option(help="Server processes.")] = 1,
+    port: Annotated[int, typer.Option(help="Port.", min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(help="Server processes.", min=1)] = 1,
     backend: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
-    max_upload_mb: Annotated[float, typer.Option(help="Largest accepted upload (MB).")] = 20.0,
+    max_upload_mb: Annotated[
+        float, typer.Option(help="Largest accepted upload (MB).", min=0.001, max=10_000)
+    ] = 20.0,
 ) -> None:
     """Serve a model over HTTP: web page at /, POST /predict, GET /health, /model, /docs.
 
@@ -51,7 +53,7 @@ def ui(
         "runs"
     ),
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 5000,
+    port: Annotated[int, typer.Option(help="Port.", min=1, max=65535)] = 5000,
 ) -> None:
     """Open the MLflow UI on the local tracking store of a runs folder.
 

@@ -87,7 +87,7 @@ def _score_cell(row: dict[str, Any], column: str) -> str:
 
 
 def cv(
-    folds: Annotated[int, typer.Option(help="Number of folds.")] = 5,
+    folds: Annotated[int, typer.Option(help="Number of folds.", min=2)] = 5,
     data: DataOption = None,
     task: TaskOption = None,
     model: Annotated[str | None, typer.Option(help="Model name.")] = None,

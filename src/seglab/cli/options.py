@@ -15,9 +15,12 @@ errors = Console(stderr=True)
 
 Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
 TileOption = Annotated[
-    int | None, typer.Option(help="Sliding-window tile side (default: the bundle's, 1024).")
+    int | None,
+    typer.Option(help="Sliding-window tile side (default: the bundle's, 1024).", min=4),
 ]
-OverlapOption = Annotated[float, typer.Option(help="Sliding-window tile overlap.")]
+OverlapOption = Annotated[
+    float, typer.Option(help="Sliding-window tile overlap, from 0 to 0.95.", min=0.0, max=0.95)
+]
 TtaOption = Annotated[bool, typer.Option("--tta", help="Average over flipped predictions.")]
 PrecisionOption = Annotated[
     str,
