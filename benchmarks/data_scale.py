@@ -9,34 +9,53 @@ Synthetic data is written in the real layouts at the real data sets' counts and 
   stained, in the dsb2018 layout (`<id>/images/<id>.png`, one `<id>/masks/<k>.png` per nucleus).
   The generator is this file's own (`seglab.data.synthetic` writes square images only): ellipses
   on a flat background with noise, nuclei per image proportional to its area.
-- volumes (opt-in): `.npy` volume pairs (`train|val/images/`, `labels/`) whose total size is
-  twice the memory available when the benchmark starts, each written and freed in turn.
+- volumes (opt-in): pairs of 64×512×512 uint8 image and 0/1 label volumes (32 MiB a pair
+  decoded) in the `volumes` layout (`train|val/images/vol_<n>.tif`, `labels/`), as many as
+  make twice the memory available when the benchmark starts, one validation volume, the rest
+  for training. They are written lazily (each pair drawn, written and freed in turn) as
+  zlib-compressed ImageJ TIFF stacks, with image noise of 2 bits (0..3) so that the sources
+  take ~5.6 MiB a pair: sources and the ~34 MB-a-pair cache must fit the disk, which is checked
+  first (the benchmark refuses, saying how much it needs, when they do not).
 
 `--scale` multiplies the counts (at least one image per split and per DSB2018 size). Each step
-runs in a child process, so the benchmark itself holds no data; each child reports its own
-peak resident set (`VmHWM` of /proc/self/status) and the parent polls the resident memory of the
-child's process tree, killing it beyond `--rss-cap` GiB so a run cannot exhaust the machine:
+runs in a child process, so the benchmark itself holds no data; each child's output is logged
+with the seconds since its launch, each Python child reports its own peak resident set
+(`VmHWM` of /proc/self/status), the kernel reports the largest process of each child's tree
+(`ru_maxrss` of `wait4`), and the parent polls the summed resident memory of the tree, killing
+it beyond `--rss-cap` GiB so a run cannot exhaust the machine. For the 2D sets:
 
 1. generation (skipped when `<root>/<set>/data` exists, so reruns with `--keep` measure the
    cached case);
 2. the first-run cache build: `cache_split_data`, as `seglab train` calls it, then `cache_size`;
-3. training: `seglab train` cannot bound its steps (no `train.max_steps`), so a child builds what
-   `seglab.training.run.train` builds (default config, the same model, loss, task and loaders, by
-   the same functions) and fits a Lightning Trainer for `--steps` steps without validation,
-   logging or checkpoints: seconds from its launch to the first training batch, steps/s (after
-   the first step) and peak RSS;
+3. the step rate: a child builds what `seglab.training.run.train` builds (default config, the
+   same model, loss, task and loaders, by the same functions) and fits a Lightning Trainer for
+   `--steps` steps without validation, logging or checkpoints: seconds from its launch to the
+   first training batch, steps/s (after the first step) and peak RSS;
 4. loader throughput: the same training DataLoader with 0, 1 and 2 workers, batches/s after a
-   warm-up, against the step rate (goal: >= 1.5×).
+   warm-up, against the step rate of 3 (goal: >= 1.5×);
+5. the real `python -m seglab train --no-track --no-progress` on the cached data, bounded by
+   `--set train.max_steps=<--cli-steps>`, without test evaluation: after the steps it validates,
+   tunes the threshold on val and writes the bundle, as any run. Its wall time, the seconds to
+   seglab's "training on" log line (training start: split, cache opened, model and loaders
+   built) and to the last write of `checkpoints/last.ckpt` (end of the fit), and the peak RSS
+   of its process tree. Cityscapes' 500 validation images at 2048×1024 make this step long on a
+   CPU: the README's row for it is from a reduced `--scale`.
 
-The volumes set goes through the real `seglab train --layout volumes` (one epoch of
-`data.patches_per_volume` patches per volume, no test split): its wall time and peak RSS only.
+The volumes set goes through the real `seglab train --layout volumes --model unet3d` only
+(`data.patch=[32,64,64]`, one patch per volume and epoch, `train.epochs=1`, the same
+`train.max_steps` bound, no test split): a first run on an empty cache, which decodes each
+volume whole (32 MiB, one at a time) into the cache (`cache s`: launch to the last entry
+written), then, unless `--no-warm`, a second run on the warm cache (its training start is the
+time to the first step on cached data). Validation and threshold tuning go by cubic sliding
+window over the whole validation volume.
 
-Timings are from a shared 2-core machine; they are noisy.
+Timings are from a shared 2-core machine on which other test suites run; they are noisy.
 
 Examples:
     python benchmarks/data_scale.py --scale 0.01
     python benchmarks/data_scale.py --sets dsb2018 --steps 30
     python benchmarks/data_scale.py --sets volumes --scale 0.02 --keep
+    python benchmarks/data_scale.py --sets volumes --cli-steps 20 --out volumes.json
 """
 
 from __future__ import annotations
