@@ -34,8 +34,11 @@ it beyond `--rss-cap` GiB so a run cannot exhaust the machine. For the 2D sets:
 4. loader throughput: the same training DataLoader with 0, 1 and 2 workers, batches/s after a
    warm-up, against the step rate of 3 (goal: >= 1.5×);
 5. the real `python -m seglab train --no-track --no-progress` on the cached data, bounded by
-   `--set train.max_steps=<--cli-steps>`, without test evaluation: after the steps it validates,
-   tunes the threshold on val and writes the bundle, as any run. Its wall time, the seconds to
+   `--set train.max_steps=<--cli-steps>`, with `train.patience=0` and no test evaluation: after
+   the steps it predicts the val split to tune the threshold (by sliding window where images
+   are large) and writes the bundle, as any run. (A run that max_steps stops before its epoch
+   ends gets no Lightning validation, and early stopping on val_loss would then fail: hence
+   patience 0, and the bundle is the last checkpoint.) Its wall time, the seconds to
    seglab's "training on" log line (training start: split, cache opened, model and loaders
    built) and to the last write of `checkpoints/last.ckpt` (end of the fit), and the peak RSS
    of its process tree. Cityscapes' 500 validation images at 2048×1024 make this step long on a
@@ -599,6 +602,10 @@ def run_train_cli(
     command += ["--no-track", "--no-progress"]
     overrides = [
         f"train.max_steps={args.cli_steps}",
+        # A run stopped by max_steps before its epoch ends is not validated by Lightning, and
+        # early stopping (patience 5 by default) then fails for want of val_loss: off. The
+        # bundle is then the last checkpoint; the threshold is still tuned on val.
+        "train.patience=0",
         "train.evaluate_test=false",
         f"data.cache_dir={cache}",
     ]
@@ -684,8 +691,10 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
     row["train_cli_ok"] = all(run["code"] == 0 for run in row["train_cli"])
     row["rss_meets_goal"] = bool(peaks) and max(peaks) < RSS_GOAL_MIB
     row["disk_gb"] = {"data": _disk_bytes(data) / 1e9, "cache": _disk_bytes(cache) / 1e9}
-    if not args.keep:
+    if not args.keep and row["train_cli_ok"]:
         shutil.rmtree(root, ignore_errors=True)
+    elif not args.keep:  # a rerun reuses the data and cache: delete them by hand when done
+        print(f"[{name}] a seglab train run failed: {root} kept", flush=True)
     return row
 
 
@@ -802,6 +811,7 @@ def print_table(result: dict[str, Any]) -> None:
             f"{row['set']}: data {row['disk_gb']['data']:.2f} GB, cache "
             f"{row['disk_gb']['cache']:.2f} GB on disk; peak RSS < 3 GiB: "
             f"{'yes' if row['rss_meets_goal'] else 'NO'}"
+            + ("" if row["train_cli_ok"] else "; a `seglab train` run FAILED (see its log_tail)")
         )
 
 
