@@ -11,7 +11,8 @@ Synthetic data is written in the real layouts at the real data sets' counts and 
   on a flat background with noise, nuclei per image proportional to its area.
 - volumes (opt-in): pairs of 64×512×512 uint8 image and 0/1 label volumes (32 MiB a pair
   decoded) in the `volumes` layout (`train|val/images/vol_<n>.tif`, `labels/`), as many as
-  make twice the memory available when the benchmark starts, one validation volume, the rest
+  make twice the machine's memory (MemTotal, so more than twice the memory available), one
+  validation volume, the rest
   for training. They are written lazily (each pair drawn, written and freed in turn) as
   zlib-compressed ImageJ TIFF stacks, with image noise of 2 bits (0..3) so that the sources
   take ~5.6 MiB a pair: sources and the ~34 MB-a-pair cache must fit the disk, which is checked
@@ -261,8 +262,10 @@ def generation_jobs(name: str, scale: float, seed: int) -> tuple[str, list[Any],
                 "modalities": mix,
             },
         )
-    available = _mem_available()
-    total = max(VOLUME_VAL + 1, math.ceil(2 * available * scale / VOLUME_PAIR_BYTES))
+    # Twice the whole memory (MemTotal), hence more than twice the free memory whatever else
+    # runs, and the same count for the disk check and the generation.
+    available, memory = _meminfo("MemAvailable"), _meminfo("MemTotal")
+    total = max(VOLUME_VAL + 1, math.ceil(2 * memory * scale / VOLUME_PAIR_BYTES))
     splits = ["val"] * VOLUME_VAL + ["train"] * (total - VOLUME_VAL)
     jobs = [("", index, seed, split, 0) for index, split in enumerate(splits)]
     depth, height, width = VOLUME_SHAPE
@@ -274,7 +277,8 @@ def generation_jobs(name: str, scale: float, seed: int) -> tuple[str, list[Any],
             "sizes": [f"{depth}×{height}×{width}"],
             "format": f"zlib TIFF, uint8, noise 0..{VOLUME_NOISE - 1}",
             "mem_available_gib": round(available / 2**30, 2),
-            "target_gib": round(2 * available * scale / 2**30, 2),
+            "mem_total_gib": round(memory / 2**30, 2),
+            "target_gib": round(2 * memory * scale / 2**30, 2),
             "decoded_gib": round(total * VOLUME_PAIR_BYTES / 2**30, 2),
         },
     )
@@ -473,11 +477,12 @@ def run_child(mode: str, spec: dict[str, Any], result_file: Path) -> None:
 # --- the parent ----------------------------------------------------------------------------
 
 
-def _mem_available() -> int:
+def _meminfo(key: str) -> int:
+    """Bytes of a /proc/meminfo entry (MemAvailable, MemTotal)."""
     for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
+        if line.startswith(f"{key}:"):
             return int(line.split()[1]) * 1024
-    raise RuntimeError("no MemAvailable in /proc/meminfo")
+    raise RuntimeError(f"no {key} in /proc/meminfo")
 
 
 def _tree_rss_mib(root: int) -> float:
