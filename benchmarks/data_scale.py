@@ -40,8 +40,9 @@ it beyond `--rss-cap` GiB so a run cannot exhaust the machine. For the 2D sets:
    are large) and writes the bundle, as any run. (A run that max_steps stops before its epoch
    ends gets no Lightning validation, and early stopping on val_loss would then fail: hence
    patience 0, and the bundle is the last checkpoint.) Its wall time, the seconds to
-   seglab's "training on" log line (training start: split, cache opened, model and loaders
-   built) and to the last write of `checkpoints/last.ckpt` (end of the fit), and the peak RSS
+   seglab's "training on <device> in precision <p>" log line (training start: split, cache
+   opened, model and loaders built) and to the last write of `train_log.csv` or
+   `checkpoints/last.ckpt` (end of the fit), and the peak RSS
    of its process tree. Cityscapes' 500 validation images at 2048×1024 make this step long on a
    CPU: the README's row for it is from a reduced `--scale`.
 
@@ -594,12 +595,13 @@ def run_train_cli(
 ) -> dict[str, Any]:
     """The real `python -m seglab train`, bounded by `train.max_steps`, no test evaluation.
 
-    Milestones, in seconds from the launch: `training_start_s`, when seglab logs "training on"
-    (the data split and cached, the model and loaders built, just before `trainer.fit`);
-    `fit_end_s`, when `checkpoints/last.ckpt` was last written (the steps and Lightning's
-    validation done); the rest of the wall time is tuning the threshold on val and writing the
-    bundle. For the volumes set `cache_build_s` is the time from the launch to the last cache
-    entry written (each entry is renamed into place when complete).
+    Milestones, in seconds from the launch: `training_start_s`, when seglab logs "training on
+    <device> in precision <p>" (the data split and cached, the model and loaders built, just
+    before `trainer.fit`); `fit_end_s`, when `train_log.csv` or `checkpoints/last.ckpt` was last
+    written (the steps and Lightning's end-of-epoch validations done); the rest of the wall time
+    is tuning the threshold on val and writing the bundle. For the volumes set `cache_build_s`
+    is the time from the launch to the last cache entry written (each entry is renamed into
+    place when complete).
     """
     data, cache, run_dir = root / "data", root / "cache", root / run
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -627,10 +629,24 @@ def run_train_cli(
     result["steps"] = args.cli_steps
     result["cache_entries_before"] = entries_before
     result["training_start_s"] = next(
-        (at for line, at in lines.items() if line.startswith("training on ")), None
+        (
+            at
+            for line, at in lines.items()
+            if line.startswith("training on ") and " in precision " in line
+        ),
+        None,
     )
-    last = run_dir / "checkpoints" / "last.ckpt"
-    result["fit_end_s"] = last.stat().st_mtime - launched if last.is_file() else None
+    # The last epoch's end (train_log.csv, also written for an epoch that max_steps cut short)
+    # or the last checkpoint, whichever is later.
+    ends = [
+        f.stat().st_mtime
+        for f in (run_dir / "train_log.csv", run_dir / "checkpoints" / "last.ckpt")
+        if f.is_file()
+    ]
+    result["fit_end_s"] = max(ends) - launched if ends else None
+    epochs_log = run_dir / "train_log.csv"
+    if epochs_log.is_file():  # epochs begun (each validated, unless max_steps cut it short)
+        result["epochs"] = len(epochs_log.read_text().splitlines()) - 1
     if name == "volumes" and entries_before == 0 and cache.is_dir():
         written = [f.stat().st_mtime for f in cache.glob("*/*/sample.json")]
         result["cache_build_s"] = max(written) - launched if written else None
@@ -807,9 +823,10 @@ def print_table(result: dict[str, Any]) -> None:
         console.print(runs)
         print(
             "seconds from the launch: cache s (volumes, first run) to the last cache entry, "
-            "training start to seglab's 'training on' log line, fit end to the last write of "
-            "checkpoints/last.ckpt; the rest of the wall time tunes the threshold and writes "
-            "the bundle. Tree RSS: all processes summed, polled every 0.2 s."
+            "training start to seglab's 'training on <device> in precision <p>' log line, fit "
+            "end to the last write of train_log.csv or checkpoints/last.ckpt; the rest of the "
+            "wall time tunes the threshold and writes the bundle. Tree RSS: all processes "
+            "summed, polled every 0.2 s."
         )
     for row in result["sets"]:
         print(
