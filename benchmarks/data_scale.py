@@ -9,34 +9,58 @@ Synthetic data is written in the real layouts at the real data sets' counts and 
   stained, in the dsb2018 layout (`<id>/images/<id>.png`, one `<id>/masks/<k>.png` per nucleus).
   The generator is this file's own (`seglab.data.synthetic` writes square images only): ellipses
   on a flat background with noise, nuclei per image proportional to its area.
-- volumes (opt-in): `.npy` volume pairs (`train|val/images/`, `labels/`) whose total size is
-  twice the memory available when the benchmark starts, each written and freed in turn.
+- volumes (opt-in): pairs of 64×512×512 uint8 image and 0/1 label volumes (32 MiB a pair
+  decoded) in the `volumes` layout (`train|val/images/vol_<n>.tif`, `labels/`), as many as
+  make twice the machine's memory (MemTotal, so more than twice the memory available), one
+  validation volume, the rest
+  for training. They are written lazily (each pair drawn, written and freed in turn) as
+  zlib-compressed ImageJ TIFF stacks, with image noise of 2 bits (0..3) so that the sources
+  take ~5.6 MiB a pair: sources and the ~34 MB-a-pair cache must fit the disk, which is checked
+  first (the benchmark refuses, saying how much it needs, when they do not).
 
 `--scale` multiplies the counts (at least one image per split and per DSB2018 size). Each step
-runs in a child process, so the benchmark itself holds no data; each child reports its own
-peak resident set (`VmHWM` of /proc/self/status) and the parent polls the resident memory of the
-child's process tree, killing it beyond `--rss-cap` GiB so a run cannot exhaust the machine:
+runs in a child process, so the benchmark itself holds no data; each child's output is logged
+with the seconds since its launch, each Python child reports its own peak resident set
+(`VmHWM` of /proc/self/status), the kernel reports the largest process of each child's tree
+(`ru_maxrss` of `wait4`), and the parent polls the summed resident memory of the tree, killing
+it beyond `--rss-cap` GiB so a run cannot exhaust the machine. For the 2D sets:
 
 1. generation (skipped when `<root>/<set>/data` exists, so reruns with `--keep` measure the
    cached case);
 2. the first-run cache build: `cache_split_data`, as `seglab train` calls it, then `cache_size`;
-3. training: `seglab train` cannot bound its steps (no `train.max_steps`), so a child builds what
-   `seglab.training.run.train` builds (default config, the same model, loss, task and loaders, by
-   the same functions) and fits a Lightning Trainer for `--steps` steps without validation,
-   logging or checkpoints: seconds from its launch to the first training batch, steps/s (after
-   the first step) and peak RSS;
+3. the step rate: a child builds what `seglab.training.run.train` builds (default config, the
+   same model, loss, task and loaders, by the same functions) and fits a Lightning Trainer for
+   `--steps` steps without validation, logging or checkpoints: seconds from its launch to the
+   first training batch, steps/s (after the first step) and peak RSS;
 4. loader throughput: the same training DataLoader with 0, 1 and 2 workers, batches/s after a
-   warm-up, against the step rate (goal: >= 1.5×).
+   warm-up, against the step rate of 3 (goal: >= 1.5×);
+5. the real `python -m seglab train --no-track --no-progress` on the cached data, bounded by
+   `--set train.max_steps=<--cli-steps>`, with `train.patience=0` and no test evaluation: after
+   the steps it predicts the val split to tune the threshold (by sliding window where images
+   are large) and writes the bundle, as any run. (A run that max_steps stops before its epoch
+   ends gets no Lightning validation, and early stopping on val_loss would then fail: hence
+   patience 0, and the bundle is the last checkpoint.) Its wall time, the seconds to
+   seglab's "training on <device> in precision <p>" log line (training start: split, cache
+   opened, model and loaders built) and to the last write of `train_log.csv` or
+   `checkpoints/last.ckpt` (end of the fit), and the peak RSS
+   of its process tree. Cityscapes' 500 validation images at 2048×1024 make this step long on a
+   CPU: the README's row for it is from a reduced `--scale`.
 
-The volumes set goes through the real `seglab train --layout volumes` (one epoch of
-`data.patches_per_volume` patches per volume, no test split): its wall time and peak RSS only.
+The volumes set goes through the real `seglab train --layout volumes --model unet3d` only
+(`data.patch=[32,64,64]`, one patch per volume and epoch, `train.epochs=1`, the same
+`train.max_steps` bound, no test split): a first run on an empty cache, which decodes each
+volume whole (32 MiB, one at a time) into the cache (`cache s`: launch to the last entry
+written), then, unless `--no-warm`, a second run on the warm cache (its training start is the
+time to the first step on cached data). Validation and threshold tuning go by cubic sliding
+window over the whole validation volume.
 
-Timings are from a shared 2-core machine; they are noisy.
+Timings are from a shared 2-core machine on which other test suites run; they are noisy.
 
 Examples:
     python benchmarks/data_scale.py --scale 0.01
     python benchmarks/data_scale.py --sets dsb2018 --steps 30
     python benchmarks/data_scale.py --sets volumes --scale 0.02 --keep
+    python benchmarks/data_scale.py --sets volumes --cli-steps 20 --out volumes.json
 """
 
 from __future__ import annotations
@@ -50,6 +74,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from multiprocessing import Pool
 from pathlib import Path
@@ -75,7 +100,15 @@ DSB_SIZES = {
 }
 DSB_MODALITIES = {"fluorescence": 0.8, "stained": 0.15, "brightfield": 0.05}
 PIXELS_PER_NUCLEUS = 3500  # ~44 nuclei per image on average, as in stage1 (29,461 masks)
-VOLUME_SHAPE = (64, 512, 512)  # uint8 image + uint8 labels: 32 MiB a pair
+VOLUME_SHAPE = (64, 512, 512)  # uint8 image + uint8 labels: 32 MiB a pair decoded
+VOLUME_NOISE = 4  # image noise drawn in 0..3 (2 bits: zlib keeps ~1/3 of the image bytes)
+VOLUME_VAL = 1  # validation volumes (a sliding window over each whole volume)
+# Disk per pair: the compressed TIFF sources (measured ~5.6 MiB) and the cache entry (uint8
+# image, bool labels, at most MAX_FOREGROUND_VOXELS int64 patch centres), with some headroom.
+VOLUME_SOURCE_BYTES = 13 * 2**19
+VOLUME_CACHE_BYTES = 32 * 2**20 + 100_000 * 8
+DISK_MARGIN_BYTES = 5 * 2**30
+VOLUME_PAIR_BYTES = 2 * math.prod(VOLUME_SHAPE)
 LOADER_GOAL = 1.5  # issue: the loader delivers >= 1.5x the training step rate
 RSS_GOAL_MIB = 3 * 1024
 WARMUP_BATCHES = 3
@@ -98,8 +131,8 @@ def _street_job(job: tuple[str, int, int, str, int]) -> None:
     height, width = CITYSCAPES_SHAPE
     small, small_ids = make_street(rng, height // 4, width // 4)
     image = cv2.resize(small, (width, height), interpolation=cv2.INTER_NEAREST)
-    noise = rng.normal(0, 6, image.shape).astype(np.float32)
-    image = np.clip(image + noise, 0, 255).astype(np.uint8)
+    noise = rng.normal(0.0, 6.0, size=np.shape(image)).astype(np.float32)
+    image = (np.asarray(image, np.float32) + noise).clip(0, 255).astype(np.uint8)
     label_ids = cv2.resize(small_ids, (width, height), interpolation=cv2.INTER_NEAREST)
     city = CITIES[split][index % len(CITIES[split])]
     name = f"{city}_000000_{index:06d}"
@@ -164,6 +197,9 @@ def _dsb_job(job: tuple[str, int, int, str, int]) -> None:
 
 
 def _volume_job(job: tuple[str, int, int, str, int]) -> None:
+    """A uint8 image and its 0/1 labels as zlib-compressed TIFF stacks (ImageJ, `ZYX`)."""
+    import tifffile
+
     partial, index, seed, split, _ = job
     rng = np.random.default_rng([seed, index])
     depth, height, width = VOLUME_SHAPE
@@ -177,12 +213,22 @@ def _volume_job(job: tuple[str, int, int, str, int]) -> None:
         x0, x1 = max(0, int(cx - r)), min(width, int(cx + r) + 1)
         ball = (zz[z0:z1] - cz) ** 2 + (yy[:, y0:y1] - cy) ** 2 + (xx[..., x0:x1] - cx) ** 2
         labels[z0:z1, y0:y1, x0:x1][ball <= r * r] = 1
-    noise = rng.integers(0, 40, VOLUME_SHAPE, dtype=np.uint8)
+    # Noise of 2 bits (0..3) so that zlib keeps ~1/3 of the image bytes (0..15 keeps ~60 %,
+    # 0..39 ~72 %): the sources stay far smaller than the decoded volumes, which the cache
+    # holds uncompressed, and sources + cache fit the disk at twice the free memory.
+    noise = rng.integers(0, VOLUME_NOISE, VOLUME_SHAPE, dtype=np.uint8)
     image = noise + labels * np.uint8(120) + np.uint8(20)
     base = Path(partial) / split
     for folder, array in (("images", image), ("labels", labels)):
         (base / folder).mkdir(parents=True, exist_ok=True)
-        np.save(base / folder / f"vol_{index:05d}.npy", array)
+        tifffile.imwrite(
+            base / folder / f"vol_{index:05d}.tif",
+            array,
+            imagej=True,
+            metadata={"axes": "ZYX"},
+            compression="zlib",
+            compressionargs={"level": 1},  # as small as level 6 for noise, 2-3x faster
+        )
 
 
 def scaled(count: int, scale: float) -> int:
@@ -217,20 +263,24 @@ def generation_jobs(name: str, scale: float, seed: int) -> tuple[str, list[Any],
                 "modalities": mix,
             },
         )
-    available = _mem_available()
-    pair = 2 * math.prod(VOLUME_SHAPE)
-    total = max(2, math.ceil(2 * available * scale / pair))
-    splits = ["val"] + ["train"] * (total - 1)
+    # Twice the whole memory (MemTotal), hence more than twice the free memory whatever else
+    # runs, and the same count for the disk check and the generation.
+    available, memory = _meminfo("MemAvailable"), _meminfo("MemTotal")
+    total = max(VOLUME_VAL + 1, math.ceil(2 * memory * scale / VOLUME_PAIR_BYTES))
+    splits = ["val"] * VOLUME_VAL + ["train"] * (total - VOLUME_VAL)
     jobs = [("", index, seed, split, 0) for index, split in enumerate(splits)]
     depth, height, width = VOLUME_SHAPE
     return (
         "_volume_job",
         jobs,
         {
-            "counts": {"train": total - 1, "val": 1},
+            "counts": {"train": total - VOLUME_VAL, "val": VOLUME_VAL},
             "sizes": [f"{depth}×{height}×{width}"],
+            "format": f"zlib TIFF, uint8, noise 0..{VOLUME_NOISE - 1}",
             "mem_available_gib": round(available / 2**30, 2),
-            "target_gib": round(2 * available * scale / 2**30, 2),
+            "mem_total_gib": round(memory / 2**30, 2),
+            "target_gib": round(2 * memory * scale / 2**30, 2),
+            "decoded_gib": round(total * VOLUME_PAIR_BYTES / 2**30, 2),
         },
     )
 
@@ -319,6 +369,7 @@ def _training_parts(config: Any) -> dict[str, Any]:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     settings = config.train
     common = (settings.lr, settings.weight_decay, settings.scheduler, settings.channels_last)
+    task: SegmentationTask
     if mapping is not None:
         task = MulticlassSegmentationTask(
             model, loss, mapping.num_classes, mapping.ignore_index, *common
@@ -427,11 +478,12 @@ def run_child(mode: str, spec: dict[str, Any], result_file: Path) -> None:
 # --- the parent ----------------------------------------------------------------------------
 
 
-def _mem_available() -> int:
+def _meminfo(key: str) -> int:
+    """Bytes of a /proc/meminfo entry (MemAvailable, MemTotal)."""
     for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
+        if line.startswith(f"{key}:"):
             return int(line.split()[1]) * 1024
-    raise RuntimeError("no MemAvailable in /proc/meminfo")
+    raise RuntimeError(f"no {key} in /proc/meminfo")
 
 
 def _tree_rss_mib(root: int) -> float:
@@ -456,27 +508,61 @@ def _tree_rss_mib(root: int) -> float:
     return sum(rss.get(pid, 0) for pid in tree) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def supervise(command: list[str], cap_mib: float, log: Path) -> dict[str, Any]:
-    """Run `command` in its own session, polling its tree's memory; killed beyond `cap_mib`."""
+def supervise(
+    command: list[str], cap_mib: float, log: Path, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Run `command` in its own session, polling its tree's memory; killed beyond `cap_mib`.
+
+    Its output goes to `log`, each line prefixed with the seconds since the launch, and
+    `lines` returns the first time each line was seen (for milestones such as a log message).
+    `max_process_rss_mib` is the largest resident set of any one process of the tree, from the
+    kernel (`ru_maxrss` of `wait4`); `tree_peak_rss_mib` the largest sum polled every 0.2 s.
+    """
+    launched = time.time()
     started = time.perf_counter()
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        peak, killed = 0.0, False
-        while process.poll() is None:
-            peak = max(peak, _tree_rss_mib(process.pid))
-            if peak > cap_mib:
-                os.killpg(process.pid, signal.SIGKILL)
-                killed = True
-                process.wait()
-                break
-            time.sleep(0.2)
+    seen: dict[str, float] = {}
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        text=True,
+        errors="replace",
+    )
+
+    def copy() -> None:
+        assert process.stdout is not None
+        with log.open("w") as out:
+            for line in process.stdout:
+                at = time.perf_counter() - started
+                seen.setdefault(line.strip(), at)
+                out.write(f"{at:9.2f} {line}")
+                out.flush()
+
+    reader = threading.Thread(target=copy, daemon=True)
+    reader.start()
+    peak, killed = 0.0, False
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
+        peak = max(peak, _tree_rss_mib(process.pid))
+        if peak > cap_mib and not killed:
+            os.killpg(process.pid, signal.SIGKILL)
+            killed = True
+        time.sleep(0.2)
+    wall = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    reader.join(timeout=10)
     return {
         "code": process.returncode,
         "killed": killed,
         "tree_peak_rss_mib": peak,
-        "wall_s": time.perf_counter() - started,
+        "max_process_rss_mib": usage.ru_maxrss / 1024,
+        "wall_s": wall,
+        "launched": launched,
+        "lines": seen,
     }
 
 
@@ -487,6 +573,7 @@ def child(mode: str, spec: dict[str, Any], work: Path, cap_mib: float) -> dict[s
     command = [sys.executable, str(Path(__file__).resolve()), "--child", mode, json.dumps(spec)]
     command += ["--child-result", str(result_file)]
     status = supervise(command, cap_mib, work / f"{mode}.log")
+    del status["lines"], status["launched"]
     if status["killed"] or status["code"] != 0:
         tail = (work / f"{mode}.log").read_text()[-3000:]
         reason = f"killed at {status['tree_peak_rss_mib']:.0f} MiB" if status["killed"] else ""
@@ -494,31 +581,81 @@ def child(mode: str, spec: dict[str, Any], work: Path, cap_mib: float) -> dict[s
     return {**json.loads(result_file.read_text()), **status}
 
 
-def run_volumes(root: Path, data: Path, args: argparse.Namespace, cap: float) -> dict[str, Any]:
-    """The real `seglab train --layout volumes`, one epoch, no test split: wall time and RSS."""
-    run_dir = root / "run"
+def _src_env() -> dict[str, str]:
+    """PYTHONPATH for the `python -m seglab` children: the seglab this process imports."""
+    import seglab
+
+    src = str(Path(seglab.__file__).resolve().parent.parent)
+    paths = [src, *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)]
+    return {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
+
+
+def run_train_cli(
+    name: str, root: Path, run: str, args: argparse.Namespace, cap: float
+) -> dict[str, Any]:
+    """The real `python -m seglab train`, bounded by `train.max_steps`, no test evaluation.
+
+    Milestones, in seconds from the launch: `training_start_s`, when seglab logs "training on
+    <device> in precision <p>" (the data split and cached, the model and loaders built, just
+    before `trainer.fit`); `fit_end_s`, when `train_log.csv` or `checkpoints/last.ckpt` was last
+    written (the steps and Lightning's end-of-epoch validations done); the rest of the wall time
+    is tuning the threshold on val and writing the bundle. For the volumes set `cache_build_s`
+    is the time from the launch to the last cache entry written (each entry is renamed into
+    place when complete).
+    """
+    data, cache, run_dir = root / "data", root / "cache", root / run
     shutil.rmtree(run_dir, ignore_errors=True)
-    command = [str(Path(sys.executable).with_name("seglab")), "train", "--data", str(data)]
-    command += ["--layout", "volumes", "--model", "unet3d", "--out", str(run_dir)]
+    command = [sys.executable, "-m", "seglab", "train", "--data", str(data), "--out", str(run_dir)]
     command += ["--no-track", "--no-progress"]
-    for override in (
-        "train.epochs=1",
+    overrides = [
+        f"train.max_steps={args.cli_steps}",
+        # A run stopped by max_steps before its epoch ends is not validated by Lightning, and
+        # early stopping (patience 5 by default) then fails for want of val_loss: off. The
+        # bundle is then the last checkpoint; the threshold is still tuned on val.
+        "train.patience=0",
         "train.evaluate_test=false",
-        f"data.cache_dir={root / 'cache'}",
-        "data.patches_per_volume=1",
-        "data.patch=[32,64,64]",
-    ):
+        f"data.cache_dir={cache}",
+    ]
+    if name == "volumes":
+        command += ["--layout", "volumes", "--model", "unet3d"]
+        overrides += ["train.epochs=1", "data.patches_per_volume=1", "data.patch=[32,64,64]"]
+    for override in overrides:
         command += ["--set", override]
-    launcher = "import resource,subprocess,sys\n"
-    launcher += "code=subprocess.run(sys.argv[1:]).returncode\n"
-    launcher += "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\nsys.exit(code)\n"
-    status = supervise([sys.executable, "-c", launcher, *command], cap, root / "train.log")
-    text = (root / "train.log").read_text()
-    result: dict[str, Any] = {"command": " ".join(command), **status}
-    if status["code"] == 0:
-        result["peak_rss_mib"] = int(text.split()[-1]) / 1024
+    entries_before = len(list(cache.glob("*/*/sample.json"))) if cache.is_dir() else 0
+    status = supervise(command, cap, root / f"{run}.log", _src_env())
+    lines = status.pop("lines")
+    launched = status.pop("launched")
+    result: dict[str, Any] = {"command": " ".join(command), "run": run, **status}
+    result["steps"] = args.cli_steps
+    result["cache_entries_before"] = entries_before
+    result["training_start_s"] = next(
+        (
+            at
+            for line, at in lines.items()
+            if line.startswith("training on ") and " in precision " in line
+        ),
+        None,
+    )
+    # The last epoch's end (train_log.csv, also written for an epoch that max_steps cut short)
+    # or the last checkpoint, whichever is later.
+    ends = [
+        f.stat().st_mtime
+        for f in (run_dir / "train_log.csv", run_dir / "checkpoints" / "last.ckpt")
+        if f.is_file()
+    ]
+    result["fit_end_s"] = max(ends) - launched if ends else None
+    epochs_log = run_dir / "train_log.csv"
+    if epochs_log.is_file():  # epochs begun (each validated, unless max_steps cut it short)
+        result["epochs"] = len(epochs_log.read_text().splitlines()) - 1
+    if name == "volumes" and entries_before == 0 and cache.is_dir():
+        written = [f.stat().st_mtime for f in cache.glob("*/*/sample.json")]
+        result["cache_build_s"] = max(written) - launched if written else None
+        result["cache_entries"] = len(written)
+    log_text = (root / f"{run}.log").read_text()
+    if status["code"] != 0:
+        result["log_tail"] = log_text[-3000:]
     else:
-        result["log_tail"] = text[-2000:]
+        result["log_tail"] = log_text[-1500:]
     return result
 
 
@@ -530,14 +667,29 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
     spec = {"set": name, "data": str(data), "cache": str(cache), "scale": args.scale}
     spec |= {"seed": 0, "jobs": args.jobs, "steps": args.steps, "batches": args.loader_batches}
     row: dict[str, Any] = {"set": name, "scale": args.scale}
+    if name == "volumes":
+        row["disk"] = check_volume_disk(root, args.scale)
+        print(f"[{name}] disk: {row['disk']}", flush=True)
     if data.is_dir():
         row["generation"] = {"skipped": True, **generation_jobs(name, args.scale, 0)[2]}
+        if name == "volumes":  # what is there, not what the free memory now asks for
+            row["generation"]["counts"] = {
+                split: len(list((data / split / "images").glob("*.tif")))
+                for split in ("train", "val")
+            }
     else:
         row["generation"] = child("generate", spec, root, cap)
     print(f"[{name}] generated: {row['generation']}", flush=True)
     if name == "volumes":
-        row["train_cli"] = run_volumes(root, data, args, cap)
-        print(f"[{name}] seglab train: {row['train_cli']}", flush=True)
+        row["cache_was_present"] = cache.is_dir()
+        row["train_cli"] = []
+        for run in ("run_cold", "run_warm"):
+            if run == "run_warm" and not args.warm:
+                continue
+            row["train_cli"].append(run_train_cli(name, root, run, args, cap))
+            print(f"[{name}] seglab train ({run}): {_brief(row['train_cli'][-1])}", flush=True)
+            if row["train_cli"][-1]["code"] != 0:
+                break
     else:
         row["cache_was_present"] = cache.is_dir()
         row["cache"] = child("cache", spec, root, cap)
@@ -551,13 +703,45 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
         default = str(row["train"]["num_workers"])
         row["ratio"] = ratios
         row["loader_meets_goal"] = ratios.get(default, float("nan")) >= LOADER_GOAL
-    peaks = [row[k]["peak_rss_mib"] for k in ("cache", "train", "train_cli") if k in row]
-    peaks = [p for p in peaks if p is not None]
+        row["train_cli"] = []
+        if args.cli_steps:
+            row["train_cli"].append(run_train_cli(name, root, "run_warm", args, cap))
+            print(f"[{name}] seglab train: {_brief(row['train_cli'][-1])}", flush=True)
+    peaks = [row[k]["peak_rss_mib"] for k in ("cache", "train") if k in row]
+    peaks += [run["tree_peak_rss_mib"] for run in row["train_cli"]]
+    row["train_cli_ok"] = all(run["code"] == 0 for run in row["train_cli"])
     row["rss_meets_goal"] = bool(peaks) and max(peaks) < RSS_GOAL_MIB
     row["disk_gb"] = {"data": _disk_bytes(data) / 1e9, "cache": _disk_bytes(cache) / 1e9}
-    if not args.keep:
+    if not args.keep and row["train_cli_ok"]:
         shutil.rmtree(root, ignore_errors=True)
+    elif not args.keep:  # a rerun reuses the data and cache: delete them by hand when done
+        print(f"[{name}] a seglab train run failed: {root} kept", flush=True)
     return row
+
+
+def check_volume_disk(root: Path, scale: float) -> dict[str, float]:
+    """Refuse (SystemExit) unless the volumes' sources and cache fit on `root`'s disk."""
+    data, cache = root / "data", root / "cache"
+    pairs = len(generation_jobs("volumes", scale, 0)[1])
+    have_cache = len(list(cache.glob("*/*/sample.json"))) if cache.is_dir() else 0
+    sources = 0 if data.is_dir() else pairs * VOLUME_SOURCE_BYTES
+    need = sources + max(0, pairs - have_cache) * VOLUME_CACHE_BYTES + DISK_MARGIN_BYTES
+    free = shutil.disk_usage(root).free
+    disk = {"pairs": pairs, "need_gb": need / 1e9, "free_gb": free / 1e9}
+    if free < need:
+        raise SystemExit(
+            f"volumes: {pairs} volume pairs need ~{need / 1e9:.1f} GB on {root} "
+            f"({sources / 1e9:.1f} GB of compressed TIFF sources, "
+            f"{pairs * VOLUME_CACHE_BYTES / 1e9:.1f} GB of cache, "
+            f"{DISK_MARGIN_BYTES / 1e9:.1f} GB margin) but only {free / 1e9:.1f} GB are free: "
+            "free some disk, pass --root on a larger disk, or lower --scale"
+        )
+    return disk
+
+
+def _brief(run: dict[str, Any]) -> dict[str, Any]:
+    """A run's figures without its command and log."""
+    return {k: v for k, v in run.items() if k not in ("command", "log_tail")}
 
 
 def _disk_bytes(folder: Path) -> int:
@@ -576,39 +760,42 @@ def print_table(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    console = Console(width=None if sys.stdout.isatty() else 200)
     table = Table(title=f"seglab at data scale (scale {result['scale']}, {result['steps']} steps)")
     columns = ["set", "images", "sizes", "gen s", "cache s", "cache GB", "first step s"]
     columns += ["steps/s", "loader b/s 0/1/2 w", "ratio 0/1/2 w", "≥1.5×", "peak RSS MiB"]
     for column in columns:
         table.add_column(column, justify="left" if column in ("set", "sizes") else "right")
+    runs = Table(title=f"`seglab train` (train.max_steps={result['cli_steps']}, no test)")
+    columns = ["set", "images", "run", "cache s", "training start s", "fit end s", "wall s"]
+    columns += ["tree peak RSS MiB", "max process RSS MiB", "exit"]
+    for column in columns:
+        runs.add_column(column, justify="left" if column in ("set", "run") else "right")
     for row in result["sets"]:
         generation = row["generation"]
         images = "+".join(str(n) for n in generation["counts"].values())
+        for run in row["train_cli"]:
+            state = "killed" if run["killed"] else str(run["code"])
+            runs.add_row(
+                row["set"],
+                images,
+                run["run"],
+                _fmt(run.get("cache_build_s")),
+                _fmt(run["training_start_s"]),
+                _fmt(run["fit_end_s"]),
+                _fmt(run["wall_s"]),
+                _fmt(run["tree_peak_rss_mib"], ".0f"),
+                _fmt(run["max_process_rss_mib"], ".0f"),
+                state,
+            )
+        if row["set"] == "volumes":
+            continue
         sizes = (
             generation["sizes"][0]
             if len(generation["sizes"]) == 1
             else (f"{len(generation['sizes'])} sizes")
         )
         gen_s = "cached" if generation.get("skipped") else _fmt(generation["seconds"])
-        if row["set"] == "volumes":
-            cli = row["train_cli"]
-            state = "killed" if cli["killed"] else ("ok" if cli["code"] == 0 else "failed")
-            rss = _fmt(cli.get("peak_rss_mib") or cli["tree_peak_rss_mib"], ".0f")
-            table.add_row(
-                row["set"],
-                images,
-                sizes,
-                gen_s,
-                "—",
-                _fmt(row["disk_gb"]["cache"], ".2f"),
-                f"train {state} {cli['wall_s']:.0f} s",
-                "—",
-                "—",
-                "—",
-                "—",
-                rss,
-            )
-            continue
         loader = row["loader"]["batches_per_s"]
         table.add_row(
             row["set"],
@@ -624,12 +811,30 @@ def print_table(result: dict[str, Any]) -> None:
             "yes" if row["loader_meets_goal"] else "NO",
             f"{row['cache']['peak_rss_mib']:.0f}/{row['train']['peak_rss_mib']:.0f}",
         )
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
-    print(
-        "peak RSS: cache build / training process (VmHWM); ratio: loader batches/s over "
-        f"training steps/s at 0/1/2 workers, ≥1.5× judged at the default "
-        f"({result['sets'][0].get('train', {}).get('num_workers', '—')} workers on a CPU)"
-    )
+    if table.row_count:
+        console.print(table)
+        workers = next((r["train"]["num_workers"] for r in result["sets"] if "train" in r), "—")
+        print(
+            "peak RSS: cache build / training process (VmHWM); ratio: loader batches/s over "
+            f"training steps/s at 0/1/2 workers, ≥1.5× judged at the default ({workers} "
+            "workers on a CPU)"
+        )
+    if runs.row_count:
+        console.print(runs)
+        print(
+            "seconds from the launch: cache s (volumes, first run) to the last cache entry, "
+            "training start to seglab's 'training on <device> in precision <p>' log line, fit "
+            "end to the last write of train_log.csv or checkpoints/last.ckpt; the rest of the "
+            "wall time tunes the threshold and writes the bundle. Tree RSS: all processes "
+            "summed, polled every 0.2 s."
+        )
+    for row in result["sets"]:
+        print(
+            f"{row['set']}: data {row['disk_gb']['data']:.2f} GB, cache "
+            f"{row['disk_gb']['cache']:.2f} GB on disk; peak RSS < 3 GiB: "
+            f"{'yes' if row['rss_meets_goal'] else 'NO'}"
+            + ("" if row["train_cli_ok"] else "; a `seglab train` run FAILED (see its log_tail)")
+        )
 
 
 def parse_args() -> argparse.Namespace:
@@ -641,7 +846,21 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--root", type=Path, default=Path("/tmp/seglab-data-scale"), help="data and cache"
     )
-    parser.add_argument("--steps", type=int, default=20, help="training steps (20)")
+    parser.add_argument(
+        "--steps", type=int, default=20, help="training steps of the timed 2D child (20)"
+    )
+    parser.add_argument(
+        "--cli-steps",
+        type=int,
+        default=20,
+        help="train.max_steps of the real `seglab train` runs (20); 0 skips them for 2D sets",
+    )
+    parser.add_argument(
+        "--no-warm",
+        dest="warm",
+        action="store_false",
+        help="volumes: skip the second `seglab train` on the warm cache",
+    )
     parser.add_argument("--loader-batches", type=int, default=20, help="timed batches (20)")
     parser.add_argument("--jobs", type=int, default=2, help="generating processes (2)")
     parser.add_argument(
@@ -665,8 +884,10 @@ def parse_args() -> argparse.Namespace:
     args.sets = [s.strip() for s in args.sets.split(",") if s.strip()]
     if not args.sets or not set(args.sets) <= set(SETS):
         parser.error(f"--sets takes {', '.join(SETS)}")
-    if args.scale <= 0 or args.steps < 2 or args.loader_batches < 1:
-        parser.error("--scale must be > 0, --steps >= 2, --loader-batches >= 1")
+    if args.scale <= 0 or args.steps < 2 or args.loader_batches < 1 or args.cli_steps < 0:
+        parser.error("--scale must be > 0, --steps >= 2, --loader-batches >= 1, --cli-steps >= 0")
+    if args.cli_steps == 0 and "volumes" in args.sets:
+        parser.error("the volumes set is measured by `seglab train` only: --cli-steps >= 1")
     return args
 
 
@@ -676,10 +897,13 @@ def main() -> None:
         run_child(args.child, args.spec, args.child_result)
         return
     started = time.perf_counter()
+    load_start = os.getloadavg()
     rows = [measure(name, args) for name in args.sets]
     result = {
         "scale": args.scale,
         "steps": args.steps,
+        "cli_steps": args.cli_steps,
+        "load_average": {"start": load_start, "end": os.getloadavg()},
         "loader_batches": args.loader_batches,
         "cpu_count": os.cpu_count(),
         "goals": {"loader_ratio": LOADER_GOAL, "peak_rss_mib": RSS_GOAL_MIB},
