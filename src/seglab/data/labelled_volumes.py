@@ -42,7 +42,7 @@ def load_labelled_volumes(
     """Read each sample's image and labels (`Sample.masks[0]`).
 
     Args:
-        samples: Volume files, as `seglab.training.volumes.volume_splits` lists them.
+        samples: Volume files, as `seglab.training.kinds.volumes.volume_splits` lists them.
         num_classes: None for binary labels (any value > 0 is foreground), else C: labels must
             be class indices below C, or `ignore_index`.
         ignore_index: Label of unlabelled voxels (multi-class only).

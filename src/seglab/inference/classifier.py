@@ -1,7 +1,7 @@
 """Predict with a classification bundle (task "classification"): class probabilities for images.
 
-Prediction side of `seglab.training.classification`, which trains: it imports torch, the bundle
-and the data readers, never Lightning, MLflow nor the training modules.
+Prediction side of `seglab.training.kinds.classification`, which trains: it imports torch, the
+bundle and the data readers, never Lightning, MLflow nor the training modules.
 
 Example:
     >>> classifier = Classifier.from_bundle("runs/digits/model")  # doctest: +SKIP

@@ -1,11 +1,11 @@
 """Whole-volume prediction from a bundle: the 3D sliding window with Gaussian blending.
 
-A volume bundle (written by `seglab.training.volumes`) says `"spatial_dims": 3` in `seglab.json`
-and holds its training patch as the tile (`preprocessing.tile = [D, H, W]`). A volume of any size
-is normalised as in training, cut into tiles of that size overlapping by half, each tile predicted
-(optionally averaged over the 8 flips) and the tiles blended with Gaussian weights (σ = tile / 8),
-so memory depends on the tile and the batch, not on the volume. Nothing here imports torch at
-module level: the ONNX Runtime backend runs without it.
+A volume bundle (written by `seglab.training.kinds.volumes`) says `"spatial_dims": 3` in
+`seglab.json` and holds its training patch as the tile (`preprocessing.tile = [D, H, W]`). A
+volume of any size is normalised as in training, cut into tiles of that size overlapping by half,
+each tile predicted (optionally averaged over the 8 flips) and the tiles blended with Gaussian
+weights (σ = tile / 8), so memory depends on the tile and the batch, not on the volume. Nothing
+here imports torch at module level: the ONNX Runtime backend runs without it.
 
 Example:
     >>> predictor = load_volume_predictor("runs/blobs/model")  # doctest: +SKIP

@@ -3,7 +3,7 @@
 Seed 002 part III: small 3×3×3 kernels and few filters, trained on patches, because a volume's
 activations grow with the cube of the side. Registered as "unet3d" in `seglab.models.MODELS`, with
 `spatial_dims = 3` so that 2D code paths (and the 2D contract tests) can tell it apart; trained by
-`seglab.training.volumes`.
+`seglab.training.kinds.volumes`.
 """
 
 from __future__ import annotations
