@@ -97,7 +97,9 @@ def make_loaders(
         drop_last=len(train_set) > data.batch_size,
         **loader_options(config),
     )
-    val_batch = data.batch_size if val_set.same_size() else 1
+    # Whole validation images come in batches only when they are as small as the training
+    # samples: a batch of 8 Cityscapes images (2048x1024) held 3.7 GiB (benchmarks/data_scale.py).
+    val_batch = data.batch_size if val_set.same_size() and crop is None else 1
     val_loader = DataLoader(val_set, batch_size=val_batch, **loader_options(config))
     return train_loader, val_loader
 
