@@ -542,12 +542,18 @@ def supervise(
 
     reader = threading.Thread(target=copy, daemon=True)
     reader.start()
-    peak, killed = 0.0, False
+    peak, peak_at, killed = 0.0, 0.0, False
+    timeline: list[tuple[float, float]] = []  # (s, tree MiB) every ~2 s, to place the peak
     while True:
         pid, status, usage = os.wait4(process.pid, os.WNOHANG)
         if pid:
             break
-        peak = max(peak, _tree_rss_mib(process.pid))
+        rss = _tree_rss_mib(process.pid)
+        at = time.perf_counter() - started
+        if rss > peak:
+            peak, peak_at = rss, at
+        if not timeline or at - timeline[-1][0] >= 2:
+            timeline.append((round(at, 1), round(rss)))
         if peak > cap_mib and not killed:
             os.killpg(process.pid, signal.SIGKILL)
             killed = True
@@ -559,10 +565,12 @@ def supervise(
         "code": process.returncode,
         "killed": killed,
         "tree_peak_rss_mib": peak,
+        "tree_peak_at_s": peak_at,
         "max_process_rss_mib": usage.ru_maxrss / 1024,
         "wall_s": wall,
         "launched": launched,
         "lines": seen,
+        "timeline": timeline,
     }
 
 
@@ -573,7 +581,7 @@ def child(mode: str, spec: dict[str, Any], work: Path, cap_mib: float) -> dict[s
     command = [sys.executable, str(Path(__file__).resolve()), "--child", mode, json.dumps(spec)]
     command += ["--child-result", str(result_file)]
     status = supervise(command, cap_mib, work / f"{mode}.log")
-    del status["lines"], status["launched"]
+    del status["lines"], status["launched"], status["timeline"]
     if status["killed"] or status["code"] != 0:
         tail = (work / f"{mode}.log").read_text()[-3000:]
         reason = f"killed at {status['tree_peak_rss_mib']:.0f} MiB" if status["killed"] else ""
@@ -625,6 +633,7 @@ def run_train_cli(
     status = supervise(command, cap, root / f"{run}.log", _src_env())
     lines = status.pop("lines")
     launched = status.pop("launched")
+    timeline = status.pop("timeline")
     result: dict[str, Any] = {"command": " ".join(command), "run": run, **status}
     result["steps"] = args.cli_steps
     result["cache_entries_before"] = entries_before
@@ -651,6 +660,7 @@ def run_train_cli(
         written = [f.stat().st_mtime for f in cache.glob("*/*/sample.json")]
         result["cache_build_s"] = max(written) - launched if written else None
         result["cache_entries"] = len(written)
+    result["rss_timeline"] = timeline
     log_text = (root / f"{run}.log").read_text()
     if status["code"] != 0:
         result["log_tail"] = log_text[-3000:]
@@ -741,7 +751,7 @@ def check_volume_disk(root: Path, scale: float) -> dict[str, float]:
 
 def _brief(run: dict[str, Any]) -> dict[str, Any]:
     """A run's figures without its command and log."""
-    return {k: v for k, v in run.items() if k not in ("command", "log_tail")}
+    return {k: v for k, v in run.items() if k not in ("command", "log_tail", "rss_timeline")}
 
 
 def _disk_bytes(folder: Path) -> int:
