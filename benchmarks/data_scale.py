@@ -347,7 +347,7 @@ def _training_parts(config: Any) -> dict[str, Any]:
     from seglab.models import create_model
     from seglab.objectives.losses import ChannelwiseLoss
     from seglab.training.inputs import build_loss, make_loaders, resolve_views
-    from seglab.training.run import output_names
+    from seglab.training.kinds.images import output_names
     from seglab.training.tasks import MulticlassSegmentationTask, SegmentationTask
 
     borders = config.data.target == "boundary"
