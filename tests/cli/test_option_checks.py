@@ -33,6 +33,19 @@ def test_same_stem_files_in_one_folder_each_get_their_own_mask(tmp_path: Path) -
     assert masks == ["c_mask.png", "images_b_png_mask.png", "images_b_tif_mask.png"]
 
 
+def test_a_submission_with_two_images_of_one_id_is_refused_naming_both(tmp_path: Path) -> None:
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(np.full((16, 16), 90, np.uint8)).save(tmp_path / folder / "x.png")
+    args = [str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "o")]
+    sub = tmp_path / "sub.csv"
+    result = seglab("predict", "--model", "otsu", *args, "--rle", str(sub), check=False)
+    assert result.returncode == 2 and "ImageId 'x'" in result.stderr
+    assert str(tmp_path / "a" / "x.png") in result.stderr.replace("\n", "")
+    assert str(tmp_path / "b" / "x.png") in result.stderr.replace("\n", "")
+    assert "Traceback" not in result.stderr and not sub.exists()
+
+
 def test_output_stems_are_unique_and_keep_unambiguous_stems() -> None:
     paths = [Path(p) for p in ("a/x.png", "b/x.png", "b/y.png", "b/y.tif", "b/z.png", "b/z.png")]
     stems = output_stems(paths)

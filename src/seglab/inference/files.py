@@ -102,6 +102,25 @@ def output_stems(paths: list[Path]) -> list[str]:
     return unique
 
 
+def check_submission_ids(paths: list[Path]) -> None:
+    """Refuse inputs whose stems, a submission's ImageIds, are not unique.
+
+    Raises:
+        DataError: Naming the first id two files share and the files.
+    """
+    by_id: dict[str, list[Path]] = {}
+    for path in paths:
+        by_id.setdefault(path.stem, []).append(path)
+    for image_id, files in by_id.items():
+        if len(files) > 1:
+            raise DataError(
+                files[0],
+                f"--rle: {len(files)} inputs share the ImageId '{image_id}' "
+                f"({', '.join(str(f) for f in files)}); a submission needs one id per image",
+                "predict the folders into separate submissions, or rename the files",
+            )
+
+
 @dataclass(frozen=True)
 class OutputOptions:
     """What `predict_files` writes beside each mask."""
@@ -159,6 +178,8 @@ def predict_files(
     if large_format not in LARGE_FORMATS:
         raise ConfigError(f"--large-format: unknown '{large_format}'; valid: tif, zarr")
     paths = collect_inputs(inputs)
+    if rle is not None:
+        check_submission_ids(paths)
     options = OutputOptions(probabilities, overlays, instances, rle is not None)
     items, lazy = _split_by_size(list(zip(paths, output_stems(paths))), lazy_above)
     done = _predict_in_memory(predictor, items, Path(out), options, workers, load, progress)
