@@ -108,7 +108,10 @@ def load_bundle(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     weights = path / WEIGHTS
     if not weights.is_file():
         raise BundleError(f"{weights}: missing; the bundle is incomplete, export it again")
-    model = create_model(metadata["model"]["name"], **metadata["model"]["kwargs"])
+    try:
+        model = create_model(metadata["model"]["name"], **metadata["model"]["kwargs"])
+    except ValueError as exc:
+        raise BundleError(f"{path / METADATA}: cannot build its model ({exc})") from None
     try:
         state = load_file(str(weights))
         model.load_state_dict(state)

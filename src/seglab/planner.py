@@ -193,6 +193,11 @@ def free_memory_bytes() -> int:
     if torch.cuda.is_available():
         free, _total = torch.cuda.mem_get_info()
         return int(free)
+    return available_ram_bytes()
+
+
+def available_ram_bytes() -> int:
+    """MemAvailable of /proc/meminfo (OSError if not Linux)."""
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemAvailable:"):
             return int(line.split()[1]) * 1024  # the file says kB but means KiB

@@ -83,3 +83,35 @@ def test_out_of_range_options_are_refused_before_any_work(
     assert "Invalid value" in result.output and option in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert not (tmp_path / "o").exists()
+
+
+def test_a_model_too_big_for_memory_is_refused_with_the_estimate(
+    nuclei_dir: Path, tmp_path: Path
+) -> None:
+    args = ["train", "--data", str(nuclei_dir), "--out", str(tmp_path / "run"), "--no-track"]
+    result = seglab(*args, "--set", "model.params.n_filters=100000", check=False)
+    assert result.returncode == 2 and "GiB is free" in result.stderr
+    assert "n_filters" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_bundle_whose_model_is_too_big_is_refused_before_building_it(tmp_path: Path) -> None:
+    import json
+
+    from conftest import tiny_gray_unet_bundle
+
+    bundle = tiny_gray_unet_bundle(tmp_path / "model")
+    meta = json.loads((bundle / "seglab.json").read_text())
+    meta["model"]["kwargs"]["n_filters"] = 100000
+    (bundle / "seglab.json").write_text(json.dumps(meta))
+    Image.fromarray(np.full((16, 16), 90, np.uint8)).save(tmp_path / "a.png")
+    result = seglab(
+        "predict",
+        "--model",
+        str(bundle),
+        str(tmp_path / "a.png"),
+        "--out",
+        str(tmp_path / "o"),
+        check=False,
+    )
+    assert result.returncode == 2 and "seglab.json" in result.stderr
+    assert "GiB is free" in result.stderr and "Traceback" not in result.stderr

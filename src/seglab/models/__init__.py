@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+import torch
 from torch import nn
 
 from seglab.models.classifiers import CNN, MLP, MLPDropout
@@ -106,8 +107,8 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
         The model, in training mode, on the CPU.
 
     Raises:
-        ValueError: The name is unknown, an argument is not accepted by the model, or the model
-            rejects an argument's value.
+        ValueError: The name is unknown, an argument is not accepted by the model, the model
+            rejects an argument's value, or training it would need more memory than is free.
 
     Example:
         >>> model = create_model("unet", in_channels=1, num_classes=3, n_filters=2)
@@ -122,4 +123,29 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
             f"model {name!r} does not accept {', '.join(map(repr, unknown))}; "
             f"accepted arguments: {', '.join(accepted)}"
         )
+    check_fits_in_memory(name, model_class, kwargs)
     return model_class(**kwargs)
+
+
+# Bytes per parameter to train: fp32 weights, their gradients and Adam's two moments.
+TRAINING_BYTES_PER_PARAMETER = 16
+
+
+def check_fits_in_memory(name: str, model_class: type[nn.Module], kwargs: dict[str, Any]) -> None:
+    """Refuse a model whose training state alone would not fit in the free RAM (models are
+    built on the CPU); the model is first built on the meta device, which allocates nothing."""
+    from seglab.planner import available_ram_bytes
+
+    with torch.device("meta"):
+        probe = model_class(**kwargs)
+    needed = count_parameters(probe) * TRAINING_BYTES_PER_PARAMETER
+    try:
+        free = available_ram_bytes()
+    except OSError:
+        return
+    if needed > free:
+        raise ValueError(
+            f"model {name!r} with {kwargs} would need {needed / 2**30:.1f} GiB for its weights, "
+            f"gradients and optimiser state; {free / 2**30:.1f} GiB is free. "
+            "Use a smaller n_filters or depth"
+        )
