@@ -35,11 +35,10 @@ it beyond `--rss-cap` GiB so a run cannot exhaust the machine. For the 2D sets:
 4. loader throughput: the same training DataLoader with 0, 1 and 2 workers, batches/s after a
    warm-up, against the step rate of 3 (goal: >= 1.5×);
 5. the real `python -m seglab train --no-track --no-progress` on the cached data, bounded by
-   `--set train.max_steps=<--cli-steps>`, with `train.patience=0` and no test evaluation: after
-   the steps it predicts the val split to tune the threshold (by sliding window where images
-   are large) and writes the bundle, as any run. (A run that max_steps stops before its epoch
-   ends gets no Lightning validation, and early stopping on val_loss would then fail: hence
-   patience 0, and the bundle is the last checkpoint.) Its wall time, the seconds to
+   `--set train.max_steps=<--cli-steps>`, with no test evaluation: after the steps it predicts
+   the val split to tune the threshold (by sliding window where images are large) and writes
+   the bundle, as any run (a run that max_steps stops before its first epoch ends has no
+   validation loss, and its bundle is its last checkpoint). Its wall time, the seconds to
    seglab's "training on <device> in precision <p>" log line (training start: split, cache
    opened, model and loaders built) and to the last write of `train_log.csv` or
    `checkpoints/last.ckpt` (end of the fit), and the peak RSS
@@ -617,10 +616,6 @@ def run_train_cli(
     command += ["--no-track", "--no-progress"]
     overrides = [
         f"train.max_steps={args.cli_steps}",
-        # A run stopped by max_steps before its epoch ends is not validated by Lightning, and
-        # early stopping (patience 5 by default) then fails for want of val_loss: off. The
-        # bundle is then the last checkpoint; the threshold is still tuned on val.
-        "train.patience=0",
         "train.evaluate_test=false",
         f"data.cache_dir={cache}",
     ]
