@@ -9,7 +9,9 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
+
+from seglab.names import NAME_ERRORS
 
 
 @contextmanager
@@ -50,8 +52,19 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+@contextmanager
+def atomic_text_file(path: Path) -> Iterator[TextIO]:
+    """An open UTF-8 text file (CSV-ready: `newline=""`) that replaces `path` only if the block
+    succeeds; undecodable bytes of file names are written as `\\xNN` (see `seglab.names`)."""
+    with (
+        atomic_path(path) as temporary,
+        temporary.open("w", newline="", encoding="utf-8", errors=NAME_ERRORS) as handle,
+    ):
+        yield handle
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8", NAME_ERRORS))
 
 
 def atomic_write_json(path: Path, data: Any) -> None:

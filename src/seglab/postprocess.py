@@ -26,7 +26,7 @@ from skimage.feature import peak_local_max
 from skimage.morphology import local_maxima, reconstruction
 from skimage.segmentation import find_boundaries, relabel_sequential, watershed
 
-from seglab.atomic_files import atomic_path
+from seglab.atomic_files import atomic_text_file
 from seglab.config import InstanceConfig
 from seglab.errors import DataError
 
@@ -343,7 +343,7 @@ def write_submission(path: str | Path, rows: Iterable[tuple[str, np.ndarray]]) -
     """
     written = 0
     seen: set[str] = set()
-    with atomic_path(Path(path)) as temporary, temporary.open("w", newline="") as file:
+    with atomic_text_file(Path(path)) as file:
         writer = csv.writer(file)
         writer.writerow(SUBMISSION_HEADER)
         for image_id, labels in rows:

@@ -13,6 +13,7 @@ import numpy as np
 from seglab.atomic_files import atomic_write_bytes
 from seglab.data.layouts import Skipped, find_samples
 from seglab.data.loading import LoadedSample, iter_load, load_samples
+from seglab.names import printable
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -180,7 +181,7 @@ def save_sample_grid(
         sample = samples[index]
         image = _display(sample.image)
         axes[2 * slot].imshow(image)
-        axes[2 * slot].set_title(sample.id, fontsize=8)
+        axes[2 * slot].set_title(printable(sample.id), fontsize=8)
         axes[2 * slot + 1].imshow(_overlay(image, sample, mapping))
         axes[2 * slot + 1].set_title("mask" if sample.mask is not None else "no mask", fontsize=8)
     figure.tight_layout()

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from seglab.atomic_files import atomic_path, atomic_write_bytes, atomic_write_json
+from seglab.atomic_files import atomic_text_file, atomic_write_bytes, atomic_write_json
 from seglab.data.classification import ClassificationData
 from seglab.errors import DataError
 from seglab.evaluation import EvaluationResult
@@ -95,7 +95,7 @@ def evaluate_classifier(
         }
         for ident, truth, guess, probs in zip(data.ids, data.labels, predicted, probabilities)
     ]
-    with atomic_path(out_dir / "per_image.csv") as temporary, temporary.open("w", newline="") as f:
+    with atomic_text_file(out_dir / "per_image.csv") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)

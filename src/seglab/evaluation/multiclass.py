@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from seglab.atomic_files import atomic_path, atomic_write_json
+from seglab.atomic_files import atomic_text_file, atomic_write_json
 
 GALLERY_SIZE = 12
 # Draws image | truth | prediction: `segmentation_panels`'s signature (image, truth, prediction,
@@ -112,7 +112,7 @@ def _progress(items: Sequence[Any], enabled: bool) -> Any:
 
 
 def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    with atomic_path(path) as temporary, temporary.open("w", newline="") as handle:
+    with atomic_text_file(path) as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         for row in rows:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from seglab.atomic_files import atomic_write_bytes
+from seglab.atomic_files import atomic_write_text
 from seglab.errors import DataError
 
 MAX_TABLE_ROWS = 200  # beyond this a browser table is unreadable; the CSV holds the rest
@@ -181,4 +181,4 @@ def write_report_html(
         + "\n".join(body)
         + "\n</body>\n</html>\n"
     )
-    atomic_write_bytes(path, page.encode("utf-8"))
+    atomic_write_text(path, page)

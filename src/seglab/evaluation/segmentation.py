@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from seglab.atomic_files import atomic_path, atomic_write_json
+from seglab.atomic_files import atomic_text_file, atomic_write_json
 from seglab.data.layouts import find_samples
 from seglab.data.loading import LoadedSample, load_samples
 from seglab.errors import DataError
@@ -206,7 +206,7 @@ def _progress(items: list[LoadedSample], enabled: bool, label: str) -> Any:
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     """Writes ``rows`` (dicts with the same keys) as a CSV, floats with 6 decimals, atomically."""
-    with atomic_path(path) as temporary, temporary.open("w", newline="") as handle:
+    with atomic_text_file(path) as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         for row in rows:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from seglab.atomic_files import atomic_path
+from seglab.atomic_files import atomic_text_file
 from seglab.kinds import CLASSIFICATION
 
 __all__ = ["Classifier", "predict_image_files", "to_tensor", "write_predictions_csv"]
@@ -64,7 +64,7 @@ def write_predictions_csv(
     path: Path, ids: list[str], probabilities: np.ndarray, names: list[str]
 ) -> None:
     """One row per image: the predicted class and every class probability."""
-    with atomic_path(path) as temporary, temporary.open("w", newline="") as f:
+    with atomic_text_file(path) as f:
         writer = csv.writer(f)
         writer.writerow(["image", "class", *[f"p_{n}" for n in names]])
         for ident, probs in zip(ids, probabilities):

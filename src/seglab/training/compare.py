@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seglab.atomic_files import atomic_path, atomic_write_bytes, atomic_write_text
+from seglab.atomic_files import atomic_text_file, atomic_write_bytes, atomic_write_text
 from seglab.config import Config, config_to_dict
 from seglab.errors import ConfigError
 
@@ -316,7 +316,7 @@ def _cell(value: Any, column: str = "") -> str:
 def write_outputs(rows: list[dict[str, Any]], out: Path, stem: str) -> None:
     """Writes the table as `<stem>.csv` and `<stem>.md` (and the chart for a comparison)."""
     columns = _columns(rows)
-    with atomic_path(out / f"{stem}.csv") as temporary, temporary.open("w", newline="") as f:
+    with atomic_text_file(out / f"{stem}.csv") as f:
         writer = csv.writer(f)
         writer.writerow(columns)
         writer.writerows([[_cell(row.get(c), c) for c in columns] for row in rows])

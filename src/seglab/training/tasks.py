@@ -14,7 +14,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from seglab.atomic_files import atomic_path
+from seglab.atomic_files import atomic_text_file
 from seglab.data.transforms import round_up
 from seglab.inference.base import DEFAULT_TILE
 from seglab.objectives.metrics import confusion_counts_torch
@@ -337,7 +337,7 @@ class EpochLog(pl.Callback):
             row[key] = float(metrics[key]) if key in metrics else float("nan")
         row["seconds"] = round(time.perf_counter() - self.started, 3)
         self.rows.append(row)
-        with atomic_path(self.csv_path) as temporary, temporary.open("w", newline="") as handle:
+        with atomic_text_file(self.csv_path) as handle:
             writer = csv.DictWriter(handle, fieldnames=self.columns)
             writer.writeheader()
             writer.writerows(self.rows)
