@@ -79,3 +79,21 @@ def test_unlabelled_samples_only_is_an_error(tmp_path: Path) -> None:
     sample = LoadedSample(id="x", image=np.zeros((4, 4, 3), np.uint8), mask=None, instances=None)
     with pytest.raises(DataError, match="no labelled image"):
         evaluate_samples(FixedPredictor({}), [sample], tmp_path)
+
+
+def test_a_reused_out_folder_keeps_no_picture_of_the_earlier_evaluation(tmp_path: Path) -> None:
+    truth = np.zeros((4, 4), bool)
+    truth[0, :] = True
+    predictor = FixedPredictor({0: truth, 1: truth})
+    evaluate_samples(predictor, [_sample(0, truth), _sample(1, truth)], tmp_path)
+    evaluate_samples(predictor, [_sample(1, truth)], tmp_path)
+    assert [p.name for p in (tmp_path / "confusion").iterdir()] == ["img1.png"]
+
+
+def test_an_out_folder_that_holds_no_evaluation_is_left_alone(tmp_path: Path) -> None:
+    mine = tmp_path / "confusion" / "mine.png"
+    mine.parent.mkdir()
+    mine.write_bytes(b"user file")
+    truth = np.zeros((4, 4), bool)
+    evaluate_samples(FixedPredictor({0: truth}), [_sample(0, truth)], tmp_path)
+    assert mine.read_bytes() == b"user file"

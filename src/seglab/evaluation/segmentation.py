@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ def evaluate_samples(
     labelled = [s for s in samples if s.mask is not None]
     if not labelled:
         raise DataError(out_dir, "no labelled image to evaluate", "evaluation needs masks")
+    clear_previous_evaluation(out_dir)
     if predictor.kind.multiclass:
         from seglab.evaluation.multiclass import evaluate_multiclass_samples
 
@@ -75,6 +77,21 @@ def evaluate_samples(
     write_csv(out_dir / "per_image.csv", rows)
     _write_report(out_dir, metrics, rows, predictor, per_threshold)
     return EvaluationResult(metrics, rows, out_dir)
+
+
+# What an evaluation writes besides metrics.json, per_image.csv and report.html (replaced).
+PICTURE_FOLDERS = ("confusion", "instances", "panels")
+
+
+def clear_previous_evaluation(out_dir: Path) -> None:
+    """Delete the pictures and tables of an earlier evaluation into `out_dir` (one with a
+    `metrics.json`), so that none of its images is mistaken for one of this evaluation's."""
+    if not (out_dir / "metrics.json").is_file():
+        return
+    for name in PICTURE_FOLDERS:
+        shutil.rmtree(out_dir / name, ignore_errors=True)
+    for name in ("per_threshold.csv", "confusion_matrix.csv", "confusion_matrix.png"):
+        (out_dir / name).unlink(missing_ok=True)
 
 
 def _score_sample(
