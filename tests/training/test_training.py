@@ -58,6 +58,21 @@ def test_resume_continues_from_last_checkpoint(nuclei_dir: Path, tmp_path: Path)
     assert load_config(run / "config.yaml").train.epochs == 2
 
 
+def test_resume_of_a_finished_run_is_refused_and_keeps_its_config(
+    nuclei_dir: Path, tmp_path: Path
+) -> None:
+    overrides = tiny_overrides(nuclei_dir, "train.epochs=1", "train.evaluate_test=false")
+    run = train(load_config(None, overrides), tmp_path / "run", progress=False).run_dir
+    before = (run / "config.yaml").read_text()
+    with pytest.raises(SeglabError, match="has trained 1 epochs.*N > 1"):
+        resume(run, ["train.epochs=1", "train.lr=0.5"], progress=False)
+    assert (run / "config.yaml").read_text() == before
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(SeglabError, match="last.ckpt: not a readable training checkpoint"):
+        resume(run, ["train.epochs=3"], progress=False)
+    assert (run / "config.yaml").read_text() == before
+
+
 def test_existing_run_folder_is_not_overwritten(nuclei_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.yaml").write_text("seed: 0\n")

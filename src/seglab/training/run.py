@@ -287,6 +287,13 @@ def resume(
     if not config_path.is_file():
         raise SeglabError(f"{config_path}: missing; is {run_dir} a seglab run folder?")
     config = load_config(config_path, overrides)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    done = checkpoint_epoch(last) if last.is_file() else 0
+    if done >= config.train.epochs:
+        raise SeglabError(
+            f"{run_dir}: has trained {done} epochs, train.epochs is {config.train.epochs}; "
+            f"to train further pass --epochs N (or --set train.epochs=N) with N > {done}"
+        )
     if overrides:
         dump_config(config, config_path)
     return train(config, run_dir, resume=True, progress=progress)

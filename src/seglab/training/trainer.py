@@ -152,5 +152,18 @@ def tracking_logger(
 
 
 def checkpoint_epoch(path: Path) -> int:
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    return int(checkpoint.get("epoch", -1)) + 1
+    """The number of epochs a Lightning checkpoint has trained.
+
+    Raises:
+        SeglabError: The file is not a readable checkpoint (truncated, corrupt, or holding
+            anything but tensors and plain values: it is never unpickled as code).
+    """
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        return int(checkpoint.get("epoch", -1)) + 1
+    except Exception as exc:
+        raise SeglabError(
+            f"{path}: not a readable training checkpoint ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); the run cannot be "
+            "resumed from it: start a fresh run with another --out"
+        ) from None
