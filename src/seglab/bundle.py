@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -72,6 +73,33 @@ def save_bundle(model: torch.nn.Module, metadata: dict[str, Any], path: str | Pa
         save_file(state, str(temporary / WEIGHTS), metadata={"format": FORMAT})
         atomic_write_json(temporary / METADATA, metadata)
     return path
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, in hex (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_onnx_digests(path: Path, entry: dict[str, Any]) -> None:
+    """Refuse a `model.onnx` that is not the one `seglab export` wrote from these weights.
+
+    Bundles exported before the digests were recorded (no `sha256` in `entry`) are accepted.
+
+    Raises:
+        BundleError: `model.onnx` or `weights.safetensors` changed since the export.
+    """
+    for name, key in ((entry.get("file", "model.onnx"), "sha256"), (WEIGHTS, "weights_sha256")):
+        expected = entry.get(key)
+        if expected is not None and file_sha256(path / name) != expected:
+            raise BundleError(
+                f"{path / name}: differs from the file `seglab export` wrote (its SHA-256 is "
+                f"not the one seglab.json records), so model.onnx may not be this bundle's "
+                f"model; run `seglab export --model {path}` again"
+            )
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:

@@ -4,6 +4,7 @@ backend selection, and the errors a user can cause."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -18,7 +19,14 @@ import torch
 
 import seglab.deploy.export
 from seglab.baseline import create_baseline
-from seglab.bundle import load_bundle, make_metadata, read_metadata, save_bundle
+from seglab.bundle import (
+    WEIGHTS,
+    file_sha256,
+    load_bundle,
+    make_metadata,
+    read_metadata,
+    save_bundle,
+)
 from seglab.deploy.export import export_onnx
 from seglab.errors import BundleError, SeglabError
 from seglab.inference.loading import load_predictor
@@ -130,6 +138,21 @@ def test_load_predictor_auto_picks_onnx_only_when_exported(exported: Path, tmp_p
     assert isinstance(load_predictor(exported, backend="torch"), Predictor)
     plain = make_bundle(tmp_path / "plain", "unet")
     assert isinstance(load_predictor(plain), Predictor)
+
+
+def test_onnx_of_other_weights_is_refused(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path / "a", "unet")
+    export_onnx(bundle, check=False)
+    assert read_metadata(bundle)["onnx"]["weights_sha256"] == file_sha256(bundle / WEIGHTS)
+    other = make_bundle(tmp_path / "b", "unet_mini")
+    export_onnx(other, check=False)
+    shutil.copy(other / "model.onnx", bundle / "model.onnx")
+    with pytest.raises(BundleError, match=r"model.onnx: differs from the file `seglab export`"):
+        OnnxPredictor.from_bundle(bundle)
+    export_onnx(bundle, check=False)
+    (bundle / WEIGHTS).write_bytes((other / WEIGHTS).read_bytes())
+    with pytest.raises(BundleError, match=r"weights.safetensors: differs"):
+        OnnxPredictor.from_bundle(bundle)
 
 
 def test_batch_norm_and_bilinear_variant_exports_with_parity(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from seglab.atomic_files import atomic_path, atomic_write_json
-from seglab.bundle import METADATA, load_bundle, read_metadata
+from seglab.bundle import METADATA, WEIGHTS, file_sha256, load_bundle, read_metadata
 from seglab.errors import SeglabError
 from seglab.kinds import kind_of
 from seglab.models.padding import pad_end
@@ -148,6 +148,8 @@ def export_onnx(bundle: str | Path, opset: int = 18, check: bool = True) -> Expo
                     f"model.onnx was not written (try another --opset)"
                 )
     metadata["onnx"] = _onnx_entry(opset, max_abs_diff, spatial_dims)
+    digests = {"sha256": file_sha256(target), "weights_sha256": file_sha256(bundle / WEIGHTS)}
+    metadata["onnx"] |= digests
     atomic_write_json(bundle / METADATA, metadata)
     seconds = time.perf_counter() - start
     logger.info("exported %s (max abs diff %s) in %.1f s", target, max_abs_diff, seconds)

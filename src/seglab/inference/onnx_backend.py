@@ -77,10 +77,11 @@ class OnnxPredictor(BasePredictor):
             threads: Intra-operator threads; None uses `os.cpu_count()`.
 
         Raises:
-            BundleError: The folder is not a bundle, has no `model.onnx`, or ONNX Runtime
-                cannot load it.
+            BundleError: The folder is not a bundle, has no `model.onnx`, its `model.onnx` or
+                weights are not those of the export (SHA-256 in `seglab.json`), or ONNX
+                Runtime cannot load it.
         """
-        from seglab.bundle import read_metadata
+        from seglab.bundle import check_onnx_digests, read_metadata
 
         path = Path(path)
         metadata = read_metadata(path)
@@ -90,6 +91,7 @@ class OnnxPredictor(BasePredictor):
                 f"{onnx_path}: missing; run `seglab export --model {path}` first, "
                 f"or use --backend torch"
             )
+        check_onnx_digests(path, metadata.get("onnx", {}))
         try:
             session = ort.InferenceSession(
                 str(onnx_path),
