@@ -9,6 +9,7 @@ torch is imported inside the functions so that `parse_size` and `format_size` im
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from collections.abc import Callable
@@ -91,8 +92,8 @@ def estimate_memory(
     """Estimate the memory of one training step.
 
     Args:
-        model: The network; it is run once in eval mode (no running-statistics update) on its
-            parameters' device, and its training flag is restored.
+        model: The network; a copy of it on the meta device (shapes, no storage) is run once
+            on zeros in eval mode, so any input shape is measured without allocating it.
         input_shape: One sample's shape, `(C, *spatial)`.
         batch: Samples per step; activations are measured at batch 1 and scaled by it.
         dtype_bytes: Bytes per value of parameters and activations (4 for float32, 2 for fp16).
@@ -119,18 +120,13 @@ def estimate_memory(
         tensors = output if isinstance(output, tuple | list) else (output,)
         output_values += sum(t.numel() for t in tensors if isinstance(t, torch.Tensor))
 
-    leaves = (module for module in model.modules() if not any(module.children()))
-    handles = [leaf.register_forward_hook(count) for leaf in leaves]
-    device = next(model.parameters(), torch.empty(0)).device
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(1, *input_shape, device=device))
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
+    # A copy on the meta device has shapes but no storage: any patch is measured without
+    # allocating its activations (a 100000³ patch would need petabytes).
+    probe = copy.deepcopy(model).to("meta").eval()
+    for leaf in (module for module in probe.modules() if not any(module.children())):
+        leaf.register_forward_hook(count)
+    with torch.no_grad():
+        probe(torch.zeros(1, *input_shape, device="meta"))
     activations_bytes = batch * (output_values + math.prod(input_shape)) * dtype_bytes
     total = params_bytes + trainable + optimizer_bytes + activations_bytes
     return MemoryEstimate(params_bytes, trainable, optimizer_bytes, activations_bytes, total)

@@ -115,3 +115,17 @@ def test_a_bundle_whose_model_is_too_big_is_refused_before_building_it(tmp_path:
     )
     assert result.returncode == 2 and "seglab.json" in result.stderr
     assert "GiB is free" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_crop_whose_batch_cannot_fit_is_refused_with_the_estimate(
+    nuclei_dir: Path, tmp_path: Path
+) -> None:
+    args = ["train", "--data", str(nuclei_dir), "--out", str(tmp_path / "run"), "--no-track"]
+    result = seglab(*args, "--set", "data.crop=100000", check=False)
+    assert result.returncode == 2 and "'data.crop': 100000×100000" in result.stderr
+    assert "GiB is free" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_plan_measures_a_huge_patch_without_allocating_it() -> None:
+    result = seglab("plan", "--patch", "100000,100000,100000", "--budget", "8GiB")
+    assert "TiB" in result.stdout and "no" in result.stdout.splitlines()[-2]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import torch
@@ -20,8 +21,9 @@ def count_parameters(model: nn.Module) -> int:
 def model_summary(model: nn.Module, input_shape: tuple[int, ...]) -> str:
     """A plain-text table of a model's modules, their output shapes and parameter counts.
 
-    One forward pass on zeros is run under `torch.no_grad()` in eval mode (so batch-norm statistics
-    are left untouched); the model's previous train/eval modes are restored afterwards. Rows follow
+    One forward pass on zeros is run under `torch.no_grad()` in eval mode by a copy of the model on
+    PyTorch's meta device (shapes without storage), so neither the model nor memory is touched,
+    whatever the input size. Rows follow
     the order in which modules are called; a block's count includes the modules indented below it.
 
     Args:
@@ -59,25 +61,16 @@ def _traced_rows(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[list[l
     """One `[name, type, output shape, params]` row per module that ran, indented under the
     modules enclosing it, in call order; and the model's output."""
     rows: dict[str, list[str]] = {}
-    handles = [
-        handle
-        for name, module in model.named_modules()
-        if name  # the root is the totals line
-        for handle in _track(name, module, rows)
-    ]
-    modes = {module: module.training for module in model.modules()}
+    # A copy on the meta device has shapes but no storage: the pass allocates nothing, whatever
+    # the input size, and the model itself is left untouched.
+    probe = copy.deepcopy(model).to("meta").eval()
+    for name, module in probe.named_modules():
+        if name:  # the root is the totals line
+            _track(name, module, rows)
     reference = next(model.parameters(), None)
-    device = reference.device if reference is not None else torch.device("cpu")
     dtype = reference.dtype if reference is not None else torch.float32
-    try:
-        model.eval()
-        with torch.no_grad():
-            output = model(torch.zeros(input_shape, device=device, dtype=dtype))
-    finally:
-        for handle in handles:
-            handle.remove()
-        for module, training in modes.items():
-            module.training = training
+    with torch.no_grad():
+        output = probe(torch.zeros(input_shape, device="meta", dtype=dtype))
     indented = []
     for name, row in rows.items():
         # Indent under each enclosing module that ran (containers like ModuleList never run).

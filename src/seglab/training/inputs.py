@@ -61,6 +61,24 @@ def resolve_crop(crop: int | str | None, shapes: list[tuple[int, int]]) -> int |
     return max(16, min(DEFAULT_CROP, smallest // 16 * 16))
 
 
+def check_batch_fits(batch_size: int, channels: int, crop: int) -> None:
+    """Refuse a crop whose training batch (float32 images and targets, before any activation)
+    alone would not fit in the free RAM, saying what it would need."""
+    from seglab.planner import available_ram_bytes
+
+    needed = batch_size * crop * crop * (channels + 1) * 4
+    try:
+        free = available_ram_bytes()
+    except OSError:
+        return
+    if needed > free:
+        raise ConfigError(
+            f"'data.crop': {crop}×{crop} crops in batches of {batch_size} need at least "
+            f"{needed / 2**30:.1f} GiB before any activation; {free / 2**30:.1f} GiB is free. "
+            "Use a smaller data.crop or data.batch_size (`seglab plan` suggests both)"
+        )
+
+
 def make_loaders(
     config: Config,
     train: list[Any],
@@ -71,6 +89,8 @@ def make_loaders(
 ) -> tuple[DataLoader, DataLoader]:
     data = config.data
     crop = resolve_crop(data.crop, [tuple(s.shape) for s in train])
+    if crop is not None:
+        check_batch_fits(data.batch_size, channels * len(views), crop)
     log.info("training on %s", f"random {crop}x{crop} crops" if crop else "whole images")
     train_set = SegmentationDataset(
         train,
