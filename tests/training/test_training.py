@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -113,6 +114,35 @@ def test_tracking_logs_params_metrics_and_artifacts(nuclei_dir: Path, tmp_path: 
     assert {"config.yaml", "curves.png", "model"} <= artifacts
     model_files = {a.path for a in client.list_artifacts(run_id, "model")}
     assert "model/weights.safetensors" in model_files
+
+
+def test_a_tracking_store_that_fails_mid_run_does_not_stop_training(
+    nuclei_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import mlflow
+
+    calls = []
+    real_log_batch = mlflow.MlflowClient.log_batch
+
+    def dies_after_the_first_epoch(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) > 1:
+            raise ConnectionError("tracking server went away")
+        return real_log_batch(self, *args, **kwargs)
+
+    monkeypatch.setattr(mlflow.MlflowClient, "log_batch", dies_after_the_first_epoch)
+    overrides = tiny_overrides(nuclei_dir, "train.epochs=3", "tracking.enabled=true")
+    with caplog.at_level("WARNING", logger="seglab.training.tolerant_logger"):
+        result = train(load_config(None, overrides), tmp_path / "runs" / "r1", progress=False)
+    assert result.bundle_path.joinpath("weights.safetensors").is_file()
+    with (result.run_dir / "train_log.csv").open() as handle:
+        assert [r["epoch"] for r in csv.DictReader(handle)] == ["1", "2", "3"]
+    warnings = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+    assert len(warnings) == 1 and "went away" in warnings[0] and "train_log.csv" in warnings[0]
+    assert len(calls) == 2  # no write is tried once the store has failed
 
 
 def test_bad_sample_stops_training_or_is_skipped(tmp_path: Path) -> None:

@@ -216,13 +216,13 @@ def train(
 def _log_run(logger: Any, result: RunResult, threshold: float | None) -> None:
     """The final scores (and the tuned threshold), run files, bundle and test evaluation into
     the run's MLflow run."""
-    from seglab.training.tracking import final_metrics, log_results
+    from seglab.training.tracking import final_metrics, metric_name
 
     run_dir = result.run_dir
     files = [run_dir / name for name in RUN_FILES]
     folders = {"model": result.bundle_path, "eval/test": run_dir / "eval" / "test"}
     metrics = final_metrics(result.val_metrics, result.test_metrics, threshold)
-    log_results(logger, metrics, files, folders)
+    logger.log_results({metric_name(k): v for k, v in metrics.items()}, files, folders)
     logger.finalize("success")
 
 

@@ -11,6 +11,7 @@ server for minutes, and fails on a corrupt database only once the run folder is 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import socket
 import sqlite3
@@ -27,9 +28,8 @@ from urllib.parse import urlsplit
 from seglab.errors import ConfigError, SeglabError
 
 if TYPE_CHECKING:
-    from pytorch_lightning.loggers import MLFlowLogger
-
     from seglab.config import TrackingConfig
+    from seglab.training.tolerant_logger import TolerantMLFlowLogger
 
 DB_NAME = "mlflow.db"
 ARTIFACTS_NAME = "mlartifacts"
@@ -40,6 +40,11 @@ PROBE_SECONDS = 5.0
 _DATABASE_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
 _BUILT_IN = ("", "file", "sqlite", "http", "https", "databricks", *_DATABASE_PORTS)
 _SQLITE_HEADER = b"SQLite format 3\x00"
+# MLflow's HTTP settings unless the user sets them (see `create_logger`).
+MLFLOW_HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+}
 
 
 def default_store(runs_root: Path) -> tuple[str, str]:
@@ -165,17 +170,22 @@ def create_logger(
     run_dir: Path,
     run_id: str | None = None,
     tags: dict[str, str] | None = None,
-) -> MLFlowLogger:
+) -> TolerantMLFlowLogger:
     """A Lightning MLflow logger for the run folder `run_dir` (resumes `run_id` when given;
-    `tags` such as `mlflow.parentRunId` nest the run under a parent)."""
-    from pytorch_lightning.loggers import MLFlowLogger
+    `tags` such as `mlflow.parentRunId` nest the run under a parent). Writes that fail once
+    the run has started warn and stop tracking, never the training (`TolerantMLFlowLogger`)."""
+    from seglab.training.tolerant_logger import TolerantMLFlowLogger
 
     quiet_mlflow()
+    # MLflow retries a silent server 7 times with growing waits: a server that dies mid-run
+    # would stall training for minutes before `TolerantMLFlowLogger` gives up on it.
+    for variable, value in MLFLOW_HTTP_DEFAULTS.items():
+        os.environ.setdefault(variable, value)
     uri, artifacts = default_store(run_dir.parent)
     artifact_location: str | None = artifacts
     if config.uri:
         uri, artifact_location = config.uri, None
-    return MLFlowLogger(
+    return TolerantMLFlowLogger(
         experiment_name=config.experiment,
         run_name=run_dir.name,
         tracking_uri=uri,
@@ -184,21 +194,6 @@ def create_logger(
         tags=tags,
         log_model=False,
     )
-
-
-def log_results(
-    logger: MLFlowLogger, metrics: dict[str, float], files: list[Path], folders: dict[str, Path]
-) -> None:
-    """Log final metrics, files and whole folders (under the given artifact paths) to the run."""
-    client, run_id = logger.experiment, logger.run_id
-    for key, value in metrics.items():
-        client.log_metric(run_id, metric_name(key), float(value))
-    for path in files:
-        if path.is_file():
-            client.log_artifact(run_id, str(path))
-    for artifact_path, folder in folders.items():
-        if folder.is_dir():
-            client.log_artifacts(run_id, str(folder), artifact_path)
 
 
 def final_metrics(
