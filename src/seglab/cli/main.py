@@ -22,6 +22,7 @@ from seglab.cli import data as data_commands
 from seglab.cli import deploy as deploy_commands
 from seglab.cli import experiments as experiment_commands
 from seglab.cli import predict as predict_commands
+from seglab.cli.failures import describe_bug, describe_os_error
 from seglab.cli.options import (
     DataOption,
     LayoutOption,
@@ -249,7 +250,8 @@ def evaluate(
 
 
 def main() -> None:
-    """Entry point: user errors are printed without a traceback."""
+    """Entry point: errors are printed as one message, never as a bare traceback
+    (`seglab.cli.failures`)."""
     try:
         app()
     except SeglabError as exc:
@@ -258,6 +260,12 @@ def main() -> None:
     except KeyboardInterrupt:
         errors.print("interrupted")
         sys.exit(130)
+    except OSError as exc:
+        errors.print(f"[bold red]error:[/] {escape(describe_os_error(exc))}", soft_wrap=True)
+        sys.exit(2)
+    except Exception as exc:
+        errors.print(f"[bold red]error:[/] {escape(describe_bug(exc))}", soft_wrap=True)
+        sys.exit(1)
 
 
 # Registered last, so `seglab --help` lists the workflow (demo, train, ...) first.
