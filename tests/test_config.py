@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import seglab
 from seglab.config import (
     apply_overrides,
     config_to_dict,
@@ -110,3 +111,80 @@ def test_missing_and_invalid_files(tmp_path: Path) -> None:
 
 def test_flatten() -> None:
     assert flatten({"a": {"b": 1, "c": {"d": 2}}, "e": {}}) == {"a.b": 1, "a.c.d": 2, "e": {}}
+
+
+# Each override is a bad value a user can give, and the key its error must name.
+BAD_OVERRIDES = [
+    (["train.lr=.inf"], "train.lr"),
+    (["train.lr=.nan"], "train.lr"),
+    (["train.lr=nan"], "train.lr"),
+    (["train.lr=0"], "train.lr"),
+    (["train.lr=-0.001"], "train.lr"),
+    (["train.weight_decay=.inf"], "train.weight_decay"),
+    (["train.weight_decay=-0.1"], "train.weight_decay"),
+    (["train.epochs=0"], "train.epochs"),
+    (["data.batch_size=0"], "data.batch_size"),
+    (["train.threshold_range=[0.05, 0.95, 0]"], "train.threshold_range"),
+    (["train.threshold_range=[0.9, 0.1, 0.05]"], "train.threshold_range"),
+    (["train.threshold_range=[0.1, 0.9, -0.05]"], "train.threshold_range"),
+    (["train.threshold_range=[0.1, .nan, 0.05]"], "train.threshold_range"),
+    (["data.size=[0, 0]"], "data.size"),
+    (["data.size=[-64, 64]"], "data.size"),
+    (["data.crop=0"], "data.crop"),
+    (["data.crop=-8"], "data.crop"),
+    (["seed=-1"], "seed"),
+    (["data.val_fraction=1"], "data.val_fraction"),
+    (["data.test_fraction=-0.1"], "data.test_fraction"),
+    (["data.val_fraction=0.5", "data.test_fraction=0.5"], "val_fraction + test_fraction"),
+    (["instances.min_dynamic=.inf"], "instances.min_dynamic"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "key"), BAD_OVERRIDES, ids=lambda v: str(v))
+def test_bad_values_name_the_key(overrides: list[str], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, overrides)
+    assert key in str(info.value)
+
+
+def test_sound_edge_values_are_accepted() -> None:
+    cfg = load_config(
+        None,
+        [
+            "seed=0",
+            "train.threshold_range=[0.5, 0.5, 0.1]",
+            "data.val_fraction=0.5",
+            "data.test_fraction=0.49",
+            "data.size=[1, 1]",
+        ],
+    )
+    assert cfg.train.threshold_range == (0.5, 0.5, 0.1)
+    assert cfg.data.size == (1, 1)
+
+
+def test_a_folder_or_a_non_utf8_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is a folder") as info:
+        load_config(tmp_path)
+    assert str(tmp_path) in str(info.value)
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("train:\n  epochs: 3  # café\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8") as info:
+        load_config(latin1)
+    assert str(latin1) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--set", "train.lr=.inf"], "train.lr"),
+        (["--set", "data.size=[0, 0]"], "data.size"),
+        (["--config", "."], "is a folder"),
+    ],
+    ids=["lr-inf", "size-zero", "config-folder"],
+)
+def test_cli_reports_bad_config_without_a_traceback(args: list[str], named: str) -> None:
+    result = seglab("train", "--no-track", *args, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert named in output
+    assert "Traceback" not in output
