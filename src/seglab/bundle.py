@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from seglab import __version__
 from seglab.atomic_files import atomic_directory, atomic_write_json
+from seglab.bundle_schema import check_metadata
 from seglab.errors import BundleError
 
 if TYPE_CHECKING:
@@ -116,12 +117,16 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         ) from None
     except json.JSONDecodeError as exc:
         raise BundleError(f"{meta_path}: not valid JSON ({exc})") from None
+    if not isinstance(metadata, dict):
+        raise BundleError(f"{meta_path}: must hold a JSON object, not a {type(metadata).__name__}")
     if metadata.get("format") != FORMAT:
         raise BundleError(f"{meta_path}: not a seglab bundle (format={metadata.get('format')!r})")
-    if metadata.get("format_version", 0) > FORMAT_VERSION:
+    version = metadata.get("format_version", 0)
+    if isinstance(version, int) and version > FORMAT_VERSION:
         raise BundleError(
             f"{meta_path}: written by a newer seglab ({metadata.get('seglab_version')}); upgrade"
         )
+    check_metadata(metadata, str(meta_path))
     return metadata
 
 
@@ -144,5 +149,6 @@ def load_bundle(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
         state = load_file(str(weights))
         model.load_state_dict(state)
     except Exception as exc:
-        raise BundleError(f"{weights}: cannot load weights ({exc})") from None
+        detail = " ".join(str(exc).split())  # torch lists each mismatch on its own line
+        raise BundleError(f"{weights}: cannot load weights ({detail})") from None
     return model.eval(), metadata
