@@ -29,6 +29,7 @@ from seglab.kinds import BINARY
 if TYPE_CHECKING:
     # Imported for typing only: the predictor module imports torch, which a baseline never needs.
     from seglab.inference.base import Prediction
+    from seglab.inference.sliding_window import StopCheck
 
 # Stretching each image between its 1st and 99th percentiles makes dim acquisitions usable
 # while a few saturated pixels cannot squash the rest of the range.
@@ -100,7 +101,11 @@ class OtsuBaseline:
         return np.ascontiguousarray(gray, dtype=np.float32)
 
     def predict(
-        self, image: np.ndarray, threshold: float | None = None, instances: bool = True
+        self,
+        image: np.ndarray,
+        threshold: float | None = None,
+        instances: bool = True,
+        stop: StopCheck | None = None,
     ) -> Prediction:
         """Segment one image.
 
@@ -110,13 +115,17 @@ class OtsuBaseline:
                 is chosen per image by Otsu's method.
             instances: Ignored: the baseline's mask is the union of its instances, so they are
                 always computed.
+            stop: Asked once, before anything is computed (the baseline is fast); a reason
+                it gives raises `InferenceStoppedError`.
 
         Returns:
             A `Prediction` whose ``mask`` is the union of its ``instances`` (int32, 1..N).
         """
         from seglab.inference.base import Prediction
+        from seglab.inference.sliding_window import raise_if_stopped
         from seglab.postprocess import instances_from_mask
 
+        raise_if_stopped(stop)
         intensity = self.predict_proba(image)
         # Otsu needs two levels; a flat image (blank field, dead tile) holds no nucleus.
         if intensity.size and intensity.max() > intensity.min():

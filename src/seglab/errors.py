@@ -39,3 +39,7 @@ class BundleError(SeglabError):
 class PixelLimitError(DataError):
     """A file declares more pixels (or voxels) than `seglab.data.io.pixel_limit` allows, or
     would decode more at once; it is refused from its header, before anything is decoded."""
+
+
+class InferenceStoppedError(SeglabError):
+    """Inference was stopped before it ended: its time ran out or its client went away."""

@@ -37,15 +37,33 @@ def serve(
     max_upload_mb: Annotated[
         float, typer.Option(help="Largest accepted upload (MB).", min=0.001, max=10_000)
     ] = 20.0,
+    max_pixels: Annotated[
+        int,
+        typer.Option(
+            help="Most pixels of an upload, each side counted as at least 32 (narrow strips "
+            "cost the network more than their pixels).",
+            min=1,
+        ),
+    ] = 8192 * 8192,
+    max_seconds: Annotated[
+        float,
+        typer.Option(
+            help="Longest inference of one request (waiting included); then 503.",
+            min=0.1,
+            max=86_400,
+        ),
+    ] = 120.0,
 ) -> None:
     """Serve a model over HTTP: web page at /, POST /predict, GET /health, /model, /docs.
 
     Example: `seglab serve --model runs/nuclei/model --port 8000`, then open http://127.0.0.1:8000
     """
+    from seglab.deploy.limits import ServeLimits
     from seglab.deploy.serve import run
 
+    limits = ServeLimits(max_upload_mb, max_pixels, max_seconds)
     console.print(f"serving {model} on http://{host}:{port} (Ctrl+C to stop)")
-    run(model, host=host, port=port, workers=workers, backend=backend, max_upload_mb=max_upload_mb)
+    run(model, host=host, port=port, workers=workers, backend=backend, limits=limits)
 
 
 def ui(

@@ -3,7 +3,8 @@
 
 `create_app` loads the model once and returns a FastAPI app; `run` serves it with uvicorn.
 Bad uploads get a 4xx with a JSON ``{"detail": "..."}`` naming the problem, never a 500:
-400 (no file, empty or corrupt image, unknown format), 413 (too large), 415 (not an image type).
+400 (no file, empty or corrupt image, unknown format), 413 (too large), 415 (not an image
+type), 503 (inference past the time limit; see `seglab.deploy.limits`).
 
 Example:
     $ seglab serve --model runs/nuclei/model
@@ -12,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import os
@@ -29,6 +31,7 @@ from PIL import Image
 
 from seglab.baseline import BASELINES
 from seglab.bundle import read_metadata
+from seglab.deploy.limits import ServeLimits, release_memory
 from seglab.deploy.uploads import (
     ACCEPTED,
     FORMATS,
@@ -38,37 +41,41 @@ from seglab.deploy.uploads import (
     decode_image,
     read_upload,
 )
-from seglab.errors import ConfigError, DataError
+from seglab.errors import ConfigError, DataError, InferenceStoppedError, SeglabError
 from seglab.inference.loading import load_predictor
+from seglab.inference.sliding_window import StopCheck
 from seglab.kinds import kind_of
 from seglab.postprocess import labels_to_rles
 from seglab.viz import mask_overlay
 
 __all__ = [
     "ENV_BACKEND",
-    "ENV_MAX_UPLOAD_MB",
     "ENV_MODEL",
     "FORMATS",
     "IMAGE_TYPES",
     "MAX_PIXELS",
     "ImageTooLargeError",
+    "ServeLimits",
     "app_from_env",
     "create_app",
     "decode_image",
     "run",
+    "watch_disconnect",
 ]
 
 logger = logging.getLogger(__name__)
 
 ENV_MODEL = "SEGLAB_SERVE_MODEL"
 ENV_BACKEND = "SEGLAB_SERVE_BACKEND"
-ENV_MAX_UPLOAD_MB = "SEGLAB_SERVE_MAX_UPLOAD_MB"
 _FILE_FIELD = {"file": {"type": "string", "format": "binary", "description": ACCEPTED}}
 _FORM = {"type": "object", "required": ["file"], "properties": _FILE_FIELD}
 _UPLOAD_DOC = {
     "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": _FORM}}}
 }
 _PNG_DOC: dict[int | str, dict[str, Any]] = {200: {"content": {"image/png": {}}}}
+# Requests of at least this many pixels give their memory back afterwards; smaller ones are
+# left to the allocator, which reuses it at once.
+_LARGE_PIXELS = 1024 * 1024
 
 
 def _detail(exc: DataError) -> str:
@@ -85,8 +92,9 @@ def _png(array: np.ndarray) -> bytes:
 class _Segmenter:
     """The predictor behind a lock, and the encodings of its output."""
 
-    def __init__(self, predictor: Any) -> None:
+    def __init__(self, predictor: Any, max_pixels: int) -> None:
         self.predictor = predictor
+        self.max_pixels = max_pixels
         metadata = predictor.metadata
         self.instances = metadata["model"]["name"] in BASELINES or bool(metadata.get("instances"))
         # One inference at a time: torch already uses every core, so parallel calls would only
@@ -94,13 +102,28 @@ class _Segmenter:
         self.lock = threading.Lock()
 
     def __call__(
-        self, data: bytes, filename: str, fmt: str
+        self, data: bytes, filename: str, fmt: str, stop: StopCheck
     ) -> tuple[bytes | dict[str, Any], float]:
-        image = decode_image(data, filename)
+        """The answer to one upload in `fmt`, and the model's time in ms; large or failed
+        requests give their memory back (`release_memory`)."""
+        pixels, failed = 0, True
+        try:
+            image = decode_image(data, filename, self.max_pixels)
+            pixels = image.shape[0] * image.shape[1]
+            answer = self._answer(image, fmt, stop)
+            failed = False
+            return answer
+        finally:
+            if failed or pixels >= _LARGE_PIXELS:
+                release_memory()
+
+    def _answer(
+        self, image: np.ndarray, fmt: str, stop: StopCheck
+    ) -> tuple[bytes | dict[str, Any], float]:
         instances = self.instances and fmt == "json"
         with self.lock:
             start = time.perf_counter()
-            prediction = self.predictor.predict(image, instances=instances)
+            prediction = self.predictor.predict(image, instances=instances, stop=stop)
             milliseconds = (time.perf_counter() - start) * 1e3
         mask = prediction.mask
         if self.predictor.kind.multiclass:
@@ -145,27 +168,28 @@ def _backend_name(predictor: Any) -> str:
     return names.get(type(predictor).__name__, type(predictor).__name__)
 
 
-def create_app(model: str | Path, backend: str = "auto", max_upload_mb: float = 20.0) -> FastAPI:
+def create_app(
+    model: str | Path, backend: str = "auto", limits: ServeLimits | None = None
+) -> FastAPI:
     """Build the service for one model, loaded here, once.
 
     Args:
         model: Bundle folder, or a baseline name such as "otsu".
         backend: "auto", "torch" or "onnx" (see `seglab.inference.loading.load_predictor`).
-        max_upload_mb: Largest accepted upload, in MiB (2**20 bytes).
+        limits: What one request may cost; None: the defaults of `ServeLimits`.
 
     Returns:
         The FastAPI app; serve it with uvicorn (`run`) or test it with `TestClient`.
 
     Raises:
-        SeglabError: The model cannot be loaded, is not a segmentation model, or the upload
-            limit is not positive; raised before anything is served.
+        SeglabError: The model cannot be loaded or is not a segmentation model; raised before
+            anything is served.
     """
-    if not max_upload_mb > 0:
-        raise ConfigError(f"max_upload_mb must be > 0, got {max_upload_mb}")
+    limits = limits or ServeLimits()
     predictor = _load_segmentation_model(model, backend)
     name = predictor.metadata["model"]["name"]
-    segmenter = _Segmenter(predictor)
-    limit = int(max_upload_mb * 2**20)
+    segmenter = _Segmenter(predictor, limits.max_pixels)
+    limit = limits.upload_bytes
     info = _model_info(predictor)
     page = files("seglab.web").joinpath("index.html").read_text(encoding="utf-8")
     logger.info("serving %s (%s backend)", name, info["backend"])
@@ -198,10 +222,11 @@ def create_app(model: str | Path, backend: str = "auto", max_upload_mb: float = 
 
         Answers the mask as a 0/255 PNG, a JSON summary or an overlay PNG, with the model's
         time in the header `X-Inference-Ms`. Errors: 400 no file, empty or corrupt image,
-        unknown format; 413 upload or image too large; 415 not a PNG, JPEG or TIFF.
+        unknown format; 413 upload or image too large; 415 not a PNG, JPEG or TIFF; 503
+        inference longer than the server's limit.
         """
         data, filename, answer = await read_upload(request, fmt, limit)
-        return await _segment(segmenter, data, filename, answer)
+        return await _segment(segmenter, request, (data, filename, answer), limits.max_seconds)
 
     return app
 
@@ -222,18 +247,49 @@ def _model_info(predictor: Any) -> dict[str, Any]:
     return info
 
 
-async def _segment(segmenter: _Segmenter, data: bytes, name: str, fmt: str) -> Response:
-    """The answer to one upload: the model's output in `fmt`, or a 4xx naming the problem."""
+async def _segment(
+    segmenter: _Segmenter, request: Request, upload: tuple[bytes, str, str], max_seconds: float
+) -> Response:
+    """The answer to one `(bytes, name, format)` upload, or a 4xx/503 naming the problem.
+
+    Inference stops between batches of tiles once `max_seconds` have passed since the upload
+    was read or the client has gone, so no request holds the model for longer than that.
+    """
+    gone = threading.Event()
+    deadline = time.monotonic() + max_seconds
+
+    def stop() -> str | None:
+        if gone.is_set():
+            return "the client went away"
+        if time.monotonic() > deadline:
+            return f"it took longer than the server's limit of {max_seconds:g} s (--max-seconds)"
+        return None
+
+    watcher = asyncio.create_task(watch_disconnect(request, gone))
     try:
-        result, milliseconds = await run_in_threadpool(segmenter, data, name, fmt)
+        result, milliseconds = await run_in_threadpool(segmenter, *upload, stop)
     except ImageTooLargeError as exc:
         raise HTTPException(413, _detail(exc)) from None
     except DataError as exc:
         raise HTTPException(400, _detail(exc)) from None
+    except InferenceStoppedError as exc:
+        logger.warning("%s: %s", upload[1], exc)
+        raise HTTPException(503, f"{upload[1]}: {exc}; send a smaller image") from None
+    except SeglabError as exc:  # an image the model cannot take, such as one 2 pixels wide
+        raise HTTPException(400, f"{upload[1]}: {exc}") from None
+    finally:
+        watcher.cancel()
     headers = {"X-Inference-Ms": f"{milliseconds:.3f}"}
     if isinstance(result, dict):
         return JSONResponse(result, headers=headers)
     return Response(result, media_type="image/png", headers=headers)
+
+
+async def watch_disconnect(request: Request, gone: threading.Event) -> None:
+    """Set `gone` once the client has disconnected (polled four times a second)."""
+    while not await request.is_disconnected():
+        await asyncio.sleep(0.25)
+    gone.set()
 
 
 def app_from_env() -> FastAPI:
@@ -242,7 +298,7 @@ def app_from_env() -> FastAPI:
     if not model:
         raise ConfigError(f"{ENV_MODEL} is not set; start the server with `seglab serve --model`")
     backend = os.environ.get(ENV_BACKEND, "auto")
-    return create_app(model, backend, float(os.environ.get(ENV_MAX_UPLOAD_MB, "20")))
+    return create_app(model, backend, ServeLimits.from_env())
 
 
 def run(
@@ -251,7 +307,7 @@ def run(
     port: int = 8000,
     workers: int = 1,
     backend: str = "auto",
-    max_upload_mb: float = 20.0,
+    limits: ServeLimits | None = None,
 ) -> None:
     """Serve a model with uvicorn until interrupted.
 
@@ -261,7 +317,7 @@ def run(
         port: TCP port.
         workers: Server processes, each with its own copy of the model.
         backend: "auto", "torch" or "onnx".
-        max_upload_mb: Largest accepted upload, in MiB.
+        limits: What one request may cost; None: the defaults of `ServeLimits`.
 
     Raises:
         SeglabError: Bad model or settings, before anything is served.
@@ -270,14 +326,13 @@ def run(
 
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
-    app = create_app(model, backend, max_upload_mb)  # fails here, not in every worker
+    limits = limits or ServeLimits()
+    app = create_app(model, backend, limits)  # fails here, not in every worker
     if workers == 1:
         uvicorn.run(app, host=host, port=port)
         return
     del app  # uvicorn's workers are fresh processes that load the model from the environment
-    os.environ.update(
-        {ENV_MODEL: str(model), ENV_BACKEND: backend, ENV_MAX_UPLOAD_MB: str(max_upload_mb)}
-    )
+    os.environ.update({ENV_MODEL: str(model), ENV_BACKEND: backend, **limits.to_env()})
     uvicorn.run(
         "seglab.deploy.serve:app_from_env", factory=True, host=host, port=port, workers=workers
     )

@@ -17,6 +17,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.types import Message
 
 from seglab.data.io import IMAGE_SUFFIXES, read_image
+from seglab.deploy.limits import MIN_CHARGED_SIDE, ServeLimits, charged_pixels
 from seglab.errors import DataError, PixelLimitError
 
 __all__ = [
@@ -31,9 +32,7 @@ __all__ = [
 
 FORMATS = ("png", "json", "overlay")
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/tiff")
-# 8192 x 8192: the float32 probabilities alone take 256 MB and a U-Net's activations many
-# times that; a larger image should be tiled by the client rather than take the server down.
-MAX_PIXELS = 8192 * 8192
+MAX_PIXELS = ServeLimits().max_pixels
 # With the names older or sloppy clients send for the same three formats.
 _TYPES = (*IMAGE_TYPES, "image/jpg", "image/pjpeg", "image/x-png", "image/tif", "image/x-tiff")
 # Sent by clients that do not know a file's type (curl for .tif, many scripts): the file
@@ -61,7 +60,9 @@ def decode_image(data: bytes, filename: str = "upload", max_pixels: int = MAX_PI
     Args:
         data: The file's bytes; the format is told by its first bytes, not by `filename`.
         filename: The client's name for the file, for error messages.
-        max_pixels: Larger images are refused from their header, before they are decoded.
+        max_pixels: Images of more charged pixels (`seglab.deploy.limits.charged_pixels`:
+            narrow strips cost more than their pixels) are refused from their header, before
+            they are decoded.
 
     Returns:
         ``(H, W, C)`` array, C = 1 or 3 (alpha dropped), uint8 or uint16 as in the file.
@@ -84,32 +85,44 @@ def decode_image(data: bytes, filename: str = "upload", max_pixels: int = MAX_PI
         _check_pixels(path, name, max_pixels)
         try:
             # Every TIFF page and series is checked too, before anything is decoded.
-            return read_image(path, max_pixels=max_pixels)
+            image = read_image(path, max_pixels=max_pixels)
         except PixelLimitError as exc:
             problem = exc.problem.replace(str(path), name)
             raise ImageTooLargeError(name, problem, _TILES_HINT) from None
         except DataError as exc:
             # Name the client's file, not the temporary copy.
             raise DataError(name, exc.problem.replace(str(path), name), exc.hint) from None
+    # Again on the decoded size: a header PIL cannot read was not checked above.
+    _check_charged(image.shape[1], image.shape[0], name, max_pixels)
+    return image
 
 
 _TILES_HINT = "split the image into tiles and send them one by one"
 
 
 def _check_pixels(path: Path, name: str, max_pixels: int) -> None:
-    hint = _TILES_HINT
     try:
         with Image.open(path) as image:  # lazy: reads the header only
             width, height = image.size
     except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(name, f"image too large ({exc})", hint) from None
+        raise ImageTooLargeError(name, f"image too large ({exc})", _TILES_HINT) from None
     except (OSError, SyntaxError, ValueError):
         return  # an unreadable header: read_image says what is wrong
-    if width * height > max_pixels:
+    _check_charged(width, height, name, max_pixels)
+
+
+def _check_charged(width: int, height: int, name: str, max_pixels: int) -> None:
+    charged = charged_pixels(width, height)
+    if charged <= max_pixels:
+        return
+    problem = f"image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,}"
+    if charged > width * height:
         problem = (
-            f"image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,}"
+            f"image is {width}x{height}, a strip that costs the network as much as "
+            f"{charged:,} pixels (each side counts as at least {MIN_CHARGED_SIDE}); "
+            f"the limit is {max_pixels:,}"
         )
-        raise ImageTooLargeError(name, problem, hint)
+    raise ImageTooLargeError(name, problem, _TILES_HINT)
 
 
 async def read_upload(request: Request, fmt: str | None, limit: int) -> tuple[bytes, str, str]:

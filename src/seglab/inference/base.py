@@ -4,7 +4,7 @@ forward pass (torch or ONNX Runtime). Nothing here imports torch."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from seglab.data.transforms import (
 from seglab.data.views import make_views
 from seglab.errors import SeglabError
 from seglab.kinds import kind_of
+
+if TYPE_CHECKING:
+    from seglab.inference.sliding_window import StopCheck
 
 
 @dataclass
@@ -100,9 +103,20 @@ class BasePredictor:
         """Foreground probabilities (H, W) float32 for an (H, W, C) or (H, W) image."""
         return self.predict_channels(image)[0]
 
-    def predict_channels(self, image: np.ndarray) -> np.ndarray:
-        """Probabilities of every output channel (see metadata "outputs"), (C, H, W) float32."""
-        from seglab.inference.sliding_window import flip_tta, sliding_window_predict
+    def predict_channels(self, image: np.ndarray, stop: StopCheck | None = None) -> np.ndarray:
+        """Probabilities of every output channel (see metadata "outputs"), (C, H, W) float32.
+
+        Args:
+            image: (H, W, C) or (H, W) image.
+            stop: Asked before the network runs and between batches of tiles; a reason it
+                gives ends the prediction with `InferenceStoppedError` (a server's deadline).
+        """
+        from seglab.inference.sliding_window import (
+            flip_tta,
+            raise_if_stopped,
+            sliding_window_predict,
+            stopping_progress,
+        )
 
         height, width = image.shape[:2]
         if min(height, width) < MIN_SIDE:
@@ -110,12 +124,17 @@ class BasePredictor:
                 f"the image is {width}x{height} (WxH) pixels; segmentation needs at least "
                 f"{MIN_SIDE} on each side"
             )
+        raise_if_stopped(stop)
         batch = self.preprocess(image)
         forward = flip_tta(self.forward, 2) if self.tta else self.forward
         if self.tile is not None and max(batch.shape[2:]) > self.tile:
             side = round_up(self.tile, self.divisor)
+            # Along a side shorter than the tile the tile shrinks to it (rounded up to the
+            # network's multiple): a 4 x 100000 strip costs its own pixels, not 1024 x 100000.
+            tile = tuple(min(side, round_up(s, self.divisor)) for s in batch.shape[2:])
+            progress = stopping_progress(stop)
             probabilities = sliding_window_predict(
-                batch[0], forward, (side, side), self.overlap, self.batch_size
+                batch[0], forward, tile, self.overlap, self.batch_size, progress=progress
             )
         else:
             # Reflection up to the network's multiple (see `reflect_pad`), then cropped back.
@@ -129,12 +148,17 @@ class BasePredictor:
         return np.ascontiguousarray(probabilities, dtype=np.float32)
 
     def predict(
-        self, image: np.ndarray, threshold: float | None = None, instances: bool = False
+        self,
+        image: np.ndarray,
+        threshold: float | None = None,
+        instances: bool = False,
+        stop: StopCheck | None = None,
     ) -> Prediction:
         """Probabilities, the mask at the tuned threshold (or `threshold`) and, with
         `instances`, one label per object by the bundle's post-processing; for multi-class
-        models, every class's probabilities and the argmax classes."""
-        channels = self.predict_channels(image)
+        models, every class's probabilities and the argmax classes. `stop` as in
+        `predict_channels`."""
+        channels = self.predict_channels(image, stop)
         if self.kind.multiclass:
             return Prediction(channels, channels.argmax(0).astype(np.uint8))
         probabilities = channels[0]

@@ -21,16 +21,22 @@ from collections.abc import Callable
 import numpy as np
 
 from seglab.data.transforms import reflect_pad
+from seglab.errors import InferenceStoppedError
 
 __all__ = [
+    "StopCheck",
     "flip_tta",
     "gaussian_weights",
+    "raise_if_stopped",
     "sliding_window_predict",
+    "stopping_progress",
     "tile_boxes",
     "tile_starts",
 ]
 
 Forward = Callable[[np.ndarray], np.ndarray]
+# Asked between batches of tiles: None to go on, else why to stop ("the client went away").
+StopCheck = Callable[[], str | None]
 
 
 def tile_starts(size: int, tile: int, overlap: float = 0.5) -> list[int]:
@@ -246,6 +252,31 @@ class _Blend:
         # A copy only where the image was padded, so that the padded buffer can be freed.
         crop = (slice(None), *(slice(0, s) for s in spatial))
         return np.ascontiguousarray(self.predictions[crop])
+
+
+def raise_if_stopped(stop: StopCheck | None, when: str = "before it began") -> None:
+    """Raise `InferenceStoppedError` if `stop` gives a reason; `when` says where it stopped.
+
+    Example:
+        >>> raise_if_stopped(lambda: "time is up", "after 1 of 4 tiles")
+        Traceback (most recent call last):
+        ...
+        seglab.errors.InferenceStoppedError: inference stopped after 1 of 4 tiles: time is up
+    """
+    if stop is not None and (reason := stop()) is not None:
+        raise InferenceStoppedError(f"inference stopped {when}: {reason}")
+
+
+def stopping_progress(stop: StopCheck | None) -> Callable[[int, int], None] | None:
+    """A `progress` callback for `sliding_window_predict` that asks `stop` after each batch of
+    tiles (see `raise_if_stopped`); None when there is nothing to ask."""
+    if stop is None:
+        return None
+
+    def progress(done: int, total: int) -> None:
+        raise_if_stopped(stop, f"after {done} of {total} tiles")
+
+    return progress
 
 
 def flip_tta(forward: Forward, spatial_dims: int) -> Forward:
