@@ -62,7 +62,7 @@ def uploads(channels: int) -> dict[str, tuple[bytes, int, float]]:
     """Each kind of upload: (bytes, expected status, share of the requests)."""
     nuclei = make_nuclei(1, size=1500, seed=0, variant="fluorescence")[0][0]
     if channels == 1:
-        nuclei = nuclei[..., :1].copy()
+        nuclei = np.ascontiguousarray(nuclei[..., 0])
     good = png(nuclei[:256, :256])
     return {
         "good 256²": (good, 200, 0.55),

@@ -29,14 +29,15 @@ from seglab.config import (
     dump_config,
     load_config,
 )
+from seglab.data.sampling import EpochSampler
 from seglab.errors import ConfigError, SeglabError
 from seglab.kinds import kind_of
 from seglab.models import create_model, model_summary
 from seglab.precision import accelerator_device_type, resolve_train_precision
+from seglab.training.checkpoints import checkpoint_epoch
 from seglab.training.kinds import TrainingKind, training_kind
 from seglab.training.trainer import (
     check_tracking,
-    checkpoint_epoch,
     ddp_child,
     make_trainer,
     tracking_logger,
@@ -255,6 +256,10 @@ def _fit(
     logger = tracking_logger(config, run_dir, resume, tags)
     last = run_dir / "checkpoints" / "last.ckpt"
     start_epoch = checkpoint_epoch(last) if resume else 0
+    if isinstance(train_loader.sampler, EpochSampler):
+        # Worker processes prefetch the first batches when the loader starts, before Lightning
+        # sets the epoch: set it here, or a resumed run would draw epoch 0's order and crops.
+        train_loader.sampler.set_epoch(start_epoch)
     trainer, checkpoint = make_trainer(config, run_dir, logger, start_epoch, progress, task.metric)
     with warnings.catch_warnings():
         # Lightning's advice for large GPU jobs is noise for cached CPU training.
@@ -265,7 +270,9 @@ def _fit(
             "exists and is not empty",
         ):
             warnings.filterwarnings("ignore", message=f".*{message}.*")
-        trainer.fit(task, train_loader, val_loader, ckpt_path=last if resume else None)
+        # Read with weights_only=True by `checkpoint_epoch` first, and so by Lightning too.
+        ckpt_path = last if resume else None
+        trainer.fit(task, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=True)
     if trainer.global_rank > 0:
         return None, logger
     best = checkpoint.best_model_path or str(last)

@@ -1,6 +1,6 @@
 """The Lightning trainer, loaders and tracking shared by the 2D, volume and classification
 training paths: `make_trainer`, `loader_options`, `check_tracking`, `tracking_logger`,
-`checkpoint_epoch` and `ddp_child`."""
+and `ddp_child`."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from seglab.atomic_files import atomic_write_json
 from seglab.config import Config, config_to_dict
 from seglab.errors import ConfigError, SeglabError
 from seglab.precision import accelerator_device_type, resolve_train_precision
+from seglab.training.checkpoints import AtomicCheckpointIO, RandomState
 from seglab.training.tasks import CompileTimer, EpochLog
 
 log = logging.getLogger(__name__)
@@ -36,13 +37,16 @@ def loader_workers(config: Config) -> int:
 
 
 def loader_options(config: Config) -> dict[str, Any]:
-    """DataLoader settings shared by every task: worker processes kept between epochs, and
-    page-locked batches when training on a GPU (copied to it without blocking the host)."""
+    """DataLoader settings shared by every task: worker processes kept between epochs,
+    page-locked batches when training on a GPU (copied to it without blocking the host), and
+    a generator of the loader's own for its worker seeds: drawn from the global one, they would
+    shift dropout's draws whenever a loader starts (on resume, not in an uninterrupted run)."""
     workers = loader_workers(config)
     return {
         "num_workers": workers,
         "persistent_workers": workers > 0,
         "pin_memory": accelerator_device_type(config.train.accelerator) == "cuda",
+        "generator": torch.Generator().manual_seed(config.seed),
     }
 
 
@@ -61,7 +65,11 @@ def make_trainer(
         save_last=True,
         enable_version_counter=False,
     )
-    callbacks: list[pl.Callback] = [checkpoint, EpochLog(run_dir, start_epoch, metric)]
+    callbacks: list[pl.Callback] = [
+        checkpoint,
+        EpochLog(run_dir, start_epoch, metric),
+        RandomState(),
+    ]
     if config.train.patience > 0:
         # Checked after each validation only: a run that `train.max_steps` ends mid-epoch
         # has no validation loss at the end of that epoch.
@@ -94,6 +102,7 @@ def make_trainer(
         # reruns: on when determinism is not asked for.
         benchmark=not deterministic,
         callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
         # The training samplers shard themselves (see seglab.data.sampling.EpochSampler);
         # validation loaders are whole on every process, whose summed tallies keep the ratios.
         use_distributed_sampler=False,
@@ -149,21 +158,3 @@ def tracking_logger(
             ) from exc
         atomic_write_json(id_file, {"run_id": logger.run_id, "tracking_uri": logger._tracking_uri})
     return logger
-
-
-def checkpoint_epoch(path: Path) -> int:
-    """The number of epochs a Lightning checkpoint has trained.
-
-    Raises:
-        SeglabError: The file is not a readable checkpoint (truncated, corrupt, or holding
-            anything but tensors and plain values: it is never unpickled as code).
-    """
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        return int(checkpoint.get("epoch", -1)) + 1
-    except Exception as exc:
-        raise SeglabError(
-            f"{path}: not a readable training checkpoint ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); the run cannot be "
-            "resumed from it: start a fresh run with another --out"
-        ) from None
