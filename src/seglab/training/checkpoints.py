@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytorch_lightning as pl
@@ -33,7 +33,7 @@ class RandomState(pl.Callback):
 
     def state_dict(self) -> dict[str, Any]:
         version, mt_state, gauss = random.getstate()
-        legacy: tuple[Any, ...] = np.random.get_state(legacy=True)  # noqa: NPY002
+        legacy = cast(tuple[Any, ...], np.random.get_state(legacy=True))  # noqa: NPY002
         name, keys, position, has_gauss, cached = legacy
         state: dict[str, Any] = {
             "python": [version, list(mt_state), gauss],
