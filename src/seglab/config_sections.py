@@ -88,7 +88,7 @@ class DataConfig(Section):
     # Label value of ignored pixels in class-index masks.
     ignore_index: int = Field(255, ge=0, le=255)
     # Volumes: the training patch [D, H, W] ("auto": the largest that fits, see `seglab plan`).
-    patch: list[int] | Literal["auto"] | None = None
+    patch: list[Side] | Literal["auto"] | None = None
     # Random patches drawn from each training volume per epoch.
     patches_per_volume: int = Field(8, ge=1)
     # Share of patches centred on a foreground voxel (nnU-Net uses 1/3).

@@ -69,16 +69,26 @@ def prefer_torch_on_cpu(precision: str) -> bool:
 
 
 def accelerator_device_type(accelerator: str) -> str:
-    """The torch device type ("cuda", "mps" or "cpu") that Lightning's `accelerator` trains on."""
+    """The torch device type ("cuda", "mps" or "cpu") that Lightning's `accelerator` trains on.
+
+    Raises:
+        ConfigError: A GPU is asked for ("gpu", "cuda", "mps") and torch finds none.
+    """
     import torch
 
+    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    wanted = {"gpu": cuda or mps, "cuda": cuda, "mps": mps}.get(accelerator, True)
+    if not wanted:
+        build = f"torch {torch.__version__}" + ("" if torch.version.cuda else ", a CPU-only build")
+        raise ConfigError(
+            f"train.accelerator={accelerator}: torch finds no such GPU on this machine ({build}); "
+            "train with train.accelerator=auto (or cpu), or install a CUDA build of torch"
+        )
     if accelerator == "gpu":
-        return "cuda" if torch.cuda.is_available() else "mps"
+        return "cuda" if cuda else "mps"
     if accelerator != "auto":
         return accelerator
-    if torch.cuda.is_available():
-        return "cuda"
-    return "mps" if torch.backends.mps.is_available() else "cpu"
+    return "cuda" if cuda else "mps" if mps else "cpu"
 
 
 def _cuda_bf16(device: torch.device) -> bool:

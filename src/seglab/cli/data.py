@@ -89,10 +89,18 @@ def _estimate_row(
     from seglab.errors import ConfigError
     from seglab.planner import estimate_memory, format_size
 
-    side = tuple(int(v) for v in patch.split(","))
-    if len(side) != dims:
-        raise ConfigError(f"--patch: {model} needs {dims} sizes, got '{patch}'")
-    estimate = estimate_memory(factory(), (channels, *side), batch)
+    network = factory()
+    example = ",".join([str(network.divisor * 8)] * dims)
+    try:
+        side = tuple(int(v) for v in patch.split(","))
+    except ValueError:
+        side = ()
+    if len(side) != dims or min(side) < network.divisor:
+        raise ConfigError(
+            f"--patch: {model} needs {dims} whole sizes of at least {network.divisor} "
+            f"(its multiple), got '{patch}'; e.g. --patch {example}"
+        )
+    estimate = estimate_memory(network, (channels, *side), batch)
     for column in ("parameters", "gradients", "optimizer", "activations", "total", "fits"):
         table.add_column(column, justify="right")
     sizes = (

@@ -75,10 +75,23 @@ def _root(
     # seglab's own notes (precision chosen, loss weights, patch size, compile time) on stderr.
     logger = logging.getLogger("seglab")
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
+
+
+class _StderrHandler(logging.StreamHandler[Any]):
+    """Writes to the `sys.stderr` of the moment, not to the one there when it was made (the
+    command runs again in the same process under tests and tools that swap it)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        """Ignored: the stream is always the current `sys.stderr`."""
 
 
 def _metrics_table(title: str, metrics: Mapping[str, object]) -> Table:

@@ -210,6 +210,28 @@ def class_pixel_counts(samples: Sequence[Any], num_classes: int) -> np.ndarray:
     return counts
 
 
+def check_classes_present(samples: Sequence[Any], names: Sequence[str]) -> None:
+    """Refuse multi-class training masks that hold fewer than two of the classes `names`.
+
+    Binary 0/255 masks read with `data.num_classes=2` are the usual cause: 0 is class 0 and
+    255 the ignore value, so every nucleus would be ignored and the model learn nothing.
+
+    Raises:
+        ConfigError: Naming the classes found and the fix.
+    """
+    counts = class_pixel_counts(samples, len(names))
+    present = [name for name, count in zip(names, counts) if count]
+    if len(present) >= 2:
+        return
+    found = ", ".join(present) or "no class at all"
+    raise ConfigError(
+        f"data.num_classes={len(names)}: the training masks hold {found} and otherwise only "
+        "ignored or undefined values; masks of 0 and 255 are binary masks: leave "
+        f"data.num_classes unset for binary segmentation, or save class indices "
+        f"0..{len(names) - 1} in the masks"
+    )
+
+
 def foreground_fraction(samples: Sequence[Any]) -> float:
     """Fraction of foreground pixels over all samples (for inverse-frequency class weights)."""
     total = sum(int(np.prod(s.mask.shape)) for s in samples)

@@ -13,6 +13,7 @@ import numpy as np
 from seglab.atomic_files import atomic_write_bytes
 from seglab.data.layouts import Skipped, find_samples
 from seglab.data.loading import LoadedSample, iter_load, load_samples
+from seglab.errors import DataError
 from seglab.names import printable
 
 if TYPE_CHECKING:
@@ -199,7 +200,16 @@ def save_dataset_grid(
     rng = np.random.default_rng(seed)
     chosen = [files[i] for i in sorted(rng.choice(len(files), min(n, len(files)), replace=False))]
     mapping = _mapping(found.layout)
-    loaded, _ = load_samples(chosen, skip_bad=True, mapping=mapping)
+    loaded, skipped = load_samples(chosen, skip_bad=True, mapping=mapping)
+    if not loaded:
+        raise DataError(
+            Path(root),
+            f"no sample grid: none of the {len(chosen)} samples drawn could be read "
+            f"({len(skipped)} skipped, e.g. {skipped[0].path}: {skipped[0].reason})"
+            if skipped
+            else "no sample grid: the folder holds no sample",
+            "fix or remove the unreadable files (data inspect lists them)",
+        )
     save_sample_grid(loaded, path, n=n, seed=seed, mapping=mapping)
 
 

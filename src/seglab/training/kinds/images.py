@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from seglab.atomic_files import atomic_write_json
 from seglab.config import Config, config_to_dict
+from seglab.data.dataset import check_classes_present
 from seglab.data.labels import LabelMapping
 from seglab.data.splits import SplitData, cache_split_data
 from seglab.errors import ConfigError
@@ -68,6 +69,8 @@ class ImageTraining:
             log.warning("skipped %d bad samples, listed in skipped.json", len(skipped))
         self.train = self.split_data.samples["train"]
         self.channels = max(s.channels for s in self.train)
+        if self.mapping is not None:
+            check_classes_present(self.train, self.mapping.names)
 
     @property
     def mapping(self) -> LabelMapping | None:

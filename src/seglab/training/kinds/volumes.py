@@ -165,7 +165,28 @@ def _cached_splits(
                 f"the {name} split has no volume",
                 "add volumes, or lower data.val_fraction / data.test_fraction",
             )
+    _check_one_channel_count([v for group in volumes.values() for v in group])
     return volumes
+
+
+def _check_one_channel_count(volumes: list[CachedVolume]) -> None:
+    """Refuse volumes of different channel counts: a 4D (X, Y, Z, 2) NIfTI among 1-channel
+    volumes would otherwise make a 2-channel model fed copies of the single channel."""
+    by_count: dict[int, list[CachedVolume]] = {}
+    for volume in volumes:
+        by_count.setdefault(volume.channels, []).append(volume)
+    if len(by_count) < 2:
+        return
+    listed = "; ".join(
+        f"{count} channel{'s' * (count > 1)}: {len(group)} volumes, e.g. {group[0].path}"
+        for count, group in sorted(by_count.items())
+    )
+    raise DataError(
+        volumes[0].path.parent,
+        f"the volumes have different channel counts ({listed})",
+        "give every volume the same channels (a 4D file holds channels on its last axis), "
+        "or move the odd ones out of the folder",
+    )
 
 
 class _FlatVolumePredictor:
