@@ -147,7 +147,8 @@ def test_compare_cli_writes_table_chart_and_nested_runs(nuclei64: Path, tmp_path
     assert all(0 <= float(r["dsb_map"]) <= 1 for r in rows)
     assert "| model |" in (out / "comparison.md").read_text()
     assert (out / "comparison.png").stat().st_size > 0
-    client = mlflow.MlflowClient(f"sqlite:///{(out / 'mlflow.db').resolve()}")
+    assert not (out / "mlflow.db").exists()  # one store for every run of the runs folder
+    client = mlflow.MlflowClient(f"sqlite:///{(out.parent / 'mlflow.db').resolve()}")
     runs = client.search_runs(client.get_experiment_by_name("seglab").experiment_id)
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]

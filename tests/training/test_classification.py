@@ -95,7 +95,8 @@ def test_cv_logs_a_parent_with_one_child_per_fold(tmp_path: Path) -> None:
     rows = list(csv.DictReader((tmp_path / "cv" / "cv.csv").open()))
     assert [r["fold"] for r in rows] == ["1", "2", "mean", "std"]
     assert (tmp_path / "cv" / "cv.png").stat().st_size > 0
-    client = mlflow.MlflowClient(f"sqlite:///{(tmp_path / 'cv' / 'mlflow.db').resolve()}")
+    assert not (tmp_path / "cv" / "mlflow.db").exists()  # one store for every run
+    client = mlflow.MlflowClient(f"sqlite:///{(tmp_path / 'mlflow.db').resolve()}")
     runs = client.search_runs(client.get_experiment_by_name("seglab").experiment_id)
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(runs) == 3 and len(children) == 2

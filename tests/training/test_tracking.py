@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from seglab.errors import SeglabError
-from seglab.training.tracking import default_store, launch_ui
+from seglab.training.tracking import default_store
+from seglab.training.tracking_ui import launch_ui
 
 
 def _free_port() -> int:
@@ -35,7 +36,23 @@ def test_ui_without_store_is_a_clear_error(tmp_path: Path) -> None:
         launch_ui(tmp_path)
 
 
-def test_ui_serves_the_local_store(tmp_path: Path) -> None:
+def _processes_serving(port: int) -> list[str]:
+    """Command lines of the processes whose arguments name `port` (the UI and its workers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            words = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if "mlflow" in " ".join(words) and str(port) in words:
+            found.append(" ".join(words))
+    return found
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_ui_serves_the_local_store_and_stops_with_its_workers(
+    stop: signal.Signals, tmp_path: Path
+) -> None:
     import mlflow
 
     uri, _ = default_store(tmp_path)
@@ -60,9 +77,16 @@ def test_ui_serves_the_local_store(tmp_path: Path) -> None:
                     raise
                 time.sleep(1)
         assert "ui-check" in names
+        assert _processes_serving(port)
+        os.kill(server.pid, stop)  # seglab only: it must stop the server and workers itself
+        assert server.wait(timeout=60) == (143 if stop == signal.SIGTERM else 130)
+        assert _processes_serving(port) == []
+        with pytest.raises(OSError):
+            urllib.request.urlopen(url, timeout=5)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=30)
 
 
 def test_final_metrics_flatten_class_tables_and_drop_undefined_scores() -> None:

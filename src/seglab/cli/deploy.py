@@ -77,7 +77,7 @@ def ui(
 
     Example: `seglab ui --runs runs/demo` then browse http://127.0.0.1:5000
     """
-    from seglab.training.tracking import launch_ui
+    from seglab.training.tracking_ui import launch_ui
 
     console.print(f"MLflow UI on http://{host}:{port} (Ctrl+C to stop)")
     raise typer.Exit(launch_ui(runs, host, port))

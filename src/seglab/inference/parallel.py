@@ -9,11 +9,9 @@ waiting for them to finish the images left.
 
 from __future__ import annotations
 
-import ctypes
 import multiprocessing
 import os
 import signal
-import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -26,11 +24,11 @@ from typing import Any
 import numpy as np
 
 from seglab.inference.files import OutputOptions, PredictedFile, predict_one
+from seglab.processes import die_with_parent
 
 Result = tuple[PredictedFile, list[tuple[str, np.ndarray]]]
 
 _predictor: Any = None  # the worker process's model, loaded once by `_start`
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 @dataclass(frozen=True)
@@ -51,17 +49,6 @@ class PredictorSpec:
         for name, value in self.settings.items():
             setattr(predictor, name, value)
         return predictor
-
-
-def die_with_parent(parent: int) -> None:
-    """Have the kernel SIGKILL this process when its parent exits (Linux; elsewhere nothing),
-    and exit now if `parent` is already gone (it died before this process asked)."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)  # the C library this Python runs on
-        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != parent:
-        os._exit(1)
 
 
 def _start(load: Callable[[], Any], threads: int, parent: int) -> None:

@@ -79,6 +79,7 @@ def compare(
     _check_arguments(models, losses, seeds)
     out = Path(out)
     parent = parent_run(config, out, _label(models, losses, seeds))
+    config = shared_store(config, out)
     rows = []
     for model, loss in _runs(models, losses, BASELINES):
         name = _run_name(model, loss, models, losses)
@@ -253,9 +254,9 @@ class _ParentRun:
 
         from seglab.training.tracking import check_store, default_store, flat_params, quiet_mlflow
 
-        check_store(config.tracking, out)  # an unreachable server would hang the client
+        check_store(config.tracking, out.parent)  # an unreachable server would hang the client
         quiet_mlflow()
-        uri, default_artifacts = default_store(out)
+        uri, default_artifacts = default_store(out.parent)
         artifacts: str | None = default_artifacts
         if config.tracking.uri:
             uri, artifacts = config.tracking.uri, None
@@ -294,8 +295,22 @@ class _ParentRun:
 
 
 def parent_run(config: Config, out: Path, label: str) -> _ParentRun | None:
-    """The MLflow run that groups a comparison's (or cross-validation's) runs; None untracked."""
+    """The MLflow run that groups a comparison's (or cross-validation's) runs, in the store of
+    the runs folder holding `out` (as `train --out runs/NAME` uses `runs/mlflow.db`), so that
+    `seglab ui --runs runs` shows them beside every other run; None untracked."""
     return _ParentRun(config, out, label) if config.tracking.enabled else None
+
+
+def shared_store(config: Config, out: Path) -> Config:
+    """`config` for the runs inside `out`: tracked in the store of `out`'s parent (see
+    `parent_run`), not in a store of their own inside `out`."""
+    from seglab.training.tracking import default_store
+
+    if not config.tracking.enabled or config.tracking.uri:
+        return config
+    settings = config.model_copy(deep=True)
+    settings.tracking.uri = default_store(out.parent)[0]
+    return settings
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[str]:

@@ -19,7 +19,7 @@ from seglab.atomic_files import atomic_write_bytes
 from seglab.config import Config
 from seglab.errors import ConfigError
 from seglab.kinds import Kind, kind_of
-from seglab.training.compare import parent_run, write_outputs
+from seglab.training.compare import parent_run, shared_store, write_outputs
 
 
 @dataclass
@@ -91,6 +91,7 @@ def cross_validate(
     settings = resolve_layout(config)
     settings.train.evaluate_test = False
     parent = parent_run(settings, out, f"cv {k} folds")
+    settings = shared_store(settings, out)
     tags = parent.child_tags() if parent is not None else None
     rows: list[dict[str, Any]] = []
     for index, assignment in enumerate(fold_assignments(settings, k), start=1):

@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import socket
 import sqlite3
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from contextlib import closing
@@ -25,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from seglab.errors import ConfigError, SeglabError
+from seglab.errors import ConfigError
 
 if TYPE_CHECKING:
     from seglab.config import TrackingConfig
@@ -230,18 +227,3 @@ def flat_params(config: dict[str, Any]) -> dict[str, Any]:
     from seglab.config import flatten
 
     return {key: ("null" if value is None else value) for key, value in flatten(config).items()}
-
-
-def launch_ui(runs_root: Path, host: str = "127.0.0.1", port: int = 5000) -> int:
-    """Start the MLflow UI on the embedded store of `runs_root`; returns its exit code."""
-    runs_root = Path(runs_root)
-    if not (runs_root / DB_NAME).is_file():
-        raise SeglabError(
-            f"{runs_root / DB_NAME}: no tracking store here; train with tracking on first "
-            f"(`seglab train ... --out {runs_root}/NAME`) or pass --runs to the right folder"
-        )
-    uri, artifacts = default_store(runs_root)
-    mlflow = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
-    command = [mlflow, "ui", "--backend-store-uri", uri, "--default-artifact-root", artifacts]
-    command += ["--host", host, "--port", str(port)]
-    return subprocess.call(command)
