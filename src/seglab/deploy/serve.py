@@ -189,7 +189,6 @@ def create_app(
     predictor = _load_segmentation_model(model, backend)
     name = predictor.metadata["model"]["name"]
     segmenter = _Segmenter(predictor, limits.max_pixels)
-    limit = limits.upload_bytes
     info = _model_info(predictor)
     page = files("seglab.web").joinpath("index.html").read_text(encoding="utf-8")
     logger.info("serving %s (%s backend)", name, info["backend"])
@@ -225,7 +224,7 @@ def create_app(
         unknown format; 413 upload or image too large; 415 not a PNG, JPEG or TIFF; 503
         inference longer than the server's limit.
         """
-        data, filename, answer = await read_upload(request, fmt, limit)
+        data, filename, answer = await read_upload(request, fmt, limits.upload_bytes)
         return await _segment(segmenter, request, (data, filename, answer), limits.max_seconds)
 
     return app
