@@ -182,8 +182,8 @@ def create_app(
         The FastAPI app; serve it with uvicorn (`run`) or test it with `TestClient`.
 
     Raises:
-        SeglabError: The model cannot be loaded or is not a segmentation model; raised before
-            anything is served.
+        SeglabError: The model cannot be loaded or is not a segmentation model (before
+            anything is served).
     """
     limits = limits or ServeLimits()
     predictor = _load_segmentation_model(model, backend)
@@ -192,7 +192,6 @@ def create_app(
     info = _model_info(predictor)
     page = files("seglab.web").joinpath("index.html").read_text(encoding="utf-8")
     logger.info("serving %s (%s backend)", name, info["backend"])
-
     app = FastAPI(title="seglab", summary=f"Segmentation with {name}")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
