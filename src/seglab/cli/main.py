@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from seglab import __version__
+from seglab.cli import config as config_commands
 from seglab.cli import data as data_commands
 from seglab.cli import deploy as deploy_commands
 from seglab.cli import experiments as experiment_commands
@@ -242,3 +243,4 @@ predict_commands.register(app)
 experiment_commands.register(app)
 data_commands.register(app, data_app)
 deploy_commands.register(app)
+config_commands.register(app)

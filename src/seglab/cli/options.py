@@ -65,7 +65,7 @@ _LAYOUTS = (
 )
 LayoutOption = Annotated[str, typer.Option("--layout", help=f"Data layout: {_LAYOUTS}.")]
 # The panel of `--help` that lists the options every training command shares.
-TRAINING_PANEL = "Data, model and training (shared by train, compare, cv and demo)"
+TRAINING_PANEL = "Data, model and training (the same on train, compare, cv, demo, config show)"
 
 
 def _shared(help_text: str, *names: str, **checks: Any) -> Any:
