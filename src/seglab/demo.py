@@ -70,7 +70,7 @@ def run_demo(
     test_images = sorted((data_dir / "test").glob("*/images/*.png"))[:4]
     predictions = run_dir / "predictions"
     if test_images:  # other layouts than dsb2018: the report has the predictions
-        predict_files(predictor, test_images, predictions, overlays=True, progress=False)
+        predict_files(predictor, list(test_images), predictions, overlays=True, progress=False)
     return DemoResult(
         data_dir=data_dir,
         run_dir=run_dir,

@@ -89,3 +89,26 @@ def test_compare_takes_the_options_train_takes(tmp_path: Path) -> None:
         config = yaml.safe_load((tmp_path / "cmp" / loss / "config.yaml").read_text())
         assert (config["loss"]["name"], config["model"]["name"]) == (loss, "unet_mini")
         assert (config["data"]["layout"], config["train"]["epochs"]) == ("cityscapes", 1)
+
+
+def _readme_commands() -> list[str]:
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    found, in_shell = [], False
+    for line in readme.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            in_shell = line.strip() == "```bash"
+        elif in_shell and line.strip().startswith("seglab "):
+            found.append(line.split(" #", 1)[0].strip())
+    return found
+
+
+@pytest.mark.parametrize("line", _readme_commands())
+def test_readme_commands_use_options_their_command_has(line: str) -> None:
+    words = line.split()[1:]
+    path: tuple[str, ...] = ()
+    while words and (*path, words[0]) in {p[: len(path) + 1] for p in _commands(ROOT)}:
+        path, words = (*path, words[0]), words[1:]
+    assert path in _commands(ROOT), f"{line}: no such command"
+    options = _options(_command(path))
+    for option in re.findall(r"(?<!\S)--[a-z][a-z0-9-]*", line):
+        assert option in options, f"{line}: {option} is not an option of seglab {' '.join(path)}"
