@@ -17,6 +17,7 @@ from seglab.atomic_files import atomic_write_json
 from seglab.config import Config, config_to_dict
 from seglab.errors import ConfigError, SeglabError
 from seglab.precision import accelerator_device_type, resolve_train_precision
+from seglab.training.progress import RunProgressBar
 from seglab.training.tasks import CompileTimer, EpochLog
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ def make_trainer(
         callbacks.append(stopping)
     if config.train.compile:
         callbacks.append(CompileTimer())
+    if progress:
+        callbacks.append(RunProgressBar())
     processes = config.train.devices * config.train.num_nodes
     strategy = config.train.strategy
     if strategy == "auto" and processes > 1:
