@@ -39,7 +39,7 @@ from seglab.cli.options import (
     run_folder,
     training_options,
 )
-from seglab.errors import SeglabError
+from seglab.errors import ConfigError, SeglabError
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -165,6 +165,12 @@ def train(
     """Train a model, tune its threshold on val, write the bundle and evaluate on test."""
     if resume is not None:
         from seglab.training.run import resume as resume_run
+
+        if training.config is not None:
+            raise ConfigError(
+                f"--resume continues {resume} with its own config.yaml: drop --config "
+                "(options and --set still change it, e.g. --epochs)"
+            )
 
         # Only what was given explicitly changes a resumed run (e.g. --epochs to go further).
         _report_training(resume_run(resume, training.overrides(), progress=progress))

@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import inspect
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -56,10 +56,6 @@ ThresholdOption = Annotated[
 ]
 
 
-SetOption = Annotated[
-    list[str] | None, typer.Option("--set", help="Override, e.g. train.epochs=10 (repeat).")
-]
-
 _LAYOUTS = (
     "auto, folders, dsb2018, cityscapes, volumes; idx, class_folders, digits (classification)"
 )
@@ -100,7 +96,8 @@ class TrainingOptions:
     ] = False
 
     def overrides(self) -> list[str]:
-        """The options given, as `key=value` config overrides; the `--set` ones come last."""
+        """The options given, as `key=value` config overrides; the `--set` ones come last, and
+        so win."""
         options = {
             "task": self.task,
             "data.root": self.data,
@@ -110,13 +107,16 @@ class TrainingOptions:
             "train.epochs": self.epochs,
             "tracking.uri": self.tracking_uri,
         }
-        return config_overrides(options, self.set_, no_track=self.no_track, skip_bad=self.skip_bad)
+        given = [f"{key}={value}" for key, value in options.items() if value is not None]
+        given += ["tracking.enabled=false"] if self.no_track else []
+        given += ["data.skip_bad=true"] if self.skip_bad else []
+        return [*given, *(self.set_ or [])]
 
-    def load(self, base: list[str] | None = None) -> Config:
-        """The config file (or the defaults), then `base`, then the options given."""
+    def load(self) -> Config:
+        """The config file (or the defaults) with the options given."""
         from seglab.config import load_config
 
-        return load_config(self.config, [*(base or []), *self.overrides()])
+        return load_config(self.config, self.overrides())
 
 
 def training_options(command: Command) -> Command:
@@ -158,22 +158,6 @@ def examples(*commands: str) -> Callable[[Command], Command]:
         return command
 
     return attach
-
-
-def config_overrides(
-    options: Mapping[str, object],
-    sets: list[str] | None,
-    no_track: bool = False,
-    skip_bad: bool = False,
-) -> list[str]:
-    """`key=value` config overrides: the options given (None: not given), the switches, then
-    the `--set` ones, which so win."""
-    overrides = [f"{key}={value}" for key, value in options.items() if value is not None]
-    if no_track:
-        overrides.append("tracking.enabled=false")
-    if skip_bad:
-        overrides.append("data.skip_bad=true")
-    return [*overrides, *(sets or [])]
 
 
 def run_folder(out: Path | None, prefix: str = "") -> Path:
