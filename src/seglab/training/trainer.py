@@ -62,18 +62,7 @@ def make_trainer(
         save_last=True,
         enable_version_counter=False,
     )
-    callbacks: list[pl.Callback] = [checkpoint, EpochLog(run_dir, start_epoch, metric)]
-    if config.train.patience > 0:
-        # Checked after each validation only: a run that `train.max_steps` ends mid-epoch
-        # has no validation loss at the end of that epoch.
-        stopping = pl.callbacks.EarlyStopping(
-            monitor="val_loss", patience=config.train.patience, check_on_train_epoch_end=False
-        )
-        callbacks.append(stopping)
-    if config.train.compile:
-        callbacks.append(CompileTimer())
-    if progress:
-        callbacks.append(RunProgressBar())
+    callbacks = [checkpoint, *_callbacks(config, run_dir, start_epoch, progress, metric)]
     processes = config.train.devices * config.train.num_nodes
     strategy = config.train.strategy
     if strategy == "auto" and processes > 1:
@@ -108,6 +97,25 @@ def make_trainer(
         log_every_n_steps=1,
     )
     return trainer, checkpoint
+
+
+def _callbacks(
+    config: Config, run_dir: Path, start_epoch: int, progress: bool, metric: str
+) -> list[pl.Callback]:
+    """The training log, and early stopping, the compile timer and the bar when asked for."""
+    callbacks: list[pl.Callback] = [EpochLog(run_dir, start_epoch, metric)]
+    if config.train.patience > 0:
+        # Checked after each validation only: a run that `train.max_steps` ends mid-epoch
+        # has no validation loss at the end of that epoch.
+        stopping = pl.callbacks.EarlyStopping(
+            monitor="val_loss", patience=config.train.patience, check_on_train_epoch_end=False
+        )
+        callbacks.append(stopping)
+    if config.train.compile:
+        callbacks.append(CompileTimer())
+    if progress:
+        callbacks.append(RunProgressBar())
+    return callbacks
 
 
 def ddp_child() -> bool:
