@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import textwrap
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +39,7 @@ __all__ = [
     "TrainConfig",
     "apply_multiclass_defaults",
     "apply_overrides",
+    "commented_yaml",
     "config_to_dict",
     "dump_config",
     "flatten",
@@ -50,17 +52,22 @@ __all__ = [
 class Config(Section):
     """The whole configuration of a run."""
 
-    # "classification" (seed 004: one label per image) runs on the same engine, run folder,
-    # tracking and reports; its model defaults to `cnn` and its loss is cross-entropy.
-    task: Literal["segmentation", "classification"] = "segmentation"
-    # Seeds Python, NumPy and torch; NumPy takes 0 to 2**32 - 1.
-    seed: int = Field(0, ge=0, le=2**32 - 1)
-    data: DataConfig = DataConfig()
-    model: ModelConfig = ModelConfig()
-    loss: LossConfig = LossConfig()
-    train: TrainConfig = TrainConfig()
-    tracking: TrackingConfig = TrackingConfig()
-    instances: InstanceConfig = InstanceConfig()
+    # Classification runs on the same engine, run folder, tracking and reports.
+    task: Literal["segmentation", "classification"] = Field(
+        "segmentation",
+        description="segmentation | classification (seed 004: one label per image; model "
+        "cnn and cross-entropy by default)",
+    )
+    # NumPy takes 0 to 2**32 - 1.
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seeds Python, NumPy and torch")
+    data: DataConfig = Field(DataConfig(), description="where the data is, how it becomes batches")
+    model: ModelConfig = Field(ModelConfig(), description="the network and its arguments")
+    loss: LossConfig = Field(LossConfig(), description="the training loss (from logits)")
+    train: TrainConfig = Field(TrainConfig(), description="optimisation and the trainer")
+    tracking: TrackingConfig = Field(TrackingConfig(), description="MLflow tracking")
+    instances: InstanceConfig = Field(
+        InstanceConfig(), description="from probabilities to one label per nucleus"
+    )
 
 
 def _describe_error(error: Any, section: type[BaseModel]) -> str:
@@ -238,6 +245,45 @@ def dump_config(config: Config, path: str | Path) -> None:
     from seglab.atomic_files import atomic_write_text
 
     atomic_write_text(Path(path), yaml.safe_dump(config_to_dict(config), sort_keys=False))
+
+
+def commented_yaml(config: Config, width: int = 100) -> str:
+    """The whole config as YAML, each key with a comment saying what it is (its pydantic field
+    description): beside the key when it fits in `width` columns, else above it. It loads back
+    to the same config.
+
+    Example:
+        >>> print(commented_yaml(Config()).splitlines()[3])
+        seed: 0  # seeds Python, NumPy and torch
+    """
+    lines: list[str] = []
+    _commented_section(config, config_to_dict(config), 0, lines, width)
+    return "\n".join(lines) + "\n"
+
+
+def _commented_section(
+    section: BaseModel, values: dict[str, Any], depth: int, lines: list[str], width: int
+) -> None:
+    indent = "  " * depth
+    for name, field in type(section).model_fields.items():
+        child = getattr(section, name)
+        if isinstance(child, BaseModel):
+            line = f"{indent}{name}:"
+        else:
+            # Flow style for lists and mappings: [1.0, 99.0], {n_filters: 2}.
+            text = yaml.safe_dump(
+                values[name], default_flow_style=True, width=10_000, sort_keys=False
+            )
+            line = f"{indent}{name}: {text.removesuffix(chr(10) + '...' + chr(10)).strip()}"
+        description = field.description or ""
+        if description and len(f"{line}  # {description}") <= width:
+            line = f"{line}  # {description}"
+        elif description:
+            wrapped = textwrap.wrap(description, width - len(indent) - 2)
+            lines += [f"{indent}# {text}" for text in wrapped]
+        lines.append(line)
+        if isinstance(child, BaseModel):
+            _commented_section(child, values[name], depth + 1, lines, width)
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

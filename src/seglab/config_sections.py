@@ -28,80 +28,132 @@ Side = Annotated[int, Field(ge=1)]
 class AugmentConfig(Section):
     """Probabilities (0 disables) and strengths of the training-only 2D augmentations."""
 
-    hflip: float = Field(0.5, ge=0, le=1)
-    vflip: float = Field(0.5, ge=0, le=1)
-    rotate90: float = Field(0.5, ge=0, le=1)
-    brightness_contrast: float = Field(0.3, ge=0, le=1)
-    brightness_limit: float = Field(0.2, ge=0, le=1)
-    contrast_limit: float = Field(0.2, ge=0, le=1)
-    noise: float = Field(0.0, ge=0, le=1)
-    noise_std: float = Field(0.03, ge=0, le=1, description="fraction of the [0, 1] range")
-    blur: float = Field(0.0, ge=0, le=1)
-    blur_limit: int = Field(5, ge=3)
-    affine: float = Field(0.0, ge=0, le=1)
-    affine_scale: float = Field(0.1, ge=0, le=0.5)
-    affine_rotate: float = Field(15.0, ge=0, le=180, description="degrees")
-    # Inverting intensities teaches one model both fluorescence (bright nuclei on dark) and
-    # bright-field (dark nuclei on bright) images, where seed 003's U-Net failed.
-    invert: float = Field(0.0, ge=0, le=1)
+    hflip: float = Field(0.5, ge=0, le=1, description="probability of a horizontal flip")
+    vflip: float = Field(
+        0.5, ge=0, le=1, description="probability of a vertical flip (0 for street scenes)"
+    )
+    rotate90: float = Field(0.5, ge=0, le=1, description="probability of a random 90° rotation")
+    brightness_contrast: float = Field(
+        0.3, ge=0, le=1, description="probability of a random brightness/contrast change"
+    )
+    brightness_limit: float = Field(
+        0.2, ge=0, le=1, description="largest brightness shift, a fraction of the range"
+    )
+    contrast_limit: float = Field(0.2, ge=0, le=1, description="largest contrast change (±)")
+    noise: float = Field(0.0, ge=0, le=1, description="probability of Gaussian noise")
+    noise_std: float = Field(
+        0.03, ge=0, le=1, description="noise standard deviation, a fraction of the [0, 1] range"
+    )
+    blur: float = Field(0.0, ge=0, le=1, description="probability of a Gaussian blur")
+    blur_limit: int = Field(5, ge=3, description="largest blur kernel side (pixels)")
+    affine: float = Field(0.0, ge=0, le=1, description="probability of a random scale and rotation")
+    affine_scale: float = Field(0.1, ge=0, le=0.5, description="largest scale change (±)")
+    affine_rotate: float = Field(15.0, ge=0, le=180, description="largest rotation (degrees)")
+    invert: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="probability of inverting intensities: one model for fluorescence and "
+        "bright-field images (where seed 003's U-Net failed)",
+    )
 
 
 class DataConfig(Section):
     """Where the data is and how it becomes batches."""
 
-    root: Path | None = None
-    # Segmentation: folders, dsb2018, cityscapes (multi-class), volumes (3D). Classification:
-    # idx (MNIST files), class_folders, digits (scikit-learn's 8x8 digits, shipped offline).
+    root: Path | None = Field(
+        None, description="data folder (with train/val/test sub-folders, or split by fractions)"
+    )
     layout: Literal[
         "auto", "folders", "dsb2018", "cityscapes", "volumes", "idx", "class_folders", "digits"
-    ] = "auto"
-    # Used only when the data has no train/val/test sub-folders.
-    val_fraction: float = Field(0.15, ge=0, lt=1)
-    test_fraction: float = Field(0.15, ge=0, lt=1)
-    # [H, W] resizes every image once at load (the seeds' 128x128); null keeps native sizes.
-    size: tuple[Side, Side] | None = None
-    # With native sizes, train on random crops of this side (images smaller are padded by
-    # reflection). "auto": whole images when all are one size of at most 512x512, else crops
-    # of 256 (or of the smallest image side, when that is smaller). null: whole images.
-    crop: int | Literal["auto"] | None = "auto"
-    # "scale": divide by the dtype maximum; "percentile": stretch each image between its
-    # percentiles, which makes dim and bright acquisitions look alike to the model.
-    normalize: Literal["scale", "percentile"] = "scale"
-    percentiles: tuple[float, float] = (1.0, 99.0)
-    # "boundary" adds a second output channel for nucleus borders, learnt from per-nucleus masks
-    # (as the DSB2018 winners did); the watershed is then seeded by "foreground minus borders".
-    target: Literal["mask", "boundary"] = "mask"
-    # Pre-processed copies stacked as input channels (see seglab.data.views); null means the
-    # model's default: ["raw"], or ["raw", "clahe", "invert"] for unet_extended.
-    views: list[str] | None = None
-    # Multi-class segmentation (softmax over C channels): masks hold class indices 0..C-1.
-    # null means binary (mask > 0 is foreground), except for the cityscapes layout, whose
-    # classes come from `labels`.
-    num_classes: int | None = Field(None, ge=2)
-    # Label mapping of multi-class masks: "categories" (Cityscapes' 8 groups, as seed 001),
-    # "train_ids" (the 19 Cityscapes benchmark classes), or a YAML file mapping mask values to
-    # class names (see seglab.data.labels).
-    labels: str = "categories"
-    # Void pixels: "ignore" (the Cityscapes benchmark convention: no loss, not scored) or
-    # "class" (a trained class of its own, as seed 001).
-    void: Literal["ignore", "class"] = "ignore"
-    # Label value of ignored pixels in class-index masks.
-    ignore_index: int = Field(255, ge=0, le=255)
-    # Volumes: the training patch [D, H, W] ("auto": the largest that fits, see `seglab plan`).
-    patch: list[Side] | Literal["auto"] | None = None
-    # Random patches drawn from each training volume per epoch.
-    patches_per_volume: int = Field(8, ge=1)
-    # Share of patches centred on a foreground voxel (nnU-Net uses 1/3).
-    foreground_share: float = Field(0.33, ge=0, le=1)
-    batch_size: int = Field(8, ge=1)
-    # Loader processes. "auto": none when training on a CPU (the network needs every core and
-    # reading a cached crop takes a small fraction of a step; see benchmarks/data_scale.py),
-    # else one per spare core, at most 8.
-    num_workers: int | Literal["auto"] = "auto"
-    # The on-disk cache of decoded samples; null: `cache/` beside the run folders.
-    cache_dir: Path | None = None
-    skip_bad: bool = False
-    augment: AugmentConfig = AugmentConfig()
+    ] = Field(
+        "auto",
+        description="auto | folders | dsb2018 | cityscapes (multi-class) | volumes (3D); "
+        "classification: idx (MNIST files) | class_folders | digits (8x8, shipped offline)",
+    )
+    val_fraction: float = Field(
+        0.15, ge=0, lt=1, description="share for val when the data has no split sub-folders"
+    )
+    test_fraction: float = Field(
+        0.15, ge=0, lt=1, description="share for test when the data has no split sub-folders"
+    )
+    size: tuple[Side, Side] | None = Field(
+        None,
+        description="[H, W] to resize every image once at load (the seeds' [128, 128]); "
+        "null keeps native sizes",
+    )
+    crop: int | Literal["auto"] | None = Field(
+        "auto",
+        description="random training crops of this side (smaller images reflect-padded); auto: "
+        "whole images when all are one size up to 512², else 256 (or the smallest side); "
+        "null: whole images",
+    )
+    normalize: Literal["scale", "percentile"] = Field(
+        "scale",
+        description="scale (÷ dtype max) | percentile (stretch each image between its "
+        "percentiles: dim and bright acquisitions look alike)",
+    )
+    percentiles: tuple[float, float] = Field(
+        (1.0, 99.0), description="low and high percentiles of `normalize: percentile`"
+    )
+    target: Literal["mask", "boundary"] = Field(
+        "mask",
+        description="mask | boundary (a second channel for nucleus borders, as the DSB2018 "
+        "winners; seeds the watershed with foreground minus borders)",
+    )
+    views: list[str] | None = Field(
+        None,
+        description="pre-processed copies stacked as input channels (raw, clahe, invert, ...); "
+        "null: the model's default, [raw] or [raw, clahe, invert] for unet_extended",
+    )
+    num_classes: int | None = Field(
+        None,
+        ge=2,
+        description="multi-class masks of class indices 0..C-1 (softmax over C channels); "
+        "null: binary (mask > 0), or the cityscapes layout's classes from `labels`",
+    )
+    labels: str = Field(
+        "categories",
+        description="multi-class label mapping: categories (Cityscapes' 8 groups, seed 001) | "
+        "train_ids (the 19 benchmark classes) | a YAML file of value: name",
+    )
+    void: Literal["ignore", "class"] = Field(
+        "ignore",
+        description="void pixels: ignore (no loss, not scored, the benchmark convention) | "
+        "class (a trained class, as seed 001)",
+    )
+    ignore_index: int = Field(
+        255, ge=0, le=255, description="label value of ignored pixels in class-index masks"
+    )
+    patch: list[Side] | Literal["auto"] | None = Field(
+        None,
+        description="volumes: training patch [D, H, W]; auto: the largest that fits (see "
+        "`seglab plan`)",
+    )
+    patches_per_volume: int = Field(
+        8, ge=1, description="volumes: random patches drawn from each volume per epoch"
+    )
+    foreground_share: float = Field(
+        0.33,
+        ge=0,
+        le=1,
+        description="volumes: share of patches centred on a foreground voxel (nnU-Net: 1/3)",
+    )
+    batch_size: int = Field(8, ge=1, description="images (or patches) per optimiser step")
+    num_workers: int | Literal["auto"] = Field(
+        "auto",
+        description="loader processes; auto: 0 on a CPU (measured faster: the network needs "
+        "every core), else one per spare core, at most 8",
+    )
+    cache_dir: Path | None = Field(
+        None, description="on-disk cache of decoded samples; null: cache/ beside the run folders"
+    )
+    skip_bad: bool = Field(
+        False, description="skip unreadable samples (listed in skipped.json) instead of failing"
+    )
+    augment: AugmentConfig = Field(
+        AugmentConfig(), description="training-only augmentations (probabilities, 0 disables)"
+    )
 
     @field_validator("crop")
     @classmethod
@@ -138,70 +190,109 @@ class DataConfig(Section):
 class InstanceConfig(Section):
     """From a probability map to one label per nucleus (see `seglab.postprocess`)."""
 
-    # "watershed" splits touching nuclei (distance transform, seeded markers); "components"
-    # labels connected components as they are.
-    method: Literal["watershed", "components"] = "watershed"
-    # Objects smaller than this (pixels) are noise, not nuclei.
-    min_area: int = Field(10, ge=0)
-    fill_holes: bool = True
-    # Minimum distance (pixels) between two watershed seeds; below a nucleus radius.
-    min_distance: int = Field(3, ge=1)
-    # A distance-map peak must rise this many pixels above the saddle to a higher one to seed
-    # a nucleus of its own. Lower splits more touching nuclei, and over-splits some elongated
-    # ones: on synthetic nuclei 0.5 gave DSB mAP 0.630 against 0.569 for 1.0 (see README).
-    min_dynamic: float = Field(0.5, ge=0)
+    method: Literal["watershed", "components"] = Field(
+        "watershed",
+        description="watershed (splits touching nuclei: distance transform, seeded markers) | "
+        "components (connected components as they are)",
+    )
+    min_area: int = Field(10, ge=0, description="smaller objects (pixels) are noise, not nuclei")
+    fill_holes: bool = Field(True, description="fill holes inside each object")
+    min_distance: int = Field(
+        3, ge=1, description="least distance (pixels) between two watershed seeds"
+    )
+    # On synthetic nuclei 0.5 gave DSB mAP 0.630 against 0.569 for 1.0 (see README).
+    min_dynamic: float = Field(
+        0.5,
+        ge=0,
+        description="height (pixels) a distance peak must rise above its saddle to seed a "
+        "nucleus; lower splits more touching nuclei",
+    )
 
 
 class ModelConfig(Section):
     """Architecture name (see `seglab.models.MODELS`) and its constructor arguments."""
 
-    name: str = "unet"
+    name: str = Field(
+        "unet",
+        description="unet | unet_mini | unet_extended | unet3d; classification: mlp | "
+        "mlp_dropout | cnn",
+    )
     # Seed 000 uses n_filters=4 (2.16 M parameters) without batch-norm; n_filters=2 trains ~4x
     # faster on a CPU, and batch-norm reaches val Dice 0.94 in 2 epochs on synthetic nuclei
     # where the plain seed network needed 10+.
-    params: dict[str, Any] = Field(default_factory=lambda: {"n_filters": 2, "batch_norm": True})
+    params: dict[str, Any] = Field(
+        default_factory=lambda: {"n_filters": 2, "batch_norm": True},
+        description="constructor arguments, e.g. n_filters (widths n_filters × 4..64), depth, "
+        "batch_norm, dropout, bilinear",
+    )
 
 
 class LossConfig(Section):
     """Loss name (see `seglab.objectives.losses.LOSSES`) and its arguments."""
 
-    name: str = "bce_dice"
-    params: dict[str, Any] = Field(default_factory=dict)
+    name: str = Field(
+        "bce_dice",
+        description="bce | weighted_bce | dice | bce_dice | jaccard | tversky | focal_tversky | "
+        "focal; multi-class (default ce_dice): ce | weighted_ce | dice | ce_dice | ...",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="e.g. {dice_weight: 3.0} or {alpha: 0.3, beta: 0.7}"
+    )
 
 
 class TrainConfig(Section):
     """Optimisation and the Lightning trainer."""
 
-    epochs: int = Field(30, ge=1)
-    # Stop after this many optimiser steps (benchmarks, smoke tests); null: `epochs` epochs.
-    max_steps: int | None = Field(None, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    scheduler: Literal["none", "cosine", "plateau"] = "none"
-    # Early stopping on val loss, as seed 004 (patience 5); 0 disables it.
-    patience: int = Field(5, ge=0)
-    accelerator: Literal["auto", "cpu", "gpu", "mps"] = "auto"
-    # Processes per node (GPUs, or CPU processes) and nodes: more than one process trains with
-    # Lightning's DDP (gloo on CPUs, NCCL on GPUs); multi-node jobs start through torchrun or
-    # SLURM. "ddp_spawn" starts the processes from the calling one (notebooks, tests).
-    devices: int = Field(1, ge=1)
-    num_nodes: int = Field(1, ge=1)
-    strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"
-    # "auto": bf16 autocast where the hardware has bf16 (CPUs with avx512_bf16/amx_bf16: ~2x
-    # faster than fp32; recent GPUs), fp16 autocast on older GPUs, fp32 elsewhere (emulated bf16
-    # is ~20x slower). See seglab.precision.
-    precision: TrainPrecision = "auto"
-    # torch.compile the model (opt-in): the first step pays the compilation (~40 s on 2 cores
-    # for the seed U-Net), reported in the log and to MLflow as compile_seconds.
-    compile: bool = False
-    # channels_last is the fastest fp32 layout for convolutions on x86 CPUs.
-    channels_last: bool = True
-    deterministic: bool = True
-    # Thresholds tried on the validation set after training: start, stop (inclusive), step, with
-    # 0 <= start <= stop <= 1 and step > 0.
-    threshold_range: tuple[float, float, float] = (0.05, 0.95, 0.05)
-    # Evaluate the tuned model on the test split at the end of training, when there is one.
-    evaluate_test: bool = True
+    epochs: int = Field(30, ge=1, description="most epochs (early stopping may end sooner)")
+    max_steps: int | None = Field(
+        None,
+        ge=1,
+        description="stop after this many optimiser steps (benchmarks, smoke tests); null: "
+        "`epochs` epochs",
+    )
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="Adam L2 weight decay; 0: none")
+    scheduler: Literal["none", "cosine", "plateau"] = Field(
+        "none", description="learning-rate schedule: none | cosine | plateau"
+    )
+    patience: int = Field(
+        5, ge=0, description="early stopping on val loss, as seed 004 (5); 0 disables it"
+    )
+    accelerator: Literal["auto", "cpu", "gpu", "mps"] = Field(
+        "auto", description="auto | cpu | gpu | mps"
+    )
+    # More than one process trains with Lightning's DDP (gloo on CPUs, NCCL on GPUs);
+    # multi-node jobs start through torchrun or SLURM.
+    devices: int = Field(1, ge=1, description="processes per node (GPUs, or CPU processes)")
+    num_nodes: int = Field(1, ge=1, description="nodes (started by torchrun or SLURM)")
+    strategy: Literal["auto", "ddp", "ddp_spawn"] = Field(
+        "auto",
+        description="auto | ddp | ddp_spawn (starts the processes from this one: notebooks)",
+    )
+    # Emulated bf16 is ~20x slower than fp32, native bf16 ~2x faster (see seglab.precision).
+    precision: TrainPrecision = Field(
+        "auto",
+        description="auto: bf16 where native (CPUs with avx512_bf16/amx_bf16, recent GPUs), "
+        "fp16 on older GPUs, else fp32; or 32 | bf16-mixed | 16-mixed",
+    )
+    compile: bool = Field(
+        False,
+        description="torch.compile the model (opt-in; the first step pays the compilation, "
+        "logged as compile_seconds)",
+    )
+    channels_last: bool = Field(
+        True, description="channels-last memory layout (the fastest for convolutions on x86)"
+    )
+    deterministic: bool = Field(
+        True, description="deterministic algorithms: same seed, same metrics"
+    )
+    threshold_range: tuple[float, float, float] = Field(
+        (0.05, 0.95, 0.05),
+        description="thresholds tried on val after training: [start, stop (inclusive), step]",
+    )
+    evaluate_test: bool = Field(
+        True, description="evaluate the tuned model on the test split, when there is one"
+    )
 
     @field_validator("precision", mode="before")
     @classmethod
@@ -223,6 +314,9 @@ class TrainConfig(Section):
 class TrackingConfig(Section):
     """MLflow tracking: an embedded SQLite store next to the run folders unless `uri` is given."""
 
-    enabled: bool = True
-    uri: str | None = None
-    experiment: str = "seglab"
+    enabled: bool = Field(True, description="log params, metrics and artefacts to MLflow")
+    uri: str | None = Field(
+        None,
+        description="null: an SQLite store beside the run folders; or a server, http://host:5000",
+    )
+    experiment: str = Field("seglab", description="MLflow experiment name")

@@ -42,8 +42,13 @@ def run_demo(
     overrides: list[str] | None = None,
     track: bool = True,
     progress: bool = True,
+    config: str | Path | None = None,
 ) -> DemoResult:
-    """Run the whole workflow on synthetic nuclei into `out` (data/ and one run folder)."""
+    """Run the whole workflow on synthetic nuclei into `out` (data/ and one run folder).
+
+    `overrides` win over the demo's settings; a `config` file replaces them. Nuclei are
+    synthesized into `out/data` unless the config or the overrides name a `data.root`.
+    """
     from seglab.data.synthetic import write_synthetic
     from seglab.inference import Predictor
     from seglab.inference.files import predict_files
@@ -51,18 +56,21 @@ def run_demo(
 
     started = time.perf_counter()
     out = Path(out)
-    data_dir = out / "data"
-    if not data_dir.exists():
-        write_synthetic("nuclei", data_dir, n_images, size=DEMO_SIZE, seed=0)
-    settings = [*DEMO_SETTINGS, f"data.root={data_dir}", f"tracking.enabled={track}"]
-    config = load_config(None, [*settings, *(overrides or [])])
+    synthetic = out / "data"
+    settings = [] if config is not None else DEMO_SETTINGS
+    resolved = load_config(config, [*settings, f"tracking.enabled={track}", *(overrides or [])])
+    data_dir = resolved.data.root or synthetic
+    resolved.data.root = data_dir
+    if data_dir == synthetic and not synthetic.exists():
+        write_synthetic("nuclei", synthetic, n_images, size=DEMO_SIZE, seed=0)
     run_dir = out / time.strftime("run-%Y%m%d-%H%M%S")
-    result = train(config, run_dir, progress=progress)
+    result = train(resolved, run_dir, progress=progress)
 
     predictor = Predictor.from_bundle(result.bundle_path)
     test_images = sorted((data_dir / "test").glob("*/images/*.png"))[:4]
     predictions = run_dir / "predictions"
-    predict_files(predictor, list(test_images), predictions, overlays=True, progress=False)
+    if test_images:  # other layouts than dsb2018: the report has the predictions
+        predict_files(predictor, list(test_images), predictions, overlays=True, progress=False)
     return DemoResult(
         data_dir=data_dir,
         run_dir=run_dir,
@@ -99,15 +107,17 @@ def run_classification_demo(
     overrides: list[str] | None = None,
     track: bool = True,
     progress: bool = True,
+    config: str | Path | None = None,
 ) -> ClassificationDemoResult:
-    """Train and evaluate the CNN on the bundled digits into `out/digits-<time>`."""
+    """Train and evaluate the CNN on the bundled digits into `out/digits-<time>`; `overrides`
+    win over the demo's settings, and a `config` file replaces them."""
     from seglab.training.run import train
 
     started = time.perf_counter()
-    settings = [*CLASSIFICATION_SETTINGS, f"tracking.enabled={track}"]
-    config = load_config(None, [*settings, *(overrides or [])])
+    settings = ["task=classification"] if config is not None else CLASSIFICATION_SETTINGS
+    resolved = load_config(config, [*settings, f"tracking.enabled={track}", *(overrides or [])])
     run_dir = Path(out) / time.strftime("digits-%Y%m%d-%H%M%S")
-    result = train(config, run_dir, progress=progress)
+    result = train(resolved, run_dir, progress=progress)
     return ClassificationDemoResult(
         run_dir=run_dir,
         report=run_dir / "eval" / "test" / "report.html",

@@ -16,7 +16,7 @@ from conftest import RUN_FOLDER_FILES, TINY_MODEL, seglab
 
 def test_help_lists_every_command() -> None:
     out = seglab("--help").stdout
-    for command in ("demo", "train", "evaluate", "predict", "data", "ui"):
+    for command in ("demo", "train", "evaluate", "predict", "data", "ui", "config"):
         assert command in out
     assert "Example" in seglab("train", "--help").stdout
 

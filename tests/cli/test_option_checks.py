@@ -127,3 +127,12 @@ def test_a_bundle_whose_model_is_too_big_is_refused_before_building_it(tmp_path:
 def test_plan_measures_a_huge_patch_without_allocating_it() -> None:
     result = seglab("plan", "--patch", "100000,100000,100000", "--budget", "8GiB")
     assert "TiB" in result.stdout and "no" in result.stdout.splitlines()[-2]
+
+
+def test_resume_with_a_config_file_is_refused_in_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "exp.yaml"
+    config.write_text("train: {epochs: 3}\n")
+    args = ["train", "--resume", str(tmp_path / "run"), "--config", str(config)]
+    result = seglab(*args, check=False)
+    assert result.returncode == 2 and "drop --config" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

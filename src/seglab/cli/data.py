@@ -10,9 +10,13 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from seglab.cli.options import LayoutOption, console
+from seglab.cli.options import LayoutOption, console, examples
 
 
+@examples(
+    "seglab plan --model unet3d --patch 96,96,96 --batch 2",
+    "seglab plan --model unet3d --budget 8GiB",
+)
 def plan(
     model: Annotated[str, typer.Option(help="unet3d or unet.")] = "unet3d",
     patch: Annotated[
@@ -26,11 +30,7 @@ def plan(
     n_filters: Annotated[int, typer.Option(help="Width multiplier of the model.", min=1)] = 2,
 ) -> None:
     """Estimate training memory (parameters, gradients, Adam state, activations) for a patch
-    and batch, or find the largest patch per batch size that fits a budget.
-
-    Examples: `seglab plan --model unet3d --patch 96,96,96 --batch 2`,
-    `seglab plan --model unet3d --budget 8GiB`
-    """
+    and batch, or find the largest patch per batch size that fits a budget."""
     from seglab.planner import format_size, plan_patch
 
     factory, dims = _model_factory(model, channels, n_filters)
@@ -114,6 +114,13 @@ def _estimate_row(
     table.add_row(*(format_size(v) for v in sizes), fits)
 
 
+@examples(
+    "seglab data synth --kind nuclei --n 200 --out data/nuclei",
+    "seglab data synth --kind circles --n 100 --out data/circles --no-split",
+    "seglab data synth --kind streets --n 200 --out data/streets",
+    "seglab data synth --kind blobs3d --n 20 --size 64 --out data/blobs",
+    "seglab data synth --kind blobs3d --classes 3 --n 20 --size 64 --out data/blobs3",
+)
 def data_synth(
     out: Annotated[Path, typer.Option(help="Folder to create.")],
     kind: Annotated[
@@ -142,11 +149,8 @@ def data_synth(
 ) -> None:
     """Write a synthetic dataset in a real layout (deterministic for a seed).
 
-    Examples: `seglab data synth --kind nuclei --n 200 --out data/nuclei`,
-    `seglab data synth --kind streets --n 200 --out data/streets` (128 x 256 street scenes),
-    `seglab data synth --kind blobs3d --n 20 --size 64 --out data/blobs`,
-    `seglab data synth --kind blobs3d --classes 3 --n 20 --size 64 --out data/blobs3`
-    (3 classes: background and blobs of two sizes)
+    Streets are 128 x 256 scenes in the Cityscapes layout; blobs3d with `--classes 3` has
+    background and blobs of two sizes.
     """
     splits = None if no_split else (0.7, 0.15, 0.15)
     if kind == "blobs3d":
@@ -164,15 +168,16 @@ def data_synth(
     console.print(f"wrote {kind} to {out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
+@examples(
+    "seglab data inspect data/nuclei --grid nuclei_grid.png",
+    "seglab data inspect data/streets --layout cityscapes",
+)
 def data_inspect(
     root: Annotated[Path, typer.Argument(help="Data folder.")],
     layout: LayoutOption = "auto",
     grid: Annotated[Path | None, typer.Option(help="Where to write the sample grid PNG.")] = None,
 ) -> None:
-    """Counts, sizes, channels, bit depth, foreground fraction, class weights and a sample grid.
-
-    Example: `seglab data inspect data/nuclei --grid nuclei_grid.png`
-    """
+    """Counts, sizes, channels, bit depth, foreground fraction, class weights and a sample grid."""
     from seglab.data.inspect import format_inspection, inspect_dataset, save_dataset_grid
 
     report = inspect_dataset(root, layout)
@@ -183,6 +188,7 @@ def data_inspect(
     console.print(f"sample grid: {grid_path}")
 
 
+@examples("seglab data cache", "seglab data cache runs/cache --clear")
 def data_cache(
     folder: Annotated[
         Path, typer.Argument(help="The cache folder (default: runs/cache, beside the runs).")
@@ -193,12 +199,8 @@ def data_cache(
 
     Training decodes each sample once into `cache/` beside its run folders (or
     `data.cache_dir`), keyed by the source files and the pre-processing, and later runs,
-    `compare` and `cv` reuse it; a changed file gets a new entry.
-
-    Examples:
-
-    * `seglab data cache` (entries and size of runs/cache)
-    * `seglab data cache runs/cache --clear`
+    `compare` and `cv` reuse it; a changed file gets a new entry. Without `--clear`: the
+    entries and size of the cache.
     """
     from seglab.data.cache import cache_size, clear_cache
     from seglab.planner import format_size

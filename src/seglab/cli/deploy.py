@@ -8,16 +8,19 @@ from typing import Annotated
 
 import typer
 
-from seglab.cli.options import console
+from seglab.cli.options import console, examples
 
 
+@examples(
+    "seglab export --model runs/nuclei/model",
+    "seglab export --model runs/nuclei/model --opset 17",
+)
 def export(
     model: Annotated[Path, typer.Option(help="Bundle folder (a run's model/).")],
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 18,
 ) -> None:
     """Export a bundle to ONNX (`model/model.onnx`, dynamic batch and size) with a parity check.
-
-    Example: `seglab export --model runs/nuclei/model`, then `seglab predict --backend onnx ...`
+    Then `seglab predict --backend onnx` runs it without torch.
     """
     from seglab.deploy.export import export_onnx
 
@@ -28,6 +31,10 @@ def export(
     )
 
 
+@examples(
+    "seglab serve --model runs/nuclei/model --port 8000",
+    "seglab serve --model otsu --host 0.0.0.0 --max-upload-mb 50",
+)
 def serve(
     model: Annotated[Path, typer.Option(help="Bundle folder, or `otsu`.")],
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -55,8 +62,7 @@ def serve(
     ] = 120.0,
 ) -> None:
     """Serve a model over HTTP: web page at /, POST /predict, GET /health, /model, /docs.
-
-    Example: `seglab serve --model runs/nuclei/model --port 8000`, then open http://127.0.0.1:8000
+    Then open http://127.0.0.1:8000 (the port given).
     """
     from seglab.deploy.limits import ServeLimits
     from seglab.deploy.serve import run
@@ -66,6 +72,7 @@ def serve(
     run(model, host=host, port=port, workers=workers, backend=backend, limits=limits)
 
 
+@examples("seglab ui --runs runs", "seglab ui --runs runs/demo --port 5001")
 def ui(
     runs: Annotated[Path, typer.Option(help="Folder holding the runs and mlflow.db.")] = Path(
         "runs"
@@ -74,8 +81,7 @@ def ui(
     port: Annotated[int, typer.Option(help="Port.", min=1, max=65535)] = 5000,
 ) -> None:
     """Open the MLflow UI on the local tracking store of a runs folder.
-
-    Example: `seglab ui --runs runs/demo` then browse http://127.0.0.1:5000
+    Then browse http://127.0.0.1:5000 (the port given).
     """
     from seglab.training.tracking_ui import launch_ui
 
@@ -83,6 +89,10 @@ def ui(
     raise typer.Exit(launch_ui(runs, host, port))
 
 
+@examples(
+    "seglab view data/nuclei/test/img_0001/images/img_0001.png --model runs/nuclei/model",
+    "seglab view cells.png --model otsu --truth cells_mask.png",
+)
 def view(
     image: Annotated[
         Path, typer.Argument(help="Image (PNG, JPEG, TIFF) or volume (TIFF stack, .npy, NIfTI).")
@@ -102,11 +112,6 @@ def view(
     layers), the ground truth, and a dock widget to run other models on any image layer.
 
     Needs the viewer extra: `pip install 'seglab[viewer]'`.
-
-    Examples:
-
-    * `seglab view data/nuclei/test/img_0001/images/img_0001.png --model runs/nuclei/model`
-    * `seglab view cells.png --model otsu --truth cells_mask.png`
     """
     from seglab.deploy.viewer_window import import_napari, open_viewer
 

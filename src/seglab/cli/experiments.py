@@ -10,48 +10,47 @@ import typer
 from rich.table import Table
 
 from seglab.cli.options import (
-    DataOption,
-    NoTrackOption,
     Progress,
-    SetOption,
-    TaskOption,
-    config_overrides,
+    TrainingOptions,
     console,
+    examples,
     run_folder,
+    training_options,
 )
 
 
+@training_options
+@examples(
+    "seglab compare --models otsu,unet,unet_extended --data data/nuclei --out runs/cmp",
+    "seglab compare --losses dice,ce_dice --data data/streets --layout cityscapes --epochs 1",
+    "seglab compare --losses dice,ce_dice,jaccard,tversky,focal_tversky --data data/streets "
+    "--model unet_mini --seeds 3 --out runs/losses",
+    "seglab compare --config examples/001_unet_mini_cityscapes.yaml --data data/streets "
+    "--losses dice,ce_dice,jaccard,tversky,focal_tversky",
+)
 def compare(
+    training: TrainingOptions,
     models: Annotated[
-        str | None, typer.Option(help="Comma-separated models, e.g. otsu,unet (default: config's).")
+        str | None, typer.Option(help="Comma-separated models, e.g. otsu,unet (default: --model).")
     ] = None,
     losses: Annotated[
         str | None,
-        typer.Option(help="Comma-separated losses, e.g. dice,ce_dice,jaccard (default: config's)."),
+        typer.Option(help="Comma-separated losses, e.g. dice,ce_dice,jaccard (default: --loss)."),
     ] = None,
     seeds: Annotated[
         int, typer.Option(help="Repeat each run with this many seeds: mean ± std.", min=1)
     ] = 1,
-    data: DataOption = None,
-    config: Annotated[Path | None, typer.Option(help="YAML config shared by all runs.")] = None,
-    set_: SetOption = None,
-    out: Annotated[Path | None, typer.Option(help="Folder (default runs/compare-<time>).")] = None,
-    no_track: NoTrackOption = False,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder (default runs/compare-DATE-TIME).")
+    ] = None,
     progress: Progress = True,
 ) -> None:
     """Train and evaluate models or losses on the same split: comparison.csv/.md/.png, MLflow.
 
     Every run trains with its own model and loss (recorded in its config.yaml and MLflow
     params), on the same data, split, seed and epochs.
-
-    Examples:
-      `seglab compare --models otsu,unet,unet_extended --data data/nuclei --out runs/cmp`
-      `seglab compare --losses dice,ce_dice,jaccard,tversky,focal_tversky --data data/streets
-      --set model.name=unet_mini --seeds 3 --out runs/losses`
     """
-    from seglab.config import load_config
-
-    cfg = load_config(config, config_overrides({"data.root": data}, set_, no_track=no_track))
+    cfg = training.load()
     from seglab.training.compare import compare as compare_models
 
     folder = run_folder(out, "compare-")
@@ -86,28 +85,19 @@ def _score_cell(row: dict[str, Any], column: str) -> str:
     return f"{value:.4f}" + (f" ± {spread:.4f}" if spread is not None else "")
 
 
+@training_options
+@examples(
+    "seglab cv --folds 5 --task classification --data digits --layout digits --model mlp_dropout",
+    "seglab cv --folds 3 --data data/nuclei --epochs 10",
+)
 def cv(
+    training: TrainingOptions,
     folds: Annotated[int, typer.Option(help="Number of folds.", min=2)] = 5,
-    data: DataOption = None,
-    task: TaskOption = None,
-    model: Annotated[str | None, typer.Option(help="Model name.")] = None,
-    config: Annotated[Path | None, typer.Option(help="YAML config.")] = None,
-    set_: SetOption = None,
-    out: Annotated[Path | None, typer.Option(help="Folder (default runs/cv-<time>).")] = None,
-    no_track: NoTrackOption = False,
+    out: Annotated[Path | None, typer.Option(help="Folder (default runs/cv-DATE-TIME).")] = None,
     progress: Progress = True,
 ) -> None:
-    """K-fold cross-validation (stratified for classification): mean ± std of every metric.
-
-    Examples:
-
-    * `seglab cv --folds 5 --task classification --data digits --model mlp_dropout`
-    * `seglab cv --folds 3 --data data/nuclei --set train.epochs=10`
-    """
-    from seglab.config import load_config
-
-    options = {"task": task, "data.root": data, "model.name": model}
-    cfg = load_config(config, config_overrides(options, set_, no_track=no_track))
+    """K-fold cross-validation (stratified for classification): mean ± std of every metric."""
+    cfg = training.load()
     from seglab.training.crossval import cross_validate
 
     folder = run_folder(out, "cv-")

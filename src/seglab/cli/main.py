@@ -18,28 +18,28 @@ from rich.markup import escape
 from rich.table import Table
 
 from seglab import __version__
+from seglab.cli import config as config_commands
 from seglab.cli import data as data_commands
 from seglab.cli import deploy as deploy_commands
 from seglab.cli import experiments as experiment_commands
 from seglab.cli import predict as predict_commands
 from seglab.cli.failures import describe_bug, describe_os_error
 from seglab.cli.options import (
-    DataOption,
     LayoutOption,
-    NoTrackOption,
     OverlapOption,
     PrecisionOption,
     Progress,
-    TaskOption,
     TileOption,
+    TrainingOptions,
     TtaOption,
     apply_inference_settings,
-    config_overrides,
     console,
     errors,
+    examples,
     run_folder,
+    training_options,
 )
-from seglab.errors import SeglabError
+from seglab.errors import ConfigError, SeglabError
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -119,32 +119,35 @@ def _metrics_table(title: str, metrics: Mapping[str, object]) -> Table:
 
 
 @app.command()
+@training_options
+@examples(
+    "seglab demo --out runs/demo",
+    "seglab demo --epochs 5 --no-track --out runs/quick-demo",
+    "seglab demo --task classification",
+)
 def demo(
+    training: TrainingOptions,
     out: Annotated[Path, typer.Option(help="Folder for the data and the run.")] = Path("runs/demo"),
-    n: Annotated[int, typer.Option(help="Number of synthetic images.")] = 240,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Config override.")] = None,
-    no_track: NoTrackOption = False,
-    task: Annotated[
-        str, typer.Option(help="segmentation (nuclei) or classification (digits).")
-    ] = "segmentation",
+    n: Annotated[int, typer.Option(help="Number of synthetic images.", min=4)] = 240,
     progress: Progress = True,
 ) -> None:
-    """Synthesize nuclei, train a small U-Net, tune, evaluate and predict (a few minutes on CPU);
-    or, with `--task classification`, train the seed-004 CNN on the bundled digits.
-
-    Examples: `seglab demo --out runs/demo`, `seglab demo --task classification`
+    """Synthesize nuclei (or use `--data`), train a small U-Net, tune, evaluate and predict (a few
+    minutes on CPU); or, with `--task classification`, train the seed-004 CNN on the bundled
+    digits. The options given win over the demo's settings; a `--config` replaces them.
     """
     from seglab.demo import run_classification_demo, run_demo
 
-    if task == "classification":
-        outcome = run_classification_demo(out, set_ or [], track=not no_track, progress=progress)
+    if training.task == "classification":
+        outcome = run_classification_demo(
+            out, training.overrides(), config=training.config, progress=progress
+        )
         console.print(
             f"[bold green]Demo done[/] in {outcome.seconds:.0f} s: test accuracy "
             f"{outcome.test_score:.4f}"
         )
         console.print(f"  run folder : {outcome.run_dir}\n  report     : {outcome.report}")
         return
-    result = run_demo(out, n, set_ or [], track=not no_track, progress=progress)
+    result = run_demo(out, n, training.overrides(), config=training.config, progress=progress)
     console.print(
         f"[bold green]Demo done[/] in {result.seconds:.0f} s: test Dice {result.test_dice:.4f}"
     )
@@ -154,70 +157,42 @@ def demo(
 
 
 @app.command()
+@training_options
+@examples(
+    "seglab train --data data/nuclei --epochs 30 --out runs/nuclei",
+    "seglab train --config examples/000_unet_nuclei.yaml --data data/nuclei --out runs/seed000",
+    "seglab train --config exp.yaml --set train.lr=0.0003 --set model.params.n_filters=4",
+    "seglab train --data data/streets --layout cityscapes --model unet_mini --loss dice",
+    "seglab train --resume runs/nuclei --epochs 40",
+    "seglab train --task classification --data digits --layout digits --model cnn",
+)
 def train(
-    data: DataOption = None,
-    task: TaskOption = None,
-    layout: Annotated[
-        str | None,
-        typer.Option(
-            help="auto, folders, dsb2018, cityscapes, volumes; idx, class_folders, digits "
-            "(classification)."
-        ),
+    training: TrainingOptions,
+    out: Annotated[Path | None, typer.Option(help="Run folder (default runs/DATE-TIME).")] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="Continue this run folder (only the options given change it)."),
     ] = None,
-    model: Annotated[str | None, typer.Option(help="Model name, e.g. unet.")] = None,
-    loss: Annotated[str | None, typer.Option(help="Loss name, e.g. bce_dice.")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Maximum number of epochs.")] = None,
-    config: Annotated[Path | None, typer.Option(help="YAML config file.")] = None,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override, e.g. train.lr=0.001 (repeat).")
-    ] = None,
-    out: Annotated[Path | None, typer.Option(help="Run folder (default runs/<time>).")] = None,
-    resume: Annotated[Path | None, typer.Option(help="Continue this run folder.")] = None,
-    tracking_uri: Annotated[str | None, typer.Option(help="MLflow server URI.")] = None,
-    no_track: NoTrackOption = False,
-    skip_bad: Annotated[
-        bool, typer.Option("--skip-bad", help="Skip bad samples (listed in skipped.json).")
-    ] = False,
     progress: Progress = True,
 ) -> None:
-    """Train a model, tune its threshold on val, write the bundle and evaluate on test.
-
-    Examples:
-
-    * `seglab train --data data/nuclei --epochs 30 --out runs/nuclei`
-    * `seglab train --config exp.yaml --set train.lr=0.0003 --set model.params.n_filters=4`
-    * `seglab train --resume runs/nuclei`
-    * `seglab train --task classification --data digits --model cnn --out runs/digits`
-    """
-    options: dict[str, object] = {
-        "task": task,
-        "data.root": data,
-        "data.layout": layout,
-        "model.name": model,
-        "loss.name": loss,
-        "train.epochs": epochs,
-        "tracking.uri": tracking_uri,
-    }
-    given = config_overrides(options, set_, no_track=no_track, skip_bad=skip_bad)
-    _report_training(_train_or_resume(config, given, out, resume, progress))
-
-
-def _train_or_resume(
-    config: Path | None, given: list[str], out: Path | None, resume: Path | None, progress: bool
-) -> Any:
-    """A new run from the config and the overrides, or `resume` continued with them."""
+    """Train a model, tune its threshold on val, write the bundle and evaluate on test."""
     if resume is not None:
         from seglab.training.run import resume as resume_run
 
-        # Only what was given explicitly changes a resumed run (e.g. --epochs to go further).
-        return resume_run(resume, given, progress=progress)
-    from seglab.config import load_config
+        if training.config is not None:
+            raise ConfigError(
+                f"--resume continues {resume} with its own config.yaml: drop --config "
+                "(options and --set still change it, e.g. --epochs)"
+            )
 
+        # Only what was given explicitly changes a resumed run (e.g. --epochs to go further).
+        _report_training(resume_run(resume, training.overrides(), progress=progress))
+        return
     # Lightning is imported only once the config is valid, so config errors come fast.
-    cfg = load_config(config, given)
+    cfg = training.load()
     from seglab.training.run import train as train_run
 
-    return train_run(cfg, run_folder(out), progress=progress)
+    _report_training(train_run(cfg, run_folder(out), progress=progress))
 
 
 def _report_training(result: Any) -> None:
@@ -233,6 +208,10 @@ def _report_training(result: Any) -> None:
 
 
 @app.command()
+@examples(
+    "seglab evaluate --model runs/nuclei/model --data data/nuclei --out runs/nuclei/eval/again",
+    "seglab evaluate --model otsu --data data/nuclei --split test --out runs/otsu-eval",
+)
 def evaluate(
     model: Annotated[Path, typer.Option(help="Bundle folder (a run's model/) or `otsu`.")],
     data: Annotated[Path, typer.Option(help="Data folder with masks.")],
@@ -246,10 +225,7 @@ def evaluate(
     precision: PrecisionOption = "auto",
     progress: Progress = True,
 ) -> None:
-    """Score a model on labelled data: metrics.json, per_image.csv, confusion images, report.
-
-    Example: `seglab evaluate --model runs/nuclei/model --data data/nuclei --out eval/`
-    """
+    """Score a model on labelled data: metrics.json, per_image.csv, confusion images, report."""
     from seglab.evaluation.segmentation import evaluate as evaluate_run
     from seglab.inference.loading import load_predictor
 
@@ -286,3 +262,4 @@ predict_commands.register(app)
 experiment_commands.register(app)
 data_commands.register(app, data_app)
 deploy_commands.register(app)
+config_commands.register(app)

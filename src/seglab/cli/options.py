@@ -1,17 +1,31 @@
-"""Options, consoles and helpers shared by the command modules."""
+"""Options, consoles and helpers shared by the command modules.
+
+The commands that train (`train`, `compare`, `cv`, `demo`) share one vocabulary: the options of
+`TrainingOptions`, added to each of them by `training_options` and turned into config overrides
+in one place (`TrainingOptions.overrides`). `examples` writes every command's examples the same
+way, one per line.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import time
-from collections.abc import Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
+if TYPE_CHECKING:  # seglab.config is imported when a command runs, not for `--help`
+    from seglab.config import Config
+
 console = Console()
 errors = Console(stderr=True)
+
+Command = TypeVar("Command", bound=Callable[..., None])
 
 Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
 TileOption = Annotated[
@@ -42,31 +56,108 @@ ThresholdOption = Annotated[
 ]
 
 
-LayoutOption = Annotated[
-    str, typer.Option("--layout", help="Data layout: auto, folders or dsb2018.")
-]
-DataOption = Annotated[Path | None, typer.Option(help="Data folder (sets data.root).")]
-TaskOption = Annotated[str | None, typer.Option(help="segmentation (default) or classification.")]
-SetOption = Annotated[
-    list[str] | None, typer.Option("--set", help="Override, e.g. train.epochs=10 (repeat).")
-]
-NoTrackOption = Annotated[bool, typer.Option("--no-track", help="Do not log to MLflow.")]
+_LAYOUTS = (
+    "auto, folders, dsb2018, cityscapes, volumes; idx, class_folders, digits (classification)"
+)
+LayoutOption = Annotated[str, typer.Option("--layout", help=f"Data layout: {_LAYOUTS}.")]
+# The panel of `--help` that lists the options every training command shares.
+TRAINING_PANEL = "Data, model and training (the same on train, compare, cv, demo, config show)"
 
 
-def config_overrides(
-    options: Mapping[str, object],
-    sets: list[str] | None,
-    no_track: bool = False,
-    skip_bad: bool = False,
-) -> list[str]:
-    """`key=value` config overrides: the options given (None: not given), the switches, then
-    the `--set` ones, which so win."""
-    overrides = [f"{key}={value}" for key, value in options.items() if value is not None]
-    if no_track:
-        overrides.append("tracking.enabled=false")
-    if skip_bad:
-        overrides.append("data.skip_bad=true")
-    return [*overrides, *(sets or [])]
+def _shared(help_text: str, *names: str, **checks: Any) -> Any:
+    return typer.Option(*names, help=help_text, rich_help_panel=TRAINING_PANEL, **checks)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingOptions:
+    """The options of every command that trains, as one value; None means "not given"."""
+
+    data: Annotated[Path | None, _shared("Data folder (data.root).")] = None
+    layout: Annotated[str | None, _shared(f"Data layout (data.layout): {_LAYOUTS}.")] = None
+    task: Annotated[str | None, _shared("segmentation (default) or classification (task).")] = None
+    model: Annotated[
+        str | None, _shared("Model (model.name), e.g. unet, unet_mini, unet_extended, cnn.")
+    ] = None
+    loss: Annotated[
+        str | None, _shared("Loss (loss.name), e.g. bce_dice, dice, ce_dice, tversky.")
+    ] = None
+    epochs: Annotated[int | None, _shared("Maximum number of epochs (train.epochs).", min=1)] = None
+    config: Annotated[Path | None, _shared("YAML config file (see examples/).")] = None
+    set_: Annotated[
+        list[str] | None,
+        _shared("Override any key, e.g. train.lr=0.001 (repeat; wins over the rest).", "--set"),
+    ] = None
+    tracking_uri: Annotated[
+        str | None, _shared("MLflow server URI (default: the runs folder's own store).")
+    ] = None
+    no_track: Annotated[bool, _shared("Do not log to MLflow.", "--no-track")] = False
+    skip_bad: Annotated[
+        bool, _shared("Skip unreadable samples (listed in skipped.json).", "--skip-bad")
+    ] = False
+
+    def overrides(self) -> list[str]:
+        """The options given, as `key=value` config overrides; the `--set` ones come last, and
+        so win."""
+        options = {
+            "task": self.task,
+            "data.root": self.data,
+            "data.layout": self.layout,
+            "model.name": self.model,
+            "loss.name": self.loss,
+            "train.epochs": self.epochs,
+            "tracking.uri": self.tracking_uri,
+        }
+        given = [f"{key}={value}" for key, value in options.items() if value is not None]
+        given += ["tracking.enabled=false"] if self.no_track else []
+        given += ["data.skip_bad=true"] if self.skip_bad else []
+        return [*given, *(self.set_ or [])]
+
+    def load(self) -> Config:
+        """The config file (or the defaults) with the options given."""
+        from seglab.config import load_config
+
+        return load_config(self.config, self.overrides())
+
+
+def training_options(command: Command) -> Command:
+    """Give `command` the options of `TrainingOptions`, passed to it as one `training` argument.
+
+    The command's own parameters come first in `--help`; the shared ones follow in their panel.
+    """
+    shared = [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=a)
+        for f, a in zip(
+            dataclasses.fields(TrainingOptions),
+            inspect.get_annotations(TrainingOptions, eval_str=True).values(),
+            strict=True,
+        )
+    ]
+    own = [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        for p in inspect.signature(command, eval_str=True).parameters.values()
+        if p.name != "training"
+    ]
+
+    @functools.wraps(command)
+    def run(**given: Any) -> None:
+        values = {p.name: given.pop(p.name) for p in shared}
+        command(**given, training=TrainingOptions(**values))
+
+    parameters = [*own, *shared]
+    run.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    run.__annotations__ = {p.name: p.annotation for p in parameters}
+    return run  # type: ignore[return-value]
+
+
+def examples(*commands: str) -> Callable[[Command], Command]:
+    """Append `commands` to the command's help as a list, one example per line."""
+
+    def attach(command: Command) -> Command:
+        items = "\n".join(f"* `{line}`" for line in commands)
+        command.__doc__ = f"{inspect.cleandoc(command.__doc__ or '')}\n\n**Examples**\n\n{items}"
+        return command
+
+    return attach
 
 
 def run_folder(out: Path | None, prefix: str = "") -> Path:

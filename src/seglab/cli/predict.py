@@ -17,6 +17,7 @@ from seglab.cli.options import (
     TtaOption,
     apply_inference_settings,
     console,
+    examples,
 )
 
 ProbabilitiesOption = Annotated[
@@ -42,7 +43,7 @@ LazyAboveOption = Annotated[
     float,
     typer.Option(
         help="TIFFs above this many megapixels (and zarr folders) are predicted tile by "
-        "tile with bounded memory into <stem>_mask.tif.",
+        "tile with bounded memory into STEM_mask.tif.",
         min=0,
     ),
 ]
@@ -51,6 +52,13 @@ LargeFormatOption = Annotated[
 ]
 
 
+@examples(
+    "seglab predict --model runs/nuclei/model 'data/new/*.png' --out predictions/",
+    "seglab predict --model runs/nuclei/model stage1_test/ --out pred/ --instances --rle sub.csv",
+    "seglab predict --model runs/nuclei/model big_folder/ --out pred/ --workers 2",
+    "seglab predict --model runs/nuclei/model slide.ome.tif --out pred/ --lazy-above 16",
+    "seglab predict --model runs/nuclei/model plate.ome.zarr --out pred/ --large-format zarr",
+)
 def predict(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
     model: Annotated[Path, typer.Option(help="Model bundle folder.")],
@@ -75,14 +83,6 @@ def predict(
     `--model` is a bundle folder or a baseline name (`otsu`, no training). TIFFs above
     `--lazy-above` megapixels and `.zarr` / `.ome.zarr` folders are read, predicted and
     written band by band, so images larger than memory work.
-
-    Examples:
-
-    * `seglab predict --model runs/nuclei/model 'data/new/*.png' --out predictions/`
-    * `seglab predict --model runs/nuclei/model stage1_test/ --out pred/ --instances --rle sub.csv`
-    * `seglab predict --model runs/nuclei/model big_folder/ --out pred/ --workers 2`
-    * `seglab predict --model runs/nuclei/model slide.ome.tif --out pred/ --lazy-above 16`
-    * `seglab predict --model runs/nuclei/model plate.ome.zarr --out pred/ --large-format zarr`
     """
     from seglab.inference.predict_paths import PredictOptions, predict_paths
 

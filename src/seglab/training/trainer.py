@@ -18,6 +18,7 @@ from seglab.config import Config, config_to_dict
 from seglab.errors import ConfigError, SeglabError
 from seglab.precision import accelerator_device_type, resolve_train_precision
 from seglab.training.checkpoints import AtomicCheckpointIO, RandomState
+from seglab.training.progress import RunProgressBar
 from seglab.training.tasks import CompileTimer, EpochLog
 
 log = logging.getLogger(__name__)
@@ -65,20 +66,7 @@ def make_trainer(
         save_last=True,
         enable_version_counter=False,
     )
-    callbacks: list[pl.Callback] = [
-        checkpoint,
-        EpochLog(run_dir, start_epoch, metric),
-        RandomState(),
-    ]
-    if config.train.patience > 0:
-        # Checked after each validation only: a run that `train.max_steps` ends mid-epoch
-        # has no validation loss at the end of that epoch.
-        stopping = pl.callbacks.EarlyStopping(
-            monitor="val_loss", patience=config.train.patience, check_on_train_epoch_end=False
-        )
-        callbacks.append(stopping)
-    if config.train.compile:
-        callbacks.append(CompileTimer())
+    callbacks = [checkpoint, *_callbacks(config, run_dir, start_epoch, progress, metric)]
     processes = config.train.devices * config.train.num_nodes
     strategy = config.train.strategy
     if strategy == "auto" and processes > 1:
@@ -114,6 +102,26 @@ def make_trainer(
         log_every_n_steps=1,
     )
     return trainer, checkpoint
+
+
+def _callbacks(
+    config: Config, run_dir: Path, start_epoch: int, progress: bool, metric: str
+) -> list[pl.Callback]:
+    """The training log, the random state kept in checkpoints, and early stopping, the compile
+    timer and the bar when asked for."""
+    callbacks: list[pl.Callback] = [EpochLog(run_dir, start_epoch, metric), RandomState()]
+    if config.train.patience > 0:
+        # Checked after each validation only: a run that `train.max_steps` ends mid-epoch
+        # has no validation loss at the end of that epoch.
+        stopping = pl.callbacks.EarlyStopping(
+            monitor="val_loss", patience=config.train.patience, check_on_train_epoch_end=False
+        )
+        callbacks.append(stopping)
+    if config.train.compile:
+        callbacks.append(CompileTimer())
+    if progress:
+        callbacks.append(RunProgressBar())
+    return callbacks
 
 
 def ddp_child() -> bool:
