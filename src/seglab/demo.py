@@ -53,7 +53,7 @@ def run_demo(
     out = Path(out)
     data_dir = out / "data"
     if not data_dir.exists():
-        write_synthetic("nuclei", data_dir, n_images, size=DEMO_SIZE, seed=0)
+        write_synthetic("nuclei_simple", data_dir, n_images, size=DEMO_SIZE, seed=0)
     settings = [*DEMO_SETTINGS, f"data.root={data_dir}", f"tracking.enabled={track}"]
     config = load_config(None, [*settings, *(overrides or [])])
     run_dir = out / time.strftime("run-%Y%m%d-%H%M%S")
