@@ -84,6 +84,7 @@ def test_sixteen_bits() -> None:
     assert image.dtype == np.uint16
     assert image.max() > 255  # uses the range above 8 bits
     eight, labels8 = make_realistic_nuclei(1, size=64, seed=0, bit_depth=8)[0]
+    assert eight.dtype == np.uint8
     np.testing.assert_array_equal(labels, labels8)
 
 
