@@ -22,9 +22,9 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core: set before numpy loads its BLAS
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from seglab.data.nuclei_synth import render_nuclei  # noqa: E402
+from seglab.data.nuclei_synth import render_nuclei
 
 MODALITIES = ("fluorescence", "brightfield", "he", "mixed")
 

@@ -157,32 +157,21 @@ def data_synth(
     `seglab data synth --kind blobs3d --classes 3 --n 20 --size 64 --out data/blobs3`
     (3 classes: background and blobs of two sizes)
     """
+    from seglab.errors import ConfigError
+
     splits = None if no_split else (0.7, 0.15, 0.15)
     if kind == "blobs3d" and (modality is not None or bit_depth is not None):
-        from seglab.errors import ConfigError
-
         raise ConfigError("--modality and --bit-depth: only --kind nuclei takes them")
+    if kind != "blobs3d" and classes is not None:
+        raise ConfigError(f"--classes: only --kind blobs3d takes it, not {kind}")
     if kind == "blobs3d":
         from seglab.data.volumes import write_blobs3d
 
         counts = write_blobs3d(out, n, size=size, seed=seed, splits=splits, classes=classes)
-    elif classes is not None:
-        from seglab.errors import ConfigError
-
-        raise ConfigError(f"--classes: only --kind blobs3d takes it, not {kind}")
     else:
         from seglab.data.synthetic import write_synthetic
 
-        counts = write_synthetic(
-            kind,
-            out,
-            n,
-            size=size,
-            seed=seed,
-            splits=splits,
-            modality=modality,
-            bit_depth=bit_depth,
-        )
+        counts = write_synthetic(kind, out, n, size, seed, splits, modality, bit_depth)
     console.print(f"wrote {kind} to {out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
