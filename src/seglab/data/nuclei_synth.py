@@ -128,7 +128,7 @@ def place_nuclei(rng: np.random.Generator, size: int) -> NucleusField:
         placed.append((cy, cx, d))
         brightness.append(level)
         labels[window][free] = len(placed)
-        signal = level * (1 - 0.3 * rho**2) * (1 + rng.uniform(0.2, 0.6) * texture[window])
+        signal = level * (1 - 0.3 * rho**2) * (1 + rng.uniform(0.4, 1.0) * texture[window])
         defocus = rng.uniform(0, 1) ** 2  # most nuclei in focus, a few well out
         signal *= inside
         sharp[window] += (1 - defocus) * signal
@@ -259,7 +259,8 @@ def _camera(
 ) -> np.ndarray:
     """Poisson-Gaussian camera noise and quantisation to 8 or 16 bits."""
     # Photons at full scale: few (noisy, dim fluorescence) to many (bright-field's clean light).
-    photons = float(np.exp(rng.uniform(np.log(40), np.log(600 if dark_background else 3000))))
+    low, high = (40, 600) if dark_background else (200, 3000)
+    photons = float(np.exp(rng.uniform(np.log(low), np.log(high))))
     expected = np.clip(rgb, 0, None).astype(np.float32) * photons
     # Poisson shot noise by its normal approximation (several times faster), plus read noise.
     spread = np.sqrt(expected + rng.uniform(0.5, 3.0) ** 2)
