@@ -259,7 +259,7 @@ def _camera(
 ) -> np.ndarray:
     """Poisson-Gaussian camera noise and quantisation to 8 or 16 bits."""
     # Photons at full scale: few (noisy, dim fluorescence) to many (bright-field's clean light).
-    low, high = (40, 600) if dark_background else (200, 3000)
+    low, high = (100, 1000) if dark_background else (200, 3000)
     photons = float(np.exp(rng.uniform(np.log(low), np.log(high))))
     expected = np.clip(rgb, 0, None).astype(np.float32) * photons
     # Poisson shot noise by its normal approximation (several times faster), plus read noise.
