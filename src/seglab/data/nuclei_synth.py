@@ -230,7 +230,8 @@ def _transmitted(
     """Transmitted light through stained tissue (Beer-Lambert); `stroma` 1 adds eosin tissue."""
     size = field.labels.shape[0]
     nuclear = _focus(rng, field) * np.float32(rng.uniform(1.0, 2.2))
-    density = nuclear[..., None] * stain
+    # Nuclei take up a little eosin too (H&E), folded into their stain vector.
+    density = nuclear[..., None] * (stain + 0.05 * stroma * _EOSIN)
     if stroma:
         # Cytoplasm: a pinker halo around nuclei; stroma: fibrous, anisotropic eosin texture.
         # Two box filters (cost independent of width) approximate a wide Gaussian halo.
@@ -247,9 +248,9 @@ def _transmitted(
         tissue += 0.1 * grain
         tissue += rng.uniform(0.2, 0.6) * cells / (cells.max() + 1e-9)
         eosin = np.clip(tissue, 0.05, None) * rng.uniform(0.8, 1.4)
-        density = density + eosin[..., None] * _EOSIN + 0.05 * nuclear[..., None] * _EOSIN
+        density += eosin[..., None] * _EOSIN
     else:
-        density = density + 0.04 * (1 + _coarse(rng, size, 6))[..., None]
+        density += 0.04 * (1 + _coarse(rng, size, 6))[..., None]
     light = illumination[..., None] * rng.uniform(0.9, 1.0, 3).astype(np.float32)
     return light * np.exp(-density)
 
