@@ -7,7 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy import ndimage
+from typer.testing import CliRunner
 
+from seglab.cli.main import app
+from seglab.data.io import read_image
 from seglab.data.layouts import find_samples
 from seglab.data.nuclei_synth import place_nuclei, render_nuclei
 from seglab.data.synthetic import make_realistic_nuclei, write_synthetic
@@ -104,3 +107,15 @@ def test_write_sixteen_bit_he(tmp_path: Path) -> None:
     write_synthetic("nuclei", out, 2, size=48, seed=1, splits=None, modality="he", bit_depth=16)
     found = find_samples(out)
     assert found.layout == "dsb2018" and len(found.splits["all"]) == 2
+
+
+def test_cli_takes_modality_and_bit_depth_and_refuses_bad_ones(tmp_path: Path) -> None:
+    synth = ["data", "synth", "--kind", "nuclei", "--n", "2", "--size", "32", "--no-split"]
+    ok = CliRunner().invoke(
+        app, [*synth, "--modality", "he", "--bit-depth", "16", "--out", str(tmp_path / "a")]
+    )
+    assert ok.exit_code == 0, ok.output
+    image = read_image(next((tmp_path / "a").glob("*/images/*.png")))
+    assert image.dtype == np.uint16
+    bad = CliRunner().invoke(app, [*synth, "--modality", "phase", "--out", str(tmp_path / "b")])
+    assert isinstance(bad.exception, ConfigError) and "fluorescence" in str(bad.exception)
