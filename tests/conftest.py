@@ -42,7 +42,7 @@ def nuclei_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from seglab.data.synthetic import write_synthetic
 
     out = tmp_path_factory.mktemp("data") / "nuclei"
-    write_synthetic("nuclei", out, 20, size=32, seed=1)
+    write_synthetic("nuclei_simple", out, 20, size=32, seed=1)
     return out
 
 

@@ -31,7 +31,7 @@ def nuclei64(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from seglab.data.synthetic import write_synthetic
 
     out = tmp_path_factory.mktemp("nuclei64") / "data"
-    write_synthetic("nuclei", out, 12, size=64, seed=3)
+    write_synthetic("nuclei_simple", out, 12, size=64, seed=3)
     return out
 
 

@@ -62,7 +62,7 @@ def run_demo(
     data_dir = resolved.data.root or synthetic
     resolved.data.root = data_dir
     if data_dir == synthetic and not synthetic.exists():
-        write_synthetic("nuclei", synthetic, n_images, size=DEMO_SIZE, seed=0)
+        write_synthetic("nuclei_simple", synthetic, n_images, size=DEMO_SIZE, seed=0)
     run_dir = out / time.strftime("run-%Y%m%d-%H%M%S")
     result = train(resolved, run_dir, progress=progress)
 

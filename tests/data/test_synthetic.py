@@ -9,7 +9,13 @@ import pytest
 
 from seglab.data.layouts import find_samples
 from seglab.data.loading import load_sample
-from seglab.data.synthetic import SYNTHETIC_KINDS, make_circles, make_nuclei, write_synthetic
+from seglab.data.synthetic import (
+    SYNTHETIC_KINDS,
+    make_circles,
+    make_nuclei,
+    make_realistic_nuclei,
+    write_synthetic,
+)
 from seglab.errors import ConfigError, DataError
 
 
@@ -68,9 +74,9 @@ def test_some_nuclei_touch() -> None:
 def test_unknown_variant_and_kind(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="brightfield"):
         make_nuclei(1, variant="phase")
-    with pytest.raises(ConfigError, match="circles, nuclei, streets"):
+    with pytest.raises(ConfigError, match="circles, nuclei, nuclei_simple, streets"):
         write_synthetic("roads", tmp_path / "out", 2)
-    assert set(SYNTHETIC_KINDS) == {"circles", "nuclei", "streets"}
+    assert set(SYNTHETIC_KINDS) == {"circles", "nuclei", "nuclei_simple", "streets"}
 
 
 def test_write_circles_round_trip(tmp_path: Path) -> None:
@@ -97,7 +103,7 @@ def test_write_nuclei_round_trip_without_splits(tmp_path: Path) -> None:
     assert found.layout == "dsb2018"
     assert [s.id for s in found.splits["all"]] == ["nuclei_0000", "nuclei_0001", "nuclei_0002"]
     for sample, (image, labels) in zip(
-        found.splits["all"], make_nuclei(3, size=48, seed=2), strict=True
+        found.splits["all"], make_realistic_nuclei(3, size=48, seed=2), strict=True
     ):
         loaded = load_sample(sample)
         assert len(sample.masks) == labels.max()

@@ -117,6 +117,7 @@ def _estimate_row(
 @examples(
     "seglab data synth --kind nuclei --n 200 --out data/nuclei",
     "seglab data synth --kind circles --n 100 --out data/circles --no-split",
+    "seglab data synth --kind nuclei --modality he --bit-depth 16 --size 256 --out data/he",
     "seglab data synth --kind streets --n 200 --out data/streets",
     "seglab data synth --kind blobs3d --n 20 --size 64 --out data/blobs",
     "seglab data synth --kind blobs3d --classes 3 --n 20 --size 64 --out data/blobs3",
@@ -126,7 +127,8 @@ def data_synth(
     kind: Annotated[
         str,
         typer.Option(
-            help="circles (folders), nuclei (dsb2018), streets (cityscapes) or blobs3d (volumes)."
+            help="circles (folders), nuclei (dsb2018, realistic), nuclei_simple (dsb2018, easy), "
+            "streets (cityscapes) or blobs3d (volumes)."
         ),
     ] = "nuclei",
     n: Annotated[int, typer.Option(help="Number of images.", min=1)] = 200,
@@ -146,25 +148,34 @@ def data_synth(
             "train with data.num_classes=C). Default: binary (objects numbered 1..K).",
         ),
     ] = None,
+    modality: Annotated[
+        str | None,
+        typer.Option(help="nuclei only: fluorescence, brightfield, he (H&E-like) or mixed."),
+    ] = None,
+    bit_depth: Annotated[
+        int | None, typer.Option("--bit-depth", help="nuclei only: 8 or 16 bits per channel.")
+    ] = None,
 ) -> None:
     """Write a synthetic dataset in a real layout (deterministic for a seed).
 
     Streets are 128 x 256 scenes in the Cityscapes layout; blobs3d with `--classes 3` has
     background and blobs of two sizes.
     """
+    from seglab.errors import ConfigError
+
     splits = None if no_split else (0.7, 0.15, 0.15)
+    if kind == "blobs3d" and (modality is not None or bit_depth is not None):
+        raise ConfigError("--modality and --bit-depth: only --kind nuclei takes them")
+    if kind != "blobs3d" and classes is not None:
+        raise ConfigError(f"--classes: only --kind blobs3d takes it, not {kind}")
     if kind == "blobs3d":
         from seglab.data.volumes import write_blobs3d
 
         counts = write_blobs3d(out, n, size=size, seed=seed, splits=splits, classes=classes)
-    elif classes is not None:
-        from seglab.errors import ConfigError
-
-        raise ConfigError(f"--classes: only --kind blobs3d takes it, not {kind}")
     else:
         from seglab.data.synthetic import write_synthetic
 
-        counts = write_synthetic(kind, out, n, size=size, seed=seed, splits=splits)
+        counts = write_synthetic(kind, out, n, size, seed, splits, modality, bit_depth)
     console.print(f"wrote {kind} to {out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 

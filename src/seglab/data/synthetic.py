@@ -17,6 +17,7 @@ import numpy as np
 from scipy import ndimage
 
 from seglab.data.io import write_png
+from seglab.data.nuclei_synth import check_options, render_nuclei
 from seglab.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,28 @@ def make_nuclei(n: int, size: int = 128, seed: int = 0, variant: str = "mixed") 
     return [_nuclei(_rng(seed, i), size, variant) for i in range(n)]
 
 
+def make_realistic_nuclei(
+    n: int, size: int = 256, seed: int = 0, modality: str = "mixed", bit_depth: int = 8
+) -> list[Pair]:
+    """Realistic nuclei (`seglab.data.nuclei_synth`): dim and bright, textured, blurred, clumped.
+
+    Args:
+        n: Number of images.
+        size: Image side in pixels; nucleus sizes come from each image's zoom, not from ``size``.
+        seed: Random seed.
+        modality: ``"fluorescence"``, ``"brightfield"``, ``"he"`` (H&E-like) or ``"mixed"``.
+        bit_depth: 8 or 16.
+
+    Returns:
+        ``n`` pairs of RGB image ``(size, size, 3)`` (uint8 or uint16) and int32 instance labels.
+
+    Raises:
+        ValueError: Unknown modality or bit depth.
+    """
+    check_options(modality, bit_depth)
+    return [render_nuclei(_rng(seed, i), size, modality, bit_depth) for i in range(n)]
+
+
 @dataclass(frozen=True)
 class SyntheticKind:
     """A synthetic dataset: how to draw image ``index`` and which layout it is written in."""
@@ -80,9 +103,14 @@ SYNTHETIC_KINDS = {
         "bright circles on a noisy gray background; binary masks",
     ),
     "nuclei": SyntheticKind(
+        lambda i, size, seed: render_nuclei(_rng(seed, i), size),
+        "dsb2018",
+        "realistic nuclei (fluorescence, bright-field, H&E; dim and bright, clumped, noisy)",
+    ),
+    "nuclei_simple": SyntheticKind(
         lambda i, size, seed: _nuclei(_rng(seed, i), size, "mixed"),
         "dsb2018",
-        "DSB2018-like nuclei, fluorescence and bright-field; one mask per nucleus",
+        "easy nuclei: even ellipses on flat backgrounds (quick demos and tests)",
     ),
     "streets": SyntheticKind(
         _street,
@@ -99,6 +127,8 @@ def write_synthetic(
     size: int = 128,
     seed: int = 0,
     splits: tuple[float, float, float] | None = (0.7, 0.15, 0.15),
+    modality: str | None = None,
+    bit_depth: int | None = None,
 ) -> dict[str, int]:
     """Write a synthetic dataset to disk in its real layout.
 
@@ -115,19 +145,22 @@ def write_synthetic(
         seed: Random seed.
         splits: Fractions for ``train/``, ``val/`` and ``test/`` sub-folders, or None to write
             everything directly under ``out`` (not for streets: Cityscapes always has splits).
+        modality: ``nuclei`` only: the rendering (`make_realistic_nuclei`); None means mixed.
+        bit_depth: ``nuclei`` only: 8 or 16; None means 8.
 
     Returns:
         Number of images per split written (splits that get no image are not created).
 
     Raises:
-        ConfigError: Unknown kind, ``n < 1`` or bad split fractions.
+        ConfigError: Unknown kind, ``n < 1``, bad split fractions, or a bad modality or bit
+            depth (or either given for a kind other than ``nuclei``).
         DataError: ``out`` exists and is not an empty folder.
     """
     if kind not in SYNTHETIC_KINDS:
         raise ConfigError(
             f"unknown synthetic kind {kind!r}; choose one of {', '.join(SYNTHETIC_KINDS)}"
         )
-    spec = SYNTHETIC_KINDS[kind]
+    spec = _with_options(kind, SYNTHETIC_KINDS[kind], modality, bit_depth)
     if spec.layout == "cityscapes":
         from seglab.data.streets import write_streets
 
@@ -141,6 +174,26 @@ def write_synthetic(
             _write_sample(spec.layout, base, f"{kind}_{index:04d}", image, target)
     logger.info("wrote %d %s images to %s (%s layout)", n, kind, out, spec.layout)
     return counts
+
+
+def _with_options(
+    kind: str, spec: SyntheticKind, modality: str | None, bit_depth: int | None
+) -> SyntheticKind:
+    """The nuclei kind with a chosen modality and bit depth; other kinds refuse both."""
+    if modality is None and bit_depth is None:
+        return spec
+    if kind != "nuclei":
+        raise ConfigError(f"modality and bit depth apply to kind nuclei only, not {kind}")
+    chosen, depth = modality or "mixed", bit_depth or 8
+    try:
+        check_options(chosen, depth)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    return SyntheticKind(
+        lambda i, size, seed: render_nuclei(_rng(seed, i), size, chosen, depth),
+        spec.layout,
+        spec.description,
+    )
 
 
 def _rng(seed: int, index: int) -> np.random.Generator:
