@@ -144,8 +144,8 @@ def split_by_distance(
     keys = [(0, int(start)) for start in top_start[simple]] + keys
     rank = np.empty(len(keys) + 1, dtype=np.int64)
     rank[0] = 0
-    rank[1 + np.array(sorted(range(len(keys)), key=keys.__getitem__), dtype=np.int64)] = (
-        np.arange(1, len(keys) + 1)
+    rank[1 + np.array(sorted(range(len(keys)), key=keys.__getitem__), dtype=np.int64)] = np.arange(
+        1, len(keys) + 1
     )
     lookup = np.zeros(count + 1, dtype=np.int64)
     lookup[simple] = rank[1 : 1 + int(simple.sum())]
