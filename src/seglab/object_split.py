@@ -245,11 +245,14 @@ def _shelves(sizes: list[tuple[int, int]]) -> tuple[list[tuple[slice, slice]], t
     around each; the places and the canvas shape."""
     area = sum((h + 1) * (w + 1) for h, w in sizes)
     width = max([int(np.sqrt(area)) + 1, *(w + 2 for _, w in sizes)])
-    places, row, col, shelf = [], 1, 1, 0
-    for height, box_width in sizes:
+    places: list[tuple[slice, slice]] = [(slice(0), slice(0))] * len(sizes)
+    row, col, shelf = 1, 1, 0
+    # Tallest first, so that each shelf holds boxes of about its height: little empty canvas.
+    for index in sorted(range(len(sizes)), key=lambda i: -sizes[i][0]):
+        height, box_width = sizes[index]
         if col + box_width + 1 > width:
             row, col, shelf = row + shelf + 1, 1, 0
-        places.append((slice(row, row + height), slice(col, col + box_width)))
+        places[index] = (slice(row, row + height), slice(col, col + box_width))
         col += box_width + 1
         shelf = max(shelf, height)
     return places, (row + shelf + 1, width)
