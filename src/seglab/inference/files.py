@@ -269,7 +269,13 @@ def _predict_in_memory(
         shown = track(items, description="predicting")
     from seglab.inference.overlapped import predict_overlapped
 
-    return predict_overlapped(predictor, shown, out, options)
+    return predict_overlapped(
+        shown,
+        lambda path: forward_one(predictor, path),
+        lambda path, name, image, prediction: finish_one(
+            predictor, path, name, out, options, image, prediction
+        ),
+    )
 
 
 def predict_one(

@@ -9,36 +9,33 @@ cores the network keeps busy it costs what it costs in line, no more.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-
-from seglab.inference.files import OutputOptions, PredictedFile, finish_one, forward_one
+from typing import Any, TypeVar
 
 # Images predicted but not yet written: one in the thread and one waiting bounds the memory to
 # two images' outputs, and the network never waits for a short post-processing.
 MAX_PENDING = 2
 
-Finished = tuple[PredictedFile, list[tuple[str, np.ndarray]]]
+Finished = TypeVar("Finished")
 
 
 def predict_overlapped(
-    predictor: Any, items: Iterable[tuple[Path, str]], out: Path, options: OutputOptions
+    items: Iterable[tuple[Path, str]],
+    forward: Callable[[Path], tuple[Any, Any]],
+    finish: Callable[[Path, str, Any, Any], Finished],
 ) -> list[Finished]:
-    """`predict_one` for each `(path, name)`, in order, the network in this thread and
-    `finish_one` in another; the first error raised by either is raised here."""
+    """`finish(path, name, *forward(path))` for each `(path, name)`, in order: `forward` (the
+    network) in this thread, `finish` (instances, files) in another; the first error raised by
+    either is raised here."""
     done: list[Finished] = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="seglab-finish") as pool:
         pending: deque[Future[Finished]] = deque()
         try:
             for path, name in items:
-                image, prediction = forward_one(predictor, path)
-                pending.append(
-                    pool.submit(finish_one, predictor, path, name, out, options, image, prediction)
-                )
+                image, prediction = forward(path)
+                pending.append(pool.submit(finish, path, name, image, prediction))
                 while len(pending) > MAX_PENDING:
                     done.append(pending.popleft().result())
             done.extend(future.result() for future in pending)
