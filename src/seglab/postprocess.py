@@ -29,6 +29,7 @@ from skimage.segmentation import find_boundaries, relabel_sequential, watershed
 from seglab.atomic_files import atomic_text_file
 from seglab.config import InstanceConfig
 from seglab.errors import DataError
+from seglab.object_split import MAX_LOCAL_DYNAMIC, flood_priority, split_by_distance
 
 SUBMISSION_HEADER = ("ImageId", "EncodedPixels")
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
@@ -154,6 +155,10 @@ def split_touching(
     components = label_components(foreground)
     if components.max() == 0:
         return components
+    if seeds is None and min_dynamic < MAX_LOCAL_DYNAMIC and not foreground.all():
+        return split_by_distance(
+            foreground, components, int(components.max()), min_distance, min_dynamic
+        )
     distance = ndi.distance_transform_edt(foreground)
     if seeds is None:
         markers = _distance_peaks(distance, components, min_distance, min_dynamic)
@@ -169,7 +174,7 @@ def split_touching(
         rows, cols = np.array(centres, dtype=np.intp).reshape(-1, 2).T
         markers[rows, cols] = markers.max() + np.arange(1, unmarked.size + 1)
     # connectivity=2 lets the flood cross the diagonal joints of 8-connected objects.
-    labels = watershed(-distance, markers, mask=foreground, connectivity=2)
+    labels = watershed(flood_priority(distance, markers), markers, mask=foreground, connectivity=2)
     return relabel_sequential(labels)[0].astype(np.int32)
 
 

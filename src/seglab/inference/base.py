@@ -28,13 +28,16 @@ class Prediction:
     """Outputs for one image.
 
     Binary models: foreground probabilities (H, W) float32, the thresholded boolean mask and,
-    when asked for, instance labels (H, W) int32 (0 = background, 1..N). Multi-class models:
-    class probabilities (C, H, W) float32 and the argmax class indices (H, W) uint8 as `mask`.
+    when asked for, instance labels (H, W) int32 (0 = background, 1..N); a boundary-aware
+    model's border probabilities (H, W) as `borders`, which its instances are split along.
+    Multi-class models: class probabilities (C, H, W) float32 and the argmax class indices
+    (H, W) uint8 as `mask`.
     """
 
     probabilities: np.ndarray
     mask: np.ndarray
     instances: np.ndarray | None = None
+    borders: np.ndarray | None = None
 
 
 # The largest side predicted in one pass when the bundle does not say: ~0.5 GB of activations
@@ -165,10 +168,9 @@ class BasePredictor:
         cut = self.threshold if threshold is None else threshold
         # Compared in float64, as the threshold was tuned (NumPy would otherwise use float32).
         mask = probabilities >= np.float64(cut)
-        labels = None
-        if instances:
-            labels = self.instances_from(mask, channels[1] if len(channels) > 1 else None)
-        return Prediction(probabilities, mask, labels)
+        borders = channels[1] if len(channels) > 1 else None
+        labels = self.instances_from(mask, borders) if instances else None
+        return Prediction(probabilities, mask, labels, borders)
 
     def colour(self, mask: np.ndarray) -> np.ndarray:
         """Class indices (H, W) of a multi-class model -> (H, W, 3) uint8 in its palette."""

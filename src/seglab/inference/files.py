@@ -267,7 +267,15 @@ def _predict_in_memory(
         from rich.progress import track
 
         shown = track(items, description="predicting")
-    return [predict_one(predictor, path, name, out, options) for path, name in shown]
+    from seglab.inference.overlapped import predict_overlapped
+
+    return predict_overlapped(
+        shown,
+        lambda path: forward_one(predictor, path),
+        lambda path, name, image, prediction: finish_one(
+            predictor, path, name, out, options, image, prediction
+        ),
+    )
 
 
 def predict_one(
@@ -275,18 +283,41 @@ def predict_one(
 ) -> tuple[PredictedFile, list[tuple[str, np.ndarray]]]:
     """Predict one image file and write its outputs; returns the submission rows (Kaggle's
     ImageId, the image's stem, and its instance labels) when `options.rle`."""
-    from seglab.viz import mask_overlay, save_png
+    image, prediction = forward_one(predictor, path)
+    return finish_one(predictor, path, name, out, options, image, prediction)
 
+
+def forward_one(predictor: Any, path: Path) -> tuple[np.ndarray, Any]:
+    """Read one image file and apply the model: the image and its prediction, instances not
+    yet made (`finish_one` makes them)."""
     image = read_image(path)
-    want_instances = options.instances or options.rle
     try:
-        prediction = predictor.predict(image, instances=want_instances)
+        prediction = predictor.predict(image, instances=False)
     except SeglabError as exc:
         if isinstance(exc, DataError):
             raise
         raise DataError(path, str(exc)) from None
-    mask_path = out / f"{name}_mask.png"
+    return image, prediction
+
+
+def finish_one(
+    predictor: Any,
+    path: Path,
+    name: str,
+    out: Path,
+    options: OutputOptions,
+    image: np.ndarray,
+    prediction: Any,
+) -> tuple[PredictedFile, list[tuple[str, np.ndarray]]]:
+    """What follows the network for one image (see `forward_one`): its instances when asked
+    for, and every output file; returns what `predict_one` returns."""
+    from seglab.viz import mask_overlay, save_png
+
+    want_instances = options.instances or options.rle
     multiclass = predictor.kind.multiclass
+    if want_instances and not multiclass and prediction.instances is None:
+        prediction.instances = predictor.instances_from(prediction.mask, prediction.borders)
+    mask_path = out / f"{name}_mask.png"
     if multiclass:
         write_png(mask_path, prediction.mask)
         coloured = predictor.colour(prediction.mask)
