@@ -225,6 +225,11 @@ class ModelConfig(Section):
         description="constructor arguments, e.g. n_filters (widths n_filters × 4..64), depth, "
         "batch_norm, dropout, bilinear",
     )
+    init: str | None = Field(
+        None,
+        description="bundle folder whose weights start the training (fine-tuning); the "
+        "architecture must match it",
+    )
 
 
 class LossConfig(Section):

@@ -82,6 +82,7 @@ class TrainingOptions:
         str | None, _shared("Loss (loss.name), e.g. bce_dice, dice, ce_dice, tversky.")
     ] = None
     epochs: Annotated[int | None, _shared("Maximum number of epochs (train.epochs).", min=1)] = None
+    init: Annotated[str | None, _shared("Start from this bundle's weights (model.init).")] = None
     config: Annotated[Path | None, _shared("YAML config file (see examples/).")] = None
     set_: Annotated[
         list[str] | None,
@@ -105,6 +106,7 @@ class TrainingOptions:
             "model.name": self.model,
             "loss.name": self.loss,
             "train.epochs": self.epochs,
+            "model.init": self.init,
             "tracking.uri": self.tracking_uri,
         }
         given = [f"{key}={value}" for key, value in options.items() if value is not None]

@@ -35,6 +35,7 @@ from seglab.kinds import kind_of
 from seglab.models import create_model, model_summary
 from seglab.precision import accelerator_device_type, resolve_train_precision
 from seglab.training.checkpoints import checkpoint_epoch
+from seglab.training.init_weights import load_initial_weights
 from seglab.training.kinds import TrainingKind, training_kind
 from seglab.training.trainer import (
     check_tracking,
@@ -246,6 +247,8 @@ def _fit(
     """The model trained (its best checkpoint, on CPU; None on DDP ranks above 0) and the
     tracking logger (None without tracking)."""
     model = _new_model(config, model_kwargs)
+    if config.model.init is not None and not resume:
+        load_initial_weights(model, config.model.name, model_kwargs, config.model.init)
     shape = plug.input_shape(lambda: _new_model(config, model_kwargs))
     atomic_write_text(run_dir / "model_summary.txt", model_summary(model, shape))
     if config.train.channels_last:

@@ -1,0 +1,98 @@
+"""Train a nuclei generalist candidate: a small boundary-aware U-Net on the realistic
+synthetic nuclei only (fluorescence, bright-field and H&E renderings), reproducibly.
+
+Writes the training data (`seglab data synth --kind nuclei`, mixed renderings, 256², seed 0),
+trains with the settings below, scores the bundle on held-out synthetic sets of each rendering
+(seed 1) and `otsu` for comparison, prints a table and writes JSON. (Not yet good enough to
+ship: see issue 16's note.)
+
+Examples:
+    python benchmarks/train_generalist.py --epochs 15
+    python benchmarks/train_generalist.py --images 60 --epochs 1   # a quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from seglab.data.synthetic import write_synthetic
+
+console = Console(width=None if sys.stdout.isatty() else 140)
+RENDERINGS = ("fluorescence", "brightfield", "he")
+SETTINGS = [
+    "model.name=unet",
+    "model.params.n_filters=8",
+    "model.params.depth=4",
+    "data.target=boundary",
+    "data.normalize=percentile",
+    "data.percentiles=[1.0,99.8]",
+    "data.crop=128",
+    "data.batch_size=16",
+    "data.augment.affine=0.5",
+    "data.augment.affine_scale=0.5",
+    "data.augment.brightness_contrast=0.5",
+    "train.lr=0.003",
+    "train.scheduler=cosine",
+    "train.patience=0",
+    "train.precision=32",
+    "tracking.enabled=false",
+]
+
+
+def seglab(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "seglab", *args], check=True)
+
+
+def score(model: str, data: Path, out: Path) -> dict[str, float]:
+    seglab("evaluate", "--model", model, "--data", str(data), "--out", str(out), "--no-progress")
+    metrics = json.loads((out / "metrics.json").read_text())
+    return {key: float(metrics[key]) for key in ("dice", "dsb_map") if key in metrics}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images", type=int, default=400, help="training images (default 400)")
+    parser.add_argument("--epochs", type=int, default=15, help="(default 15)")
+    parser.add_argument("--out", type=Path, default=Path("runs/generalist"))
+    args = parser.parse_args()
+    started = time.perf_counter()
+    data = args.out / "data"
+    if not data.exists():
+        write_synthetic("nuclei", data, args.images, size=256, seed=0, modality="mixed")
+    run = args.out / "run"
+    sets = [f"data.root={data}", f"train.epochs={args.epochs}", *SETTINGS]
+    seglab("train", "--out", str(run), "--no-progress", *(f"--set={s}" for s in sets))
+    rows = {}
+    for rendering in RENDERINGS:
+        held_out = args.out / f"test-{rendering}"
+        if not held_out.exists():
+            write_synthetic(
+                "nuclei", held_out, 20, size=256, seed=1, modality=rendering, splits=None
+            )
+        rows[rendering] = {
+            "nuclei": score(str(run / "model"), held_out, args.out / f"eval-{rendering}"),
+            "otsu": score("otsu", held_out, args.out / f"otsu-{rendering}"),
+        }
+    seconds = time.perf_counter() - started
+    table = Table(title=f"generalist: {args.images} images, {args.epochs} epochs, {seconds:.0f} s")
+    for column in ("rendering", "model", "Dice", "DSB mAP"):
+        table.add_column(column)
+    for rendering, models in rows.items():
+        for name, metrics in models.items():
+            table.add_row(rendering, name, f"{metrics['dice']:.3f}", f"{metrics['dsb_map']:.3f}")
+    console.print(table)
+    result = {"images": args.images, "epochs": args.epochs, "seconds": round(seconds, 1)}
+    result |= {"settings": SETTINGS, "scores": rows}
+    (args.out / "generalist.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
