@@ -208,6 +208,7 @@ OTHER_CASES = [
         "file",
         write("file", b"x"),
     ),
+    Case("view without a display", ["view", "{image}"], "no display"),
     Case(
         "inspect unreadable masks",
         ["data", "inspect", "{tmp}/broken", "--grid", "{out}/grid.png"],
@@ -243,6 +244,8 @@ def test_a_hostile_input_is_one_clear_message(
     names = {"data": nuclei_dir, "bundle": tmp_path / "bundle", "image": tmp_path / "image.png"}
     names |= {"out": out, "tmp": tmp_path}
     monkeypatch.chdir(tmp_path)
+    for variable in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(variable, raising=False)
     code = run_main([arg.format(**names) for arg in case.args], monkeypatch)
     captured = capsys.readouterr()
     message = " ".join((captured.err + captured.out).split())  # unwrapped

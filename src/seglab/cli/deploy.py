@@ -113,8 +113,9 @@ def view(
 
     Needs the viewer extra: `pip install 'seglab[viewer]'`.
     """
-    from seglab.deploy.viewer_window import import_napari, open_viewer
+    from seglab.deploy.viewer_window import import_napari, open_viewer, require_display
 
+    require_display()
     napari = import_napari()
     open_viewer(image, model, truth, threshold=threshold, backend=backend)
     napari.run()

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -47,6 +49,25 @@ def import_napari() -> ModuleType:
             f"the viewer needs napari and a Qt binding ({exc}); install them with {hint}"
         ) from None
     return napari
+
+
+def require_display(environ: Mapping[str, str] = os.environ) -> None:
+    """Refuse to start Qt where it would abort (exit 134, plugin noise): on Linux, with the
+    default (X11) platform and neither `DISPLAY` nor `WAYLAND_DISPLAY` set.
+
+    Raises:
+        SeglabError: No display; the message says how to get one.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    platform = environ.get("QT_QPA_PLATFORM", "xcb")
+    if platform.startswith("xcb") and not (
+        environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY")
+    ):
+        raise SeglabError(
+            "seglab view opens a window and this session has no display (DISPLAY is not set); "
+            "run it on a desktop, over `ssh -X`, or under Xvfb (xvfb-run -a seglab view ...)"
+        )
 
 
 def require_opengl() -> None:
