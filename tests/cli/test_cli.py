@@ -156,7 +156,7 @@ def test_plan_and_blobs3d_commands(tmp_path: Path) -> None:
     planned = seglab("plan", "--model", "unet3d", "--budget", "256MiB", "--n-filters", "1")
     assert "largest patch side" in planned.stdout
     bad = seglab("plan", "--patch", "32,32", check=False)
-    assert bad.returncode == 2 and "needs 3 sizes" in bad.stderr
+    assert bad.returncode == 2 and "needs 3 whole sizes" in bad.stderr
     seglab(
         "data",
         "synth",
