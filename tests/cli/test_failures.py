@@ -63,7 +63,7 @@ def test_an_unexpected_error_prints_one_message_and_keeps_the_traceback(
         raise ZeroDivisionError("a bug in seglab")
 
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
-    monkeypatch.setattr("seglab.inference.files.predict_one", bug)
+    monkeypatch.setattr("seglab.inference.files.forward_one", bug)
     code = _run(
         ["predict", "--model", "otsu", str(images), "--out", str(tmp_path / "o")], monkeypatch
     )
