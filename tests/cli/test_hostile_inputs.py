@@ -192,7 +192,7 @@ OTHER_CASES = [
     Case("plan patch 0", ["plan", "--patch", "0,0,0"], "--patch"),
     Case(
         "train out is a file",
-        [*TRAIN[:-4], "--out", "{tmp}/file", "--no-track"],
+        ["train", "--data", "{data}", "--out", "{tmp}/file", "--no-track"],
         "file",
         write("file", b"x"),
     ),
