@@ -9,6 +9,9 @@ from typing import Annotated
 import typer
 
 from seglab.cli.options import console, examples
+from seglab.deploy.limits import ServeLimits
+
+_LIMITS = ServeLimits()  # the defaults of `seglab serve`'s limits
 
 
 @examples(
@@ -43,7 +46,7 @@ def serve(
     backend: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
     max_upload_mb: Annotated[
         float, typer.Option(help="Largest accepted upload (MB).", min=0.001, max=10_000)
-    ] = 20.0,
+    ] = _LIMITS.max_upload_mb,
     max_pixels: Annotated[
         int,
         typer.Option(
@@ -51,7 +54,7 @@ def serve(
             "cost the network more than their pixels).",
             min=1,
         ),
-    ] = 8192 * 8192,
+    ] = _LIMITS.max_pixels,
     max_seconds: Annotated[
         float,
         typer.Option(
@@ -59,12 +62,11 @@ def serve(
             min=0.1,
             max=86_400,
         ),
-    ] = 120.0,
+    ] = _LIMITS.max_seconds,
 ) -> None:
     """Serve a model over HTTP: web page at /, POST /predict, GET /health, /model, /docs.
     Then open http://127.0.0.1:8000 (the port given).
     """
-    from seglab.deploy.limits import ServeLimits
     from seglab.deploy.serve import run
 
     limits = ServeLimits(max_upload_mb, max_pixels, max_seconds)
