@@ -44,3 +44,28 @@ def test_an_init_of_another_architecture_is_refused_naming_the_difference(
     with pytest.raises(ConfigError, match="n_filters: 1 in the bundle, 2 here"):
         train(load_config(None, overrides), tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "model").exists()
+
+
+def test_init_takes_the_bundles_architecture_target_and_normalisation(first_run: Path) -> None:
+    from seglab.cli.options import TrainingOptions
+
+    config = TrainingOptions(init=str(first_run), set_=["data.percentiles=[2,98]"]).load()
+    kwargs = load_bundle(first_run)[1]["model"]["kwargs"]
+    assert config.model.name == "unet"
+    assert config.model.params == {k: v for k, v in kwargs.items() if k != "num_classes"}
+    assert config.model.params["n_filters"] == 1
+    assert config.data.target == "mask"
+    assert config.model.init == str(first_run)
+    assert tuple(config.data.percentiles) == (2, 98)  # --set still wins
+
+
+def test_a_models_in_channels_wins_over_the_images(nuclei_dir: Path, tmp_path: Path) -> None:
+    # The RGB nuclei are averaged to the one channel the model asks for (as `--init` of a
+    # grey bundle does), not refused.
+    overrides = tiny_overrides(
+        nuclei_dir, "train.epochs=1", "train.evaluate_test=false", "model.params.in_channels=1"
+    )
+    result = train(load_config(None, overrides), tmp_path / "run", progress=False)
+    metadata = load_bundle(result.bundle_path)[1]
+    assert metadata["in_channels"] == 1
+    assert metadata["preprocessing"]["channels"] == 1

@@ -82,7 +82,13 @@ class TrainingOptions:
         str | None, _shared("Loss (loss.name), e.g. bce_dice, dice, ce_dice, tversky.")
     ] = None
     epochs: Annotated[int | None, _shared("Maximum number of epochs (train.epochs).", min=1)] = None
-    init: Annotated[str | None, _shared("Start from this bundle's weights (model.init).")] = None
+    init: Annotated[
+        str | None,
+        _shared(
+            "Start from this bundle's weights, architecture and normalisation, e.g. nuclei "
+            "(model.init)."
+        ),
+    ] = None
     config: Annotated[Path | None, _shared("YAML config file (see examples/).")] = None
     set_: Annotated[
         list[str] | None,
@@ -110,6 +116,10 @@ class TrainingOptions:
             "tracking.uri": self.tracking_uri,
         }
         given = [f"{key}={value}" for key, value in options.items() if value is not None]
+        if self.init is not None:
+            from seglab.training.init_weights import init_overrides
+
+            given = [*init_overrides(self.init), *given]
         given += ["tracking.enabled=false"] if self.no_track else []
         given += ["data.skip_bad=true"] if self.skip_bad else []
         return [*given, *(self.set_ or [])]

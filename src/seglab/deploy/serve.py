@@ -232,7 +232,9 @@ def create_app(
 def _load_segmentation_model(model: str | Path, backend: str) -> Any:
     """The model's predictor; a classification bundle is refused from its metadata alone,
     before any weights load."""
-    if Path(model).is_dir() and kind_of(read_metadata(model)).classification:
+    from seglab.pretrained import bundle_path
+
+    if bundle_path(model).is_dir() and kind_of(read_metadata(bundle_path(model))).classification:
         raise ConfigError(f"{model}: a classification model; serve serves segmentation models")
     return load_predictor(model, backend=backend)
 

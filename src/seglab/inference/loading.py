@@ -21,7 +21,8 @@ def load_predictor(
     -> Prediction`, `.threshold`, `.metadata` and `.kind` (see `seglab.kinds`).
 
     Args:
-        model: Bundle folder or baseline name.
+        model: Bundle folder, shipped bundle name (`seglab.pretrained`, e.g. "nuclei") or
+            baseline name.
         device: For the torch backend: "auto", "cpu", "cuda", ...
         backend: "torch", "onnx" (ONNX Runtime only, torch is never imported) or "auto": onnx
             when the bundle has `model.onnx` and onnxruntime is installed, unless the CPU has
@@ -30,8 +31,9 @@ def load_predictor(
     """
     from seglab.baseline import BASELINES, create_baseline
     from seglab.bundle import read_metadata
+    from seglab.pretrained import bundle_path
 
-    path = Path(model)
+    path = bundle_path(model)
     if not path.exists() and str(model) in BASELINES:
         return create_baseline(str(model))
     metadata = read_metadata(path)

@@ -2,14 +2,41 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
 from typing import Any
 
 import torch
 
 from seglab.errors import ConfigError
 
-__all__ = ["load_initial_weights"]
+__all__ = ["init_overrides", "load_initial_weights"]
+
+
+def init_overrides(init: str) -> list[str]:
+    """What `--init BUNDLE` sets besides its weights: the bundle's architecture (model name and
+    parameters, input channels included), target and input normalisation, as `key=value`
+    overrides that later ones (`--set`) may still change.
+
+    Example:
+        >>> init_overrides("nuclei")[0]
+        'model.name=unet'
+    """
+    from seglab.bundle import read_metadata
+    from seglab.pretrained import bundle_path
+
+    metadata = read_metadata(bundle_path(init))
+    params = {k: v for k, v in metadata["model"]["kwargs"].items() if k != "num_classes"}
+    pre = metadata["preprocessing"]
+    target = "boundary" if "borders" in (metadata.get("outputs") or []) else "mask"
+    values = {
+        "model.name": metadata["model"]["name"],
+        "model.params": params,
+        "data.target": target,
+        "data.normalize": pre["normalize"],
+        "data.percentiles": list(pre["percentiles"]),
+        "data.views": pre.get("views"),
+    }
+    return [f"{key}={json.dumps(value)}" for key, value in values.items()]
 
 
 def load_initial_weights(
@@ -23,8 +50,9 @@ def load_initial_weights(
             to match it), or its weights do not fit the model.
     """
     from seglab.bundle import WEIGHTS, read_metadata
+    from seglab.pretrained import bundle_path
 
-    path = Path(init)
+    path = bundle_path(init)
     metadata = read_metadata(path)
     theirs = metadata["model"]
     differing = {

@@ -68,7 +68,10 @@ class ImageTraining:
             atomic_write_json(run_dir / "skipped.json", listed)
             log.warning("skipped %d bad samples, listed in skipped.json", len(skipped))
         self.train = self.split_data.samples["train"]
-        self.channels = max(s.channels for s in self.train)
+        # A model's own in_channels (e.g. from `--init`) wins: images are converted to it.
+        wanted = config.model.params.get("in_channels")
+        found = max(s.channels for s in self.train)
+        self.channels = wanted // len(self.views) if wanted else found
         if self.mapping is not None:
             check_classes_present(self.train, self.mapping.names)
 
