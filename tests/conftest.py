@@ -33,7 +33,7 @@ RUN_FOLDER_FILES = (
 )
 
 # A U-Net small enough to train in seconds on 2 CPU cores.
-TINY_MODEL = ["model.params.n_filters=1", "model.params.depth=2"]
+TINY_MODEL = ["model.params.n_filters=1", "model.params.depth=2", "model.params.batch_norm=false"]
 
 
 @pytest.fixture(scope="session")

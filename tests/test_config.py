@@ -43,6 +43,25 @@ def test_overrides_parse_yaml_values() -> None:
     assert cfg.tracking.enabled is False
 
 
+def test_a_single_model_param_changes_the_defaults_instead_of_replacing_them(
+    tmp_path: Path,
+) -> None:
+    assert load_config(None, ["model.params.n_filters=8"]).model.params == {
+        "n_filters": 8,
+        "batch_norm": True,
+    }
+    assert load_config(None, ["model.params={n_filters: 3}"]).model.params == {"n_filters": 3}
+    assert load_config(None, ["data.layout=volumes", "model.params.n_filters=2"]).model.params == {
+        "n_filters": 2
+    }
+    written = tmp_path / "exp.yaml"
+    written.write_text("model:\n  params:\n    n_filters: 3\n")
+    assert load_config(written, ["model.params.depth=3"]).model.params == {
+        "n_filters": 3,
+        "depth": 3,
+    }
+
+
 def test_apply_overrides_does_not_mutate_input() -> None:
     raw = {"train": {"epochs": 1}}
     apply_overrides(raw, ["train.epochs=2"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import textwrap
 from pathlib import Path
 from typing import Any, Literal
@@ -232,7 +233,21 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping of sections at the top level")
         raw = loaded or {}
-    return validate_config(apply_overrides(raw, overrides or []))
+    return validate_config(
+        apply_overrides(with_default_params(raw, overrides or []), overrides or [])
+    )
+
+
+def with_default_params(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """`raw` with the model's default `params` written out when overrides set single keys of
+    them (`model.params.n_filters=8`) and `raw` has none, so that those keys change the defaults
+    (e.g. the U-Net's `batch_norm: true`) instead of replacing them all."""
+    keys = [o for o in overrides if o.strip().startswith("model.params.")]
+    if not keys or "params" in (raw.get("model") or {}):
+        return raw
+    rest = [o for o in overrides if o not in keys]
+    defaults = validate_config(apply_overrides(raw, rest)).model.params
+    return apply_overrides(raw, [f"model.params={json.dumps(defaults)}"])
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:

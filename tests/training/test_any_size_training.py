@@ -17,7 +17,12 @@ from seglab.training.inputs import resolve_crop
 from seglab.training.run import train
 from seglab.training.tasks import SegmentationTask
 
-QUICK = ["train.epochs=1", "tracking.enabled=false", "model.params.n_filters=1"]
+QUICK = [
+    "train.epochs=1",
+    "tracking.enabled=false",
+    "model.params.n_filters=1",
+    "model.params.batch_norm=false",
+]
 
 
 def write_folder(root: Path, shapes: list[tuple[int, int]], bright: bool) -> Path:
