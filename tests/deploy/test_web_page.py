@@ -11,12 +11,14 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -24,9 +26,11 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
+from seglab.bundle import make_metadata, save_bundle
 from seglab.data.io import write_png
 from seglab.data.synthetic import make_nuclei
 from seglab.deploy.serve import create_app
+from seglab.models import create_model
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -78,11 +82,12 @@ if (arguments[1]) slider.dispatchEvent(new Event("change"));
 """
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
+@contextmanager
+def serving(model: str | Path) -> Iterator[str]:
+    """The URL of a real uvicorn server of `model` on a free loopback port."""
     import uvicorn
 
-    app = create_app("otsu")
+    app = create_app(model, backend="torch" if isinstance(model, Path) else "auto")
     # Bound here, before the server starts: port 0 gets a free port with no race for it.
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -95,10 +100,18 @@ def server() -> Iterator[str]:
         if time.monotonic() > deadline or not thread.is_alive():
             pytest.fail("uvicorn did not start within 30 s")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/"
-    uvicorn_server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        uvicorn_server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    with serving("otsu") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -329,3 +342,37 @@ def test_a_dropped_file_is_segmented(browser: WebDriver, server: str, nuclei: Pa
     assert (
         browser.find_element(By.ID, "download-mask").get_attribute("download") == "dropped_mask.png"
     )
+
+
+def test_a_multi_class_model_shows_its_classes(
+    browser: WebDriver, nuclei: Path, tmp_path: Path
+) -> None:
+    torch.manual_seed(0)
+    names, palette = ["background", "cell", "debris"], [[0, 0, 0], [255, 0, 0], [0, 0, 255]]
+    kwargs = {"in_channels": 3, "num_classes": 3, "n_filters": 1, "depth": 2}
+    metadata = make_metadata(
+        model_name="unet",
+        model_kwargs=kwargs,
+        preprocessing={"normalize": "scale", "percentiles": [1, 99], "input_size": None}
+        | {"channels": 3, "views": ["raw"]},
+        threshold=0.5,
+        metrics={},
+        config={},
+        labels={"names": names, "palette": palette, "ignore_index": 255},
+    )
+    bundle = save_bundle(create_model("unet", **kwargs), metadata, tmp_path / "model")
+    with serving(bundle) as url:
+        upload(browser, url, nuclei)
+        classes = server_answer(url, nuclei, "png")
+        summary = server_answer(url, nuclei, "json")
+        np.testing.assert_array_equal(shown_pixels(browser, "mask")[..., :3], classes)
+        find = browser.find_element
+        fractions = " · ".join(
+            f"{name} {100 * fraction:.1f} %"
+            for name, fraction in summary["class_fractions"].items()
+        )
+        assert find(By.ID, "fraction").text == fractions
+        assert "debris" in find(By.ID, "mask-legend").text
+        assert not find(By.ID, "threshold").is_displayed()
+        assert not find(By.ID, "download-labels").is_displayed()
+        np.testing.assert_array_equal(downloaded(browser, "download-mask"), classes)
