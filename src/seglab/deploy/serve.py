@@ -3,12 +3,14 @@
 
 `create_app` loads the model once and returns a FastAPI app; `run` serves it with uvicorn.
 Bad uploads get a 4xx with a JSON ``{"detail": "..."}`` naming the problem, never a 500:
-400 (no file, empty or corrupt image, unknown format), 413 (too large), 415 (not an image
-type), 503 (inference past the time limit; see `seglab.deploy.limits`).
+400 (no file, empty or corrupt image, unknown format or threshold), 413 (too large), 415 (not
+an image type), 503 (inference past the time limit; see `seglab.deploy.limits`).
 
 Example:
     $ seglab serve --model runs/nuclei/model
     $ curl -F file=@cells.png "http://127.0.0.1:8000/predict?format=json"
+    $ curl -F file=@cells.png -F threshold=0.4 -F format=labels -o labels.png \\
+        http://127.0.0.1:8000/predict
 """
 
 from __future__ import annotations
