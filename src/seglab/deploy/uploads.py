@@ -155,7 +155,11 @@ def parse_threshold(text: str | None) -> float | None:
     except ValueError:
         value = math.nan
     if not 0 < value < 1:  # NaN fails this too
-        raise HTTPException(400, f"threshold must be a number between 0 and 1, got {text!r}")
+        raise HTTPException(
+            400,
+            f"threshold must be a number between 0 and 1, got {text!r}; send e.g. "
+            "threshold=0.4, or no threshold for the model's own",
+        )
     return value
 
 
