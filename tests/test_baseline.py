@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from skimage.filters import threshold_otsu
 
 from seglab.baseline import BASELINES, OtsuBaseline, create_baseline
 from seglab.config import InstanceConfig
@@ -78,12 +79,16 @@ def test_grayscale_and_16_bit_inputs_give_the_same_mask(fluorescence: Pairs) -> 
     assert baseline.predict(image.mean(axis=2)).mask.shape == reference.shape
 
 
-def test_the_threshold_argument_does_not_change_the_mask(fluorescence: Pairs) -> None:
+def test_an_explicit_threshold_replaces_otsus_cut(fluorescence: Pairs) -> None:
     image = fluorescence[2][0]
-    baseline = OtsuBaseline()
+    # Nothing after the cut changes the mask: no opening, no hole filling, no size filter.
+    settings = InstanceConfig(method="components", min_area=0, fill_holes=False)
+    baseline = OtsuBaseline(opening_radius=0, instances=settings)
     assert baseline.threshold == 0.5
+    intensity = baseline.predict_proba(image)
+    np.testing.assert_array_equal(baseline.predict(image, threshold=0.3).mask, intensity >= 0.3)
     np.testing.assert_array_equal(
-        baseline.predict(image, threshold=0.95).mask, baseline.predict(image).mask
+        baseline.predict(image).mask, intensity > threshold_otsu(intensity)
     )
 
 

@@ -47,7 +47,7 @@ class OtsuBaseline:
     The prediction's ``probabilities`` are the smoothed, normalised (and possibly inverted)
     intensity: not probabilities, but monotonic in "looks like a nucleus", so threshold sweeps,
     curves and overlays still mean something. ``threshold`` (0.5) is there for the code that
-    reads it; the mask comes from the per-image Otsu threshold, never from it.
+    reads it; the mask comes from the per-image Otsu threshold unless `predict` is given one.
 
     Args:
         sigma: Standard deviation (pixels) of the Gaussian smoothing; 0 disables it. About 1
@@ -111,8 +111,8 @@ class OtsuBaseline:
 
         Args:
             image: (H, W, C) or (H, W) uint8, uint16 or float image.
-            threshold: Ignored; accepted so a baseline can stand in for a `Predictor`. The cut
-                is chosen per image by Otsu's method.
+            threshold: Where to cut the smoothed intensity, in [0, 1]; None (the default):
+                per image, by Otsu's method. The web page's threshold slider sets it.
             instances: Ignored: the baseline's mask is the union of its instances, so they are
                 always computed.
             stop: Asked once, before anything is computed (the baseline is fast); a reason
@@ -128,7 +128,9 @@ class OtsuBaseline:
         raise_if_stopped(stop)
         intensity = self.predict_proba(image)
         # Otsu needs two levels; a flat image (blank field, dead tile) holds no nucleus.
-        if intensity.size and intensity.max() > intensity.min():
+        if threshold is not None:
+            mask = intensity >= np.float64(threshold)
+        elif intensity.size and intensity.max() > intensity.min():
             mask = intensity > threshold_otsu(intensity)
         else:
             mask = np.zeros(intensity.shape, bool)

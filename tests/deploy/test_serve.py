@@ -313,10 +313,10 @@ def test_page_and_docs(otsu: TestClient) -> None:
     page = otsu.get("/")
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
-    for element in ("file", "image", "mask", "overlay", "time", "error"):
+    for element in ("file", "image", "mask", "overlay", "time", "error", "threshold", "empty"):
         assert f'id="{element}"' in page.text
-    # The legend shows the colour the server tints masks with.
-    assert f"--mask-color: rgb{MASK_COLOR};" in page.text
+    # The outline colours on offer include the one the server's own overlays use.
+    assert 'value="{},{},{}"'.format(*MASK_COLOR) in page.text
     assert "http://" not in page.text and "https://" not in page.text  # no external assets
     assert otsu.get("/docs").status_code == 200
     upload = otsu.get("/openapi.json").json()["paths"]["/predict"]["post"]["requestBody"]

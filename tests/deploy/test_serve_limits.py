@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from seglab.bundle import make_metadata, save_bundle
-from seglab.deploy import serve
+from seglab.deploy import answers, serve
 from seglab.deploy.limits import (
     ENV_MAX_PIXELS,
     ENV_MAX_SECONDS,
@@ -125,7 +125,7 @@ def test_large_and_failed_requests_give_memory_back(
     bundle: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[float] = []
-    monkeypatch.setattr(serve, "release_memory", lambda: calls.append(time.monotonic()))
+    monkeypatch.setattr(answers, "release_memory", lambda: calls.append(time.monotonic()))
     with TestClient(serve.create_app(bundle, "torch")) as client:
         assert post(client, png(np.zeros((32, 32), np.uint8))).status_code == 200
         assert calls == []

@@ -3,18 +3,19 @@
 
 `create_app` loads the model once and returns a FastAPI app; `run` serves it with uvicorn.
 Bad uploads get a 4xx with a JSON ``{"detail": "..."}`` naming the problem, never a 500:
-400 (no file, empty or corrupt image, unknown format), 413 (too large), 415 (not an image
-type), 503 (inference past the time limit; see `seglab.deploy.limits`).
+400 (no file, empty or corrupt image, unknown format or threshold), 413 (too large), 415 (not
+an image type), 503 (inference past the time limit; see `seglab.deploy.limits`).
 
 Example:
     $ seglab serve --model runs/nuclei/model
     $ curl -F file=@cells.png "http://127.0.0.1:8000/predict?format=json"
+    $ curl -F file=@cells.png -F threshold=0.4 -F format=labels -o labels.png \\
+        http://127.0.0.1:8000/predict
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import os
 import threading
@@ -23,30 +24,26 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from PIL import Image
 
-from seglab.baseline import BASELINES
 from seglab.bundle import read_metadata
-from seglab.deploy.limits import ServeLimits, release_memory
+from seglab.deploy.answers import Segmenter, media_type
+from seglab.deploy.limits import ServeLimits
 from seglab.deploy.uploads import (
     ACCEPTED,
     FORMATS,
     IMAGE_TYPES,
     MAX_PIXELS,
     ImageTooLargeError,
+    Upload,
     decode_image,
     read_upload,
 )
 from seglab.errors import ConfigError, DataError, InferenceStoppedError, SeglabError
 from seglab.inference.loading import load_predictor
-from seglab.inference.sliding_window import StopCheck
 from seglab.kinds import kind_of
-from seglab.postprocess import labels_to_rles
-from seglab.viz import mask_overlay
 
 __all__ = [
     "ENV_BACKEND",
@@ -67,100 +64,27 @@ logger = logging.getLogger(__name__)
 
 ENV_MODEL = "SEGLAB_SERVE_MODEL"
 ENV_BACKEND = "SEGLAB_SERVE_BACKEND"
-_FILE_FIELD = {"file": {"type": "string", "format": "binary", "description": ACCEPTED}}
-_FORM = {"type": "object", "required": ["file"], "properties": _FILE_FIELD}
+_FIELDS = {
+    "file": {"type": "string", "format": "binary", "description": ACCEPTED},
+    "format": {"type": "string", "enum": list(FORMATS), "default": "png"},
+    "threshold": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+}
+_FORM = {"type": "object", "required": ["file"], "properties": _FIELDS}
 _UPLOAD_DOC = {
     "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": _FORM}}}
 }
-_PNG_DOC: dict[int | str, dict[str, Any]] = {200: {"content": {"image/png": {}}}}
-# Requests of at least this many pixels give their memory back afterwards; smaller ones are
-# left to the allocator, which reuses it at once.
-_LARGE_PIXELS = 1024 * 1024
+_PNG_DOC: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/png": {}, "image/tiff": {}, "application/json": {}}}
+}
+_FORMAT_HELP = (
+    "png (mask, default), json (summary), overlay, probabilities (8-bit grey), labels "
+    "(instances, 16-bit PNG) or full (summary with every image as a data: URL)"
+)
+_THRESHOLD_HELP = "binary models: cut the probabilities here instead, 0 < threshold < 1"
 
 
 def _detail(exc: DataError) -> str:
     return f"{exc.path.name}: {exc.problem}" + (f"; {exc.hint}" if exc.hint else "")
-
-
-def _png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    # Masks compress well even at level 1, which is several times faster than the default 6.
-    Image.fromarray(array).save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
-
-
-class _Segmenter:
-    """The predictor behind a lock, and the encodings of its output."""
-
-    def __init__(self, predictor: Any, max_pixels: int) -> None:
-        self.predictor = predictor
-        self.max_pixels = max_pixels
-        metadata = predictor.metadata
-        self.instances = metadata["model"]["name"] in BASELINES or bool(metadata.get("instances"))
-        # One inference at a time: torch already uses every core, so parallel calls would only
-        # split them and multiply the peak memory; decoding and encoding still overlap.
-        self.lock = threading.Lock()
-
-    def __call__(
-        self, data: bytes, filename: str, fmt: str, stop: StopCheck
-    ) -> tuple[bytes | dict[str, Any], float]:
-        """The answer to one upload in `fmt`, and the model's time in ms; large or failed
-        requests give their memory back (`release_memory`)."""
-        pixels, failed = 0, True
-        try:
-            image = decode_image(data, filename, self.max_pixels)
-            pixels = image.shape[0] * image.shape[1]
-            answer = self._answer(image, fmt, stop)
-            failed = False
-            return answer
-        finally:
-            if failed or pixels >= _LARGE_PIXELS:
-                release_memory()
-
-    def _answer(
-        self, image: np.ndarray, fmt: str, stop: StopCheck
-    ) -> tuple[bytes | dict[str, Any], float]:
-        instances = self.instances and fmt == "json"
-        with self.lock:
-            start = time.perf_counter()
-            prediction = self.predictor.predict(image, instances=instances, stop=stop)
-            milliseconds = (time.perf_counter() - start) * 1e3
-        mask = prediction.mask
-        if self.predictor.kind.multiclass:
-            return self._classes(image, mask, fmt, milliseconds), milliseconds
-        if fmt == "png":
-            return _png(mask.astype(np.uint8) * 255), milliseconds
-        if fmt == "overlay":
-            return _png(mask_overlay(image, mask)), milliseconds
-        summary: dict[str, Any] = {
-            "width": int(mask.shape[1]),
-            "height": int(mask.shape[0]),
-            "foreground_fraction": float(mask.mean()),
-            "threshold": float(self.predictor.threshold),
-            "inference_ms": round(milliseconds, 3),
-        }
-        if instances and prediction.instances is not None:
-            rles = labels_to_rles(prediction.instances)
-            summary |= {"instances": len(rles), "rle": rles}
-        return summary, milliseconds
-
-    def _classes(
-        self, image: np.ndarray, mask: np.ndarray, fmt: str, milliseconds: float
-    ) -> bytes | dict[str, Any]:
-        """A multi-class answer: the palette-coloured classes, their overlay, or a summary."""
-        from seglab.inference.files import class_overlay
-
-        coloured = self.predictor.colour(mask)
-        if fmt == "png":
-            return _png(coloured)
-        if fmt == "overlay":
-            return _png(class_overlay(image, coloured))
-        return {
-            "width": int(mask.shape[1]),
-            "height": int(mask.shape[0]),
-            "class_fractions": self.predictor.class_fractions(mask),
-            "inference_ms": round(milliseconds, 3),
-        }
 
 
 def _backend_name(predictor: Any) -> str:
@@ -188,7 +112,7 @@ def create_app(
     limits = limits or ServeLimits()
     predictor = _load_segmentation_model(model, backend)
     name = predictor.metadata["model"]["name"]
-    segmenter = _Segmenter(predictor, limits.max_pixels)
+    segmenter = Segmenter(predictor, limits.max_pixels)
     info = _model_info(predictor)
     page = files("seglab.web").joinpath("index.html").read_text(encoding="utf-8")
     logger.info("serving %s (%s backend)", name, info["backend"])
@@ -211,20 +135,20 @@ def create_app(
     @app.post("/predict", openapi_extra=_UPLOAD_DOC, responses=_PNG_DOC)
     async def predict(
         request: Request,
-        fmt: Annotated[
-            str | None,
-            Query(alias="format", description="png (0/255 mask, default), json or overlay"),
-        ] = None,
+        fmt: Annotated[str | None, Query(alias="format", description=_FORMAT_HELP)] = None,
+        threshold: Annotated[str | None, Query(description=_THRESHOLD_HELP)] = None,
     ) -> Response:
-        """Segment one image sent as multipart field `file` (`format` may be a form field too).
+        """Segment one image sent as multipart field `file` (`format`, `threshold` may be
+        form fields too); `threshold` replaces a binary model's tuned one.
 
-        Answers the mask as a 0/255 PNG, a JSON summary or an overlay PNG, with the model's
-        time in the header `X-Inference-Ms`. Errors: 400 no file, empty or corrupt image,
-        unknown format; 413 upload or image too large; 415 not a PNG, JPEG or TIFF; 503
-        inference longer than the server's limit.
+        Answers in `format` (`seglab.deploy.answers`), with the model's time in the header
+        `X-Inference-Ms`. Errors: 400 no file, empty or corrupt image, unknown format or
+        threshold, or one the model lacks; 413 upload or image too large; 415 not a PNG, JPEG
+        or TIFF; 503 inference longer than the server's limit.
         """
-        data, filename, answer = await read_upload(request, fmt, limits.upload_bytes)
-        return await _segment(segmenter, request, (data, filename, answer), limits.max_seconds)
+        upload = await read_upload(request, fmt, threshold, limits.upload_bytes)
+        segmenter.check(upload)
+        return await _segment(segmenter, request, upload, limits.max_seconds)
 
     return app
 
@@ -248,9 +172,9 @@ def _model_info(predictor: Any) -> dict[str, Any]:
 
 
 async def _segment(
-    segmenter: _Segmenter, request: Request, upload: tuple[bytes, str, str], max_seconds: float
+    segmenter: Segmenter, request: Request, upload: Upload, max_seconds: float
 ) -> Response:
-    """The answer to one `(bytes, name, format)` upload, or a 4xx/503 naming the problem.
+    """The answer to one upload, or a 4xx/503 naming the problem.
 
     Inference stops between batches of tiles once `max_seconds` have passed since the upload
     was read or the client has gone, so no request holds the model for longer than that.
@@ -273,16 +197,16 @@ async def _segment(
     except DataError as exc:
         raise HTTPException(400, _detail(exc)) from None
     except InferenceStoppedError as exc:
-        logger.warning("%s: %s", upload[1], exc)
-        raise HTTPException(503, f"{upload[1]}: {exc}; send a smaller image") from None
+        logger.warning("%s: %s", upload.filename, exc)
+        raise HTTPException(503, f"{upload.filename}: {exc}; send a smaller image") from None
     except SeglabError as exc:  # an image the model cannot take, such as one 2 pixels wide
-        raise HTTPException(400, f"{upload[1]}: {exc}") from None
+        raise HTTPException(400, f"{upload.filename}: {exc}") from None
     finally:
         watcher.cancel()
     headers = {"X-Inference-Ms": f"{milliseconds:.3f}"}
     if isinstance(result, dict):
         return JSONResponse(result, headers=headers)
-    return Response(result, media_type="image/png", headers=headers)
+    return Response(result, media_type=media_type(result), headers=headers)
 
 
 async def watch_disconnect(request: Request, gone: threading.Event) -> None:

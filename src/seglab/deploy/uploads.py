@@ -1,14 +1,16 @@
 """Reading an image upload: the request's multipart form, its `file` field and the image in it.
 
 Every problem is refused with a 4xx naming it, never a 500: 400 (no file, empty or corrupt
-image, unknown format), 413 (too large), 415 (not an image type). `seglab.deploy.serve` answers
-`POST /predict` with these.
+image, unknown format, a threshold not between 0 and 1), 413 (too large), 415 (not an image
+type). `seglab.deploy.serve` answers `POST /predict` with these.
 """
 
 from __future__ import annotations
 
+import math
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from fastapi import HTTPException, Request
@@ -26,11 +28,13 @@ __all__ = [
     "IMAGE_TYPES",
     "MAX_PIXELS",
     "ImageTooLargeError",
+    "Upload",
     "decode_image",
+    "parse_threshold",
     "read_upload",
 ]
 
-FORMATS = ("png", "json", "overlay")
+FORMATS = ("png", "json", "overlay", "probabilities", "labels", "full")
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/tiff")
 MAX_PIXELS = ServeLimits().max_pixels
 # With the names older or sloppy clients send for the same three formats.
@@ -125,15 +129,51 @@ def _check_charged(width: int, height: int, name: str, max_pixels: int) -> None:
     raise ImageTooLargeError(name, problem, _TILES_HINT)
 
 
-async def read_upload(request: Request, fmt: str | None, limit: int) -> tuple[bytes, str, str]:
-    """The uploaded file's bytes and name, and the answer's format (the query's, else the
-    form's, else png), each checked."""
+class Upload(NamedTuple):
+    """One checked request to `POST /predict`."""
+
+    data: bytes
+    filename: str
+    fmt: str
+    threshold: float | None
+
+
+def parse_threshold(text: str | None) -> float | None:
+    """A request's `threshold` field as a number strictly between 0 and 1, or None when absent.
+
+    Raises:
+        HTTPException: 400 naming the value, when it is not such a number.
+
+    Example:
+        >>> parse_threshold("0.3")
+        0.3
+    """
+    if text is None or text == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:  # NaN fails this too
+        raise HTTPException(
+            400,
+            f"threshold must be a number between 0 and 1, got {text!r}; send e.g. "
+            "threshold=0.4, or no threshold for the model's own",
+        )
+    return value
+
+
+async def read_upload(
+    request: Request, fmt: str | None, threshold: str | None, limit: int
+) -> Upload:
+    """The uploaded file's bytes and name, the answer's format and the threshold, each taken
+    from the query, else from the form (format png and no threshold by default), and checked."""
     form = await _read_form(request, limit)
     try:
-        field = form.get("format")
-        fmt = fmt or (field if isinstance(field, str) else None) or "png"
+        fmt = fmt or _text_field(form, "format") or "png"
         if fmt not in FORMATS:
             raise HTTPException(400, f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
+        cut = parse_threshold(threshold or _text_field(form, "threshold"))
         upload = _get_upload(form)
         data = await upload.read(limit + 1)  # never more than needed to see it is too large
         name = upload.filename or "upload"
@@ -141,7 +181,12 @@ async def read_upload(request: Request, fmt: str | None, limit: int) -> tuple[by
         await form.close()
     if len(data) > limit:
         raise HTTPException(413, f"{name}: larger than the limit of {limit:,} bytes")
-    return data, name, fmt
+    return Upload(data, name, fmt, cut)
+
+
+def _text_field(form: FormData, key: str) -> str | None:
+    field = form.get(key)
+    return field if isinstance(field, str) else None
 
 
 async def _read_form(request: Request, limit: int) -> FormData:
