@@ -12,7 +12,7 @@ import pytest
 from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as official
 from PIL import Image
 
-from seglab.data.labels import cityscapes_mapping
+from seglab.data.labels import LabelMapping, cityscapes_mapping
 from seglab.evaluation.cityscapes_eval import (
     CATEGORY_NAMES,
     CLASS_NAMES,
@@ -192,3 +192,37 @@ def test_bad_label_ids_are_refused() -> None:
         label_id_confusion(np.array([[40]]), np.array([[7]]))
     with pytest.raises(ValueError, match="shape"):
         label_id_confusion(np.zeros((2, 2), int), np.zeros((2, 3), int))
+
+
+def test_seglab_evaluate_of_a_category_bundle_gives_the_official_scores(tmp_path: Path) -> None:
+    from seglab.evaluation.segmentation import evaluate
+    from seglab.inference.loading import load_predictor
+
+    bundle = Path(__file__).parents[1] / "bundles" / "multiclass"  # 7 categories, void ignored
+    predictor = load_predictor(bundle)
+    mapping = LabelMapping.from_dict(predictor.metadata["labels"])
+    rng = np.random.default_rng(3)
+    pairs = []
+    for index, truth in enumerate(synthetic_truths(rng)[:2]):  # parking, caravan ... included
+        stem = f"city_{index:06d}_000019"
+        image = rng.integers(0, 256, (*SHAPE, 3), dtype=np.uint8)
+        for folder, name, array in (
+            ("leftImg8bit", f"{stem}_leftImg8bit.png", image),
+            ("gtFine", f"{stem}_gtFine_labelIds.png", truth.astype(np.uint8)),
+        ):
+            path = tmp_path / "data" / folder / "test" / "city" / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(array).save(path)
+        pairs.append((to_label_ids(predictor.predict(image).mask, mapping), truth))
+    result = evaluate(predictor, tmp_path / "data", tmp_path / "eval", progress=False)
+    theirs = official_scores(pairs, tmp_path / "official")
+    assert "cityscapes_miou" not in result.metrics  # categories say nothing of the 19 classes
+    expected = theirs["averageScoreCategories"]
+    assert result.metrics["cityscapes_category_miou"] == pytest.approx(expected, abs=1e-9)
+    assert result.metrics["miou"] == pytest.approx(expected, abs=1e-9)
+    ours = {
+        k: math.nan if v is None else v
+        for k, v in result.metrics["cityscapes"]["category_iou"].items()
+    }
+    assert_same(ours, theirs["categoryScores"], CATEGORY_NAMES)
+    assert "Cityscapes benchmark, per category" in (tmp_path / "eval" / "report.html").read_text()

@@ -152,7 +152,10 @@ def cityscapes_kind(mapping: LabelMapping) -> tuple[str, str] | None:
     """``(kind, void)`` of a mapping made by `cityscapes_mapping` (e.g. a bundle's), else None."""
     for kind in CITYSCAPES_KINDS:
         for void in VOID_MODES:
-            known = cityscapes_mapping(kind, void, mapping.ignore_index)  # type: ignore[arg-type]
+            try:
+                known = cityscapes_mapping(kind, void, mapping.ignore_index)  # type: ignore[arg-type]
+            except ValueError:  # an ignore_index that is one of this kind's class indices
+                continue
             if (
                 known.names == mapping.names
                 and known.void_index == mapping.void_index
