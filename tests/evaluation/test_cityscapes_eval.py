@@ -16,9 +16,12 @@ from seglab.data.labels import LabelMapping, cityscapes_mapping
 from seglab.evaluation.cityscapes_eval import (
     CATEGORY_NAMES,
     CLASS_NAMES,
+    MEAN_INSTANCE_SIZE,
     benchmark_mapping,
+    cityscapes_iiou,
     cityscapes_kind,
     cityscapes_scores,
+    instance_counts,
     label_id_confusion,
     scores_from_class_matrix,
     to_label_ids,
@@ -31,10 +34,16 @@ SHAPE = (32, 64)
 NEVER_TRUE = (23, 28, 31)
 
 
-def official_scores(pairs: list[tuple[np.ndarray, np.ndarray]], tmp_path: Path) -> dict[str, Any]:
-    """The official script's result dict for (prediction, truth) label-id pairs written as PNGs."""
+def official_scores(
+    pairs: list[tuple[np.ndarray, np.ndarray]],
+    tmp_path: Path,
+    instances: list[np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """The official script's result dict for (prediction, truth) label-id pairs written as PNGs
+    (with `instances`, their *_instanceIds.png files too, and iIoU)."""
     args = official.CArgs()
-    args.evalInstLevelScore = False  # iIoU needs *_instanceIds.png files
+    args.evalInstLevelScore = instances is not None
+    args.avgClassSize = official.args.avgClassSize
     args.evalPixelAccuracy = False
     args.quiet = True
     args.JSONOutput = False
@@ -47,6 +56,9 @@ def official_scores(pairs: list[tuple[np.ndarray, np.ndarray]], tmp_path: Path) 
         for path, array in ((truth_file, truth), (pred_file, pred)):
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(array.astype(np.uint8), mode="L").save(path)
+        if instances is not None:
+            name = truth_file.name.replace("labelIds", "instanceIds")
+            Image.fromarray(instances[index].astype(np.uint16)).save(truth_file.with_name(name))
         predictions.append(str(pred_file))
         truths.append(str(truth_file))
     return official.evaluateImgLists(predictions, truths, args)
@@ -95,6 +107,41 @@ def test_label_id_predictions_score_as_the_official_script(tmp_path: Path) -> No
     assert ours.category_miou == pytest.approx(theirs["averageScoreCategories"], abs=1e-9)
     ignored = [name for name, score in theirs["classScores"].items() if name not in CLASS_NAMES]
     assert len(ignored) == 34 - 19 and all(math.isnan(theirs["classScores"][n]) for n in ignored)
+
+
+def synthetic_instances(truth: np.ndarray) -> np.ndarray:
+    """Instance ids of a label-id image: pixels of instance classes (24..33) split into one
+    instance per 16-column band, the first band a group without instances (id = label id)."""
+    band = np.broadcast_to(np.arange(truth.shape[1]) // 16, truth.shape)
+    instance = (truth >= 24) & (band > 0)
+    return np.where(instance, truth.astype(np.int64) * 1000 + band, truth)
+
+
+def test_instance_level_iiou_scores_as_the_official_script(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The script's instance code calls np.in1d, which numpy 2.4 removed; np.isin is its successor.
+    def in1d(values: np.ndarray, test: Any, invert: bool = False) -> np.ndarray:
+        return np.isin(values, test, invert=invert).ravel()
+
+    monkeypatch.setattr(np, "in1d", in1d, raising=False)
+    rng = np.random.default_rng(4)
+    truths = synthetic_truths(rng)
+    instances = [synthetic_instances(truth) for truth in truths]
+    pairs = [(noisy(truth, np.setdiff1d(np.arange(34), [23, 31]), rng), truth) for truth in truths]
+    theirs = official_scores(pairs, tmp_path, instances)
+    matrix = sum(label_id_confusion(pred, truth) for pred, truth in pairs)
+    counts = instance_counts(pairs[0][0], instances[0])
+    for (pred, _), ids in zip(pairs[1:], instances[1:]):
+        counts = counts + instance_counts(pred, ids)
+    ours = cityscapes_iiou(matrix, counts)
+    names = tuple(n for n in MEAN_INSTANCE_SIZE if n not in ("caravan", "trailer"))
+    assert ours.class_iou is not None
+    assert_same(ours.class_iou, theirs["classInstScores"], names)
+    assert_same(ours.category_iou, theirs["categoryInstScores"], ("human", "vehicle"))
+    assert math.isnan(ours.class_iou["train"]) and ours.class_iou["bus"] == 0.0
+    assert ours.miou == pytest.approx(theirs["averageScoreInstClasses"], abs=1e-9)
+    assert ours.category_miou == pytest.approx(theirs["averageScoreInstCategories"], abs=1e-9)
 
 
 def test_a_train_id_model_scores_as_the_official_script(tmp_path: Path) -> None:

@@ -14,7 +14,10 @@ over all images (`label_id_confusion`):
   evaluated labels of a category taken together, so confusing car with truck is a hit.
 - mIoU and category mIoU: means over the scores that are not NaN.
 
-The instance-weighted iIoU needs the ``*_instanceIds.png`` files and is not computed here.
+The instance-level iIoU (`instance_counts`, `cityscapes_iiou`) reads the ``*_instanceIds.png``
+files (``label id * 1000 + k`` for each instance of the 8 classes person .. bicycle): every
+instance's pixels weigh the class's mean instance size over the instance's size, so that small
+objects count as much as large ones; ``fp`` stays the unweighted count of the IoU.
 
 seglab's own multi-class evaluation gives the same class mIoU for a train-id model, because its
 ground truth drops the void pixels and its predictions are always evaluated classes. A category
@@ -50,6 +53,32 @@ CLASS_NAMES = tuple(row.name for row in _ROWS if not row.ignore_in_eval)
 _GROUPS = _EVALUATED[:, None] & (_CATEGORY_OF[:, None] == np.arange(len(CATEGORIES))[None, :])
 _SCORED_CATEGORIES = _GROUPS.any(axis=0)  # all but void, which has no evaluated label
 CATEGORY_NAMES = tuple(name for (name, _), scored in zip(CATEGORIES, _SCORED_CATEGORIES) if scored)
+# Mean instance size in pixels of each instance class over the training set, the weights of the
+# iIoU (the benchmark's constants, `avgClassSize` in evalPixelLevelSemanticLabeling).
+MEAN_INSTANCE_SIZE = {
+    "person": 3462.4756337644,
+    "rider": 3930.4788056518,
+    "car": 12794.0202738185,
+    "truck": 27855.1264367816,
+    "bus": 35732.1511111111,
+    "caravan": 36771.8241758242,
+    "trailer": 16926.9763313609,
+    "train": 67583.7075812274,
+    "motorcycle": 6298.7200839748,
+    "bicycle": 4672.3249222261,
+}
+_HAS_INSTANCES = np.array([row.has_instances for row in _ROWS])
+_INSTANCE_CLASS = _HAS_INSTANCES & _EVALUATED
+_MEAN_SIZE = np.array([MEAN_INSTANCE_SIZE.get(row.name, 0.0) for row in _ROWS])
+# Categories whose labels all have instances (human, vehicle); their iIoU counts every label,
+# the ignored caravan and trailer too.
+_ALL_INSTANCES = np.array(
+    [
+        all(row.has_instances for row in _ROWS if row.category_id == k)
+        for k in range(len(CATEGORIES))
+    ]
+)
+_INSTANCE_GROUPS = (_CATEGORY_OF[:, None] == np.arange(len(CATEGORIES))[None, :]) & _ALL_INSTANCES
 
 
 @dataclass(frozen=True)
@@ -145,6 +174,100 @@ def cityscapes_scores(matrix: np.ndarray, with_classes: bool = True) -> Cityscap
         miou=_nan_mean(class_iou) if with_classes else math.nan,
         category_iou=categories,
         category_miou=_nan_mean(category_iou),
+    )
+
+
+@dataclass(frozen=True)
+class InstanceCounts:
+    """Instance-weighted true positives and false negatives, summed over images.
+
+    Attributes:
+        class_tp, class_fn: ``(34,)`` weighted counts by label id.
+        category_tp, category_fn: ``(8,)`` weighted counts by category id.
+    """
+
+    class_tp: np.ndarray
+    class_fn: np.ndarray
+    category_tp: np.ndarray
+    category_fn: np.ndarray
+
+    def __add__(self, other: InstanceCounts) -> InstanceCounts:
+        return InstanceCounts(
+            self.class_tp + other.class_tp,
+            self.class_fn + other.class_fn,
+            self.category_tp + other.category_tp,
+            self.category_fn + other.category_fn,
+        )
+
+
+def instance_counts(pred: np.ndarray, instances: np.ndarray) -> InstanceCounts:
+    """The instance-weighted hits and misses of one image.
+
+    Args:
+        pred: ``(H, W)`` predicted label ids.
+        instances: ``(H, W)`` the ``*_instanceIds.png`` values; those above 1000 are instances
+            (``label id * 1000 + k``), of an evaluated instance class or ignored.
+
+    Returns:
+        The counts; add those of several images with ``+``.
+
+    Raises:
+        ValueError: The shapes differ, or an instance's label id is not an instance class.
+    """
+    p, ids = np.asarray(pred, np.int64).ravel(), np.asarray(instances, np.int64).ravel()
+    if np.shape(pred) != np.shape(instances):
+        raise ValueError(f"prediction shape {np.shape(pred)} must equal {np.shape(instances)}")
+    labels = ids // 1000
+    known = np.clip(labels, 0, NUM_LABEL_IDS - 1)
+    if ((ids > 1000) & ((labels >= NUM_LABEL_IDS) | (_EVALUATED & ~_HAS_INSTANCES)[known])).any():
+        raise ValueError("instance ids must be label id * 1000 + k for an instance class")
+    keep = (ids > 1000) & _INSTANCE_CLASS[known]
+    found, index = np.unique(ids[keep], return_inverse=True)
+    label, pixel_pred = found // 1000, p[keep]
+    size = np.bincount(index)
+    weight = _MEAN_SIZE[label] / size
+    hits = np.bincount(index, weights=pixel_pred == label[index], minlength=found.size)
+    category = _CATEGORY_OF[label]
+    in_group = _INSTANCE_GROUPS[np.clip(pixel_pred, 0, NUM_LABEL_IDS - 1), category[index]]
+    group_hits = np.bincount(index, weights=in_group, minlength=found.size)
+    group_weight = np.where(_INSTANCE_GROUPS.any(axis=0)[category], weight, 0.0)
+
+    def total(values: np.ndarray, at: np.ndarray, length: int) -> np.ndarray:
+        return np.bincount(at, weights=values, minlength=length)
+
+    return InstanceCounts(
+        total(hits * weight, label, NUM_LABEL_IDS),
+        total((size - hits) * weight, label, NUM_LABEL_IDS),
+        total(group_hits * group_weight, category, len(CATEGORIES)),
+        total((size - group_hits) * group_weight, category, len(CATEGORIES)),
+    )
+
+
+def cityscapes_iiou(matrix: np.ndarray, counts: InstanceCounts) -> CityscapesScores:
+    """The official instance-level scores: iIoU of the 8 instance classes and of human and
+    vehicle, in `CityscapesScores` fields (``class_iou`` holds the class iIoUs, ``miou`` their
+    mean).
+
+    Args:
+        matrix: ``(34, 34)`` label-id confusion matrix of the same images (for ``fp``).
+        counts: Their summed `instance_counts`.
+    """
+    m = np.asarray(matrix, np.int64)
+    fp = m[_EVALUATED].sum(axis=0) - np.where(_EVALUATED, np.diag(m), 0)
+    class_iiou = _iou(counts.class_tp, fp, counts.class_fn)[_INSTANCE_CLASS]
+    groups = _INSTANCE_GROUPS.astype(np.int64)
+    other_rows = _EVALUATED[:, None] & (_CATEGORY_OF[:, None] != np.arange(len(CATEGORIES)))
+    category_fp = (other_rows.astype(np.int64).T @ m @ groups).diagonal()
+    scored = _INSTANCE_GROUPS.any(axis=0)
+    category_iiou = _iou(counts.category_tp, category_fp, counts.category_fn)[scored]
+    names = [row.name for row in _ROWS if _INSTANCE_CLASS[row.id]]
+    return CityscapesScores(
+        class_iou=dict(zip(names, class_iiou.tolist())),
+        miou=_nan_mean(class_iiou),
+        category_iou=dict(
+            zip([n for (n, _), s in zip(CATEGORIES, scored) if s], category_iiou.tolist())
+        ),
+        category_miou=_nan_mean(category_iiou),
     )
 
 
