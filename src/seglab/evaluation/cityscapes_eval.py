@@ -49,8 +49,8 @@ NUM_LABEL_IDS = len(_ROWS)  # 34: the values of a *_gtFine_labelIds.png file
 _EVALUATED = np.array([not row.ignore_in_eval for row in _ROWS])
 _CATEGORY_OF = np.array([row.category_id for row in _ROWS])
 CLASS_NAMES = tuple(row.name for row in _ROWS if not row.ignore_in_eval)
-# (34, 8): label id x category, True for the evaluated labels of each category.
-_GROUPS = _EVALUATED[:, None] & (_CATEGORY_OF[:, None] == np.arange(len(CATEGORIES))[None, :])
+_IN_CATEGORY = _CATEGORY_OF[:, None] == np.arange(len(CATEGORIES))[None, :]  # (34, 8)
+_GROUPS = _EVALUATED[:, None] & _IN_CATEGORY  # the evaluated labels of each category
 _SCORED_CATEGORIES = _GROUPS.any(axis=0)  # all but void, which has no evaluated label
 CATEGORY_NAMES = tuple(name for (name, _), scored in zip(CATEGORIES, _SCORED_CATEGORIES) if scored)
 # Mean instance size in pixels of each instance class over the training set, the weights of the
@@ -78,12 +78,12 @@ _ALL_INSTANCES = np.array(
         for k in range(len(CATEGORIES))
     ]
 )
-_INSTANCE_GROUPS = (_CATEGORY_OF[:, None] == np.arange(len(CATEGORIES))[None, :]) & _ALL_INSTANCES
+_INSTANCE_GROUPS = _IN_CATEGORY & _ALL_INSTANCES
 
 
 @dataclass(frozen=True)
 class CityscapesScores:
-    """Official scores of one confusion matrix.
+    """Official scores of one confusion matrix (IoUs, or iIoUs from `cityscapes_iiou`).
 
     Attributes:
         class_iou: IoU of each of the 19 classes by name (NaN: absent from truth and prediction);
@@ -256,7 +256,7 @@ def cityscapes_iiou(matrix: np.ndarray, counts: InstanceCounts) -> CityscapesSco
     fp = m[_EVALUATED].sum(axis=0) - np.where(_EVALUATED, np.diag(m), 0)
     class_iiou = _iou(counts.class_tp, fp, counts.class_fn)[_INSTANCE_CLASS]
     groups = _INSTANCE_GROUPS.astype(np.int64)
-    other_rows = _EVALUATED[:, None] & (_CATEGORY_OF[:, None] != np.arange(len(CATEGORIES)))
+    other_rows = _EVALUATED[:, None] & ~_IN_CATEGORY
     category_fp = (other_rows.astype(np.int64).T @ m @ groups).diagonal()
     scored = _INSTANCE_GROUPS.any(axis=0)
     category_iiou = _iou(counts.category_tp, category_fp, counts.category_fn)[scored]
