@@ -55,7 +55,7 @@ def official_scores(
         pred_file = tmp_path / "results" / f"{stem}_pred.png"
         for path, array in ((truth_file, truth), (pred_file, pred)):
             path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(array.astype(np.uint8), mode="L").save(path)
+            Image.fromarray(array.astype(np.uint8)).save(path)
         if instances is not None:
             name = truth_file.name.replace("labelIds", "instanceIds")
             Image.fromarray(instances[index].astype(np.uint16)).save(truth_file.with_name(name))
