@@ -96,6 +96,10 @@ def test_cli_evaluate_predict_export_on_streets(
     metrics = json.loads((evaluation / "metrics.json").read_text())
     assert metrics["miou"] == pytest.approx(result.test_metrics["miou"])  # type: ignore[index]
     assert "miou" in shown.stdout and "IoU sky" in shown.stdout
+    # The streets use no label the benchmark ignores beside void: the official category mIoU
+    # of this void-ignoring category model is seglab's own.
+    assert metrics["cityscapes_category_miou"] == pytest.approx(metrics["miou"], abs=1e-12)
+    assert "cityscapes_miou" not in metrics and "cityscapes_category_miou" in shown.stdout
     assert (evaluation / "confusion_matrix.png").stat().st_size > 0
 
     images = sorted((data / "leftImg8bit" / "test").rglob("*.png"))

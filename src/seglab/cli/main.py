@@ -211,6 +211,8 @@ def _report_training(result: Any) -> None:
 @examples(
     "seglab evaluate --model runs/nuclei/model --data data/nuclei --out runs/nuclei/eval/again",
     "seglab evaluate --model otsu --data data/nuclei --split test --out runs/otsu-eval",
+    "seglab evaluate --model runs/cityscapes/model --data /data/cityscapes --split val "
+    "--out runs/cityscapes/eval/val",
 )
 def evaluate(
     model: Annotated[Path, typer.Option(help="Bundle folder (a run's model/) or `otsu`.")],
@@ -225,7 +227,11 @@ def evaluate(
     precision: PrecisionOption = "auto",
     progress: Progress = True,
 ) -> None:
-    """Score a model on labelled data: metrics.json, per_image.csv, confusion images, report."""
+    """Score a model on labelled data: metrics.json, per_image.csv, confusion images, report.
+
+    A Cityscapes model (categories or train ids) is scored by the benchmark's rules and also gets
+    its official scores: cityscapes_miou (19 classes), cityscapes_category_miou (7 categories).
+    """
     from seglab.evaluation.segmentation import evaluate as evaluate_run
     from seglab.inference.loading import load_predictor
 

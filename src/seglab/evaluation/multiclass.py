@@ -5,6 +5,14 @@ Writes into the output folder what the binary evaluation writes (`metrics.json`,
 (rows: true class, normalised per row) and `panels/<id>.png` (image | truth | prediction in the
 class palette) for a gallery of the hardest images. Volumes are scored by the same code, with
 their orthogonal planes as panels (`seglab.evaluation.volumes.volume_panels`).
+
+``miou`` is the mean IoU over the classes present in the truth or the prediction, the Cityscapes
+benchmark's rule. On Cityscapes ground truth read with
+`seglab.evaluation.cityscapes_eval.benchmark_mapping` (as `seglab evaluate` does) it is the
+official class mIoU of a train-id model and the official category mIoU of a category model, void
+ignored; for any Cityscapes model the metrics then also hold the official scores of
+``evalPixelLevelSemanticLabeling``: ``cityscapes_miou`` (train-id models),
+``cityscapes_category_miou`` and their per-class and per-category IoUs (``cityscapes``).
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ def evaluate_multiclass_samples(
     max_panels: int = 200,
     panels: PanelWriter | None = None,
     extra: dict[str, Any] | None = None,
+    cityscapes: bool = False,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Predict every labelled sample, accumulate one confusion matrix, write the outputs.
 
@@ -52,6 +61,7 @@ def evaluate_multiclass_samples(
         max_panels: Write image | truth | prediction panels for at most this many images.
         panels: Draws the panels of one sample (default: `segmentation_panels`, for images).
         extra: Entries added to metrics.json (e.g. the prediction settings).
+        cityscapes: Masks read with `benchmark_mapping`: add the official Cityscapes scores.
 
     Returns:
         The metrics (as written to metrics.json) and the per-image rows.
@@ -80,8 +90,8 @@ def evaluate_multiclass_samples(
                 out_dir / "panels" / f"{sample.id}.png",
                 title=f"{sample.id} — mIoU {scores['miou']:.3f}",
             )
-    metrics: dict[str, Any] = summarize_multiclass(total, names)
-    metrics["n_images"] = len(rows)
+    metrics: dict[str, Any] = {**summarize_multiclass(total, names), "n_images": len(rows)}
+    metrics.update(_official_scores(total, predictor.metadata["labels"]) if cityscapes else {})
     metrics.update(extra or {})
     atomic_write_json(out_dir / "metrics.json", metrics)
     _write_rows(out_dir / "per_image.csv", rows)
@@ -89,6 +99,17 @@ def evaluate_multiclass_samples(
     plot_confusion_matrix(total, names, out_dir / "confusion_matrix.png")
     _write_report(out_dir, metrics, rows, predictor)
     return metrics, rows
+
+
+def _official_scores(matrix: np.ndarray, labels: dict[str, Any]) -> dict[str, Any]:
+    from seglab.data.labels import LabelMapping
+    from seglab.evaluation.cityscapes_eval import scores_from_class_matrix
+
+    official = scores_from_class_matrix(matrix, LabelMapping.from_dict(labels)).to_dict()
+    means = {
+        f"cityscapes_{key}": official[key] for key in ("miou", "category_miou") if key in official
+    }
+    return means | {"cityscapes": official}
 
 
 def _image_row(name: str, scores: dict[str, Any], names: list[str]) -> dict[str, Any]:
@@ -142,6 +163,7 @@ def _write_report(
     ]
     sections = [
         ReportSection("Per class", table=per_class),
+        *_official_sections(metrics.get("cityscapes")),
         ReportSection(
             "Confusion matrix (rows: true class, normalised per row)",
             images=[("confusion matrix", out_dir / "confusion_matrix.png")],
@@ -157,3 +179,26 @@ def _write_report(
     summary = {k: v for k, v in metrics.items() if not isinstance(v, dict) and v is not None}
     summary["model"] = predictor.metadata["model"]["name"]
     write_report_html(out_dir / "report.html", "seglab evaluation", summary, sections)
+
+
+def _official_sections(official: dict[str, Any] | None) -> list[Any]:
+    """The Cityscapes benchmark's class and category IoUs, when they were computed."""
+    from seglab.evaluation.report import ReportSection
+
+    if official is None:
+        return []
+    text = (
+        "IoU by the rules of the official evalPixelLevelSemanticLabeling: ground-truth labels "
+        "ignored in evaluation do not count; empty scores (absent classes) are left out of "
+        "the means."
+    )
+    tables = [("class", "class_iou"), ("category", "category_iou")]
+    return [
+        ReportSection(
+            f"Cityscapes benchmark, per {name}",
+            text=text,
+            table=[{name: key, "iou": value} for key, value in official[entry].items()],
+        )
+        for name, entry in tables
+        if entry in official
+    ]

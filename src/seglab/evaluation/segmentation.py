@@ -35,6 +35,7 @@ def evaluate_samples(
     out_dir: str | Path,
     progress: bool = False,
     max_confusion: int = 200,
+    cityscapes: bool = False,
 ) -> EvaluationResult:
     """Predict every labelled sample, score it and write the evaluation outputs into `out_dir`.
 
@@ -43,7 +44,8 @@ def evaluate_samples(
     Samples with one mask per object (dsb2018) also get instance metrics (Kaggle DSB2018 mAP,
     `per_threshold.csv`, `instances/<id>.png`); every result is also split by imaging modality.
     Multi-class models are scored by `seglab.evaluation.multiclass` (mIoU, per-class scores,
-    confusion matrix, palette panels).
+    confusion matrix, palette panels); `cityscapes` (masks read with `benchmark_mapping` from
+    Cityscapes label ids) adds the official Cityscapes scores beside.
     """
     out_dir = Path(out_dir)
     labelled = [s for s in samples if s.mask is not None]
@@ -53,7 +55,9 @@ def evaluate_samples(
     if predictor.kind.multiclass:
         from seglab.evaluation.multiclass import evaluate_multiclass_samples
 
-        scores, table = evaluate_multiclass_samples(predictor, labelled, out_dir, progress)
+        scores, table = evaluate_multiclass_samples(
+            predictor, labelled, out_dir, progress, cityscapes=cityscapes
+        )
         return EvaluationResult(scores, table, out_dir)
     rows: list[dict[str, Any]] = []
     all_counts = []
@@ -170,15 +174,24 @@ def evaluate(
         )
     if len(labelled) < len(files):
         log.warning("%d images without masks are not evaluated", len(files) - len(labelled))
-    mapping = None
-    if predictor.kind.multiclass:
-        from seglab.data.labels import LabelMapping
-
-        mapping = LabelMapping.from_dict(predictor.metadata["labels"])
+    mapping, cityscapes = _ground_truth_mapping(predictor)
     samples, skipped = load_samples(labelled, skip_bad=skip_bad, progress=progress, mapping=mapping)
     for bad in [*found.skipped, *skipped]:
         log.warning("skipped %s: %s", bad.path, bad.reason)
-    return evaluate_samples(predictor, samples, out, progress=progress)
+    return evaluate_samples(predictor, samples, out, progress=progress, cityscapes=cityscapes)
+
+
+def _ground_truth_mapping(predictor: Any) -> tuple[Any, bool]:
+    """How the masks are read for evaluation (None: binary masks), and whether the model is a
+    Cityscapes one: its ground truth then leaves out the labels the benchmark ignores
+    (`benchmark_mapping`)."""
+    if not predictor.kind.multiclass:
+        return None, False
+    from seglab.data.labels import LabelMapping
+    from seglab.evaluation.cityscapes_eval import benchmark_mapping, cityscapes_kind
+
+    mapping = LabelMapping.from_dict(predictor.metadata["labels"])
+    return benchmark_mapping(mapping), cityscapes_kind(mapping) is not None
 
 
 def _instance_columns(score: Any) -> dict[str, float]:
