@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from seglab.atomic_files import atomic_text_file, atomic_write_json
+from seglab.evaluation.report_facts import ReportHeader, finish_header
 
 GALLERY_SIZE = 12
 # Draws image | truth | prediction: `segmentation_panels`'s signature (image, truth, prediction,
@@ -40,6 +41,7 @@ def evaluate_multiclass_samples(
     max_panels: int = 200,
     panels: PanelWriter | None = None,
     extra: dict[str, Any] | None = None,
+    header: ReportHeader | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Predict every labelled sample, accumulate one confusion matrix, write the outputs.
 
@@ -52,6 +54,7 @@ def evaluate_multiclass_samples(
         max_panels: Write image | truth | prediction panels for at most this many images.
         panels: Draws the panels of one sample (default: `segmentation_panels`, for images).
         extra: Entries added to metrics.json (e.g. the prediction settings).
+        header: What the report says was evaluated (default: `report_facts.report_header`).
 
     Returns:
         The metrics (as written to metrics.json) and the per-image rows.
@@ -61,6 +64,7 @@ def evaluate_multiclass_samples(
 
     draw = panels or segmentation_panels
     names, palette, ignore_index = labels_of(predictor.metadata)
+    style = (palette, names, ignore_index)  # how `draw` colours and names the classes
     total = np.zeros((len(names), len(names)), np.int64)
     rows: list[dict[str, Any]] = []
     for index, sample in enumerate(_progress(samples, progress)):
@@ -70,16 +74,9 @@ def evaluate_multiclass_samples(
         scores: dict[str, Any] = summarize_multiclass(matrix, names)
         rows.append(_image_row(sample.id, scores, names))
         if index < max_panels:
-            draw(
-                sample.image,
-                sample.mask,
-                prediction.mask,
-                palette,
-                names,
-                ignore_index,
-                out_dir / "panels" / f"{sample.id}.png",
-                title=f"{sample.id} — mIoU {scores['miou']:.3f}",
-            )
+            path = out_dir / "panels" / f"{sample.id}.png"
+            title = f"{sample.id} — mIoU {scores['miou']:.3f}"
+            draw(sample.image, sample.mask, prediction.mask, *style, path, title=title)
     metrics: dict[str, Any] = summarize_multiclass(total, names)
     metrics["n_images"] = len(rows)
     metrics.update(extra or {})
@@ -87,7 +84,8 @@ def evaluate_multiclass_samples(
     _write_rows(out_dir / "per_image.csv", rows)
     _write_rows(out_dir / "confusion_matrix.csv", _matrix_rows(total, names))
     plot_confusion_matrix(total, names, out_dir / "confusion_matrix.png")
-    _write_report(out_dir, metrics, rows, predictor)
+    header = finish_header(header, predictor.metadata, out_dir, len(rows))
+    _write_report(out_dir, metrics, rows, predictor, header)
     return metrics, rows
 
 
@@ -126,11 +124,16 @@ def _format(value: Any) -> Any:
 
 
 def _write_report(
-    out_dir: Path, metrics: dict[str, Any], rows: list[dict[str, Any]], predictor: Any
+    out_dir: Path,
+    metrics: dict[str, Any],
+    rows: list[dict[str, Any]],
+    predictor: Any,
+    header: ReportHeader,
 ) -> None:
     from seglab.evaluation.multiclass_figures import legend_html
     from seglab.evaluation.report import ReportSection, write_report_html
-    from seglab.evaluation.segmentation import training_sections
+    from seglab.evaluation.report_facts import MULTICLASS_HEADLINE, headline
+    from seglab.evaluation.segmentation import per_image_section, summary_of, training_sections
 
     names, palette, _ = labels_of(predictor.metadata)
     worst = sorted(rows, key=lambda r: r["miou"] if r["miou"] is not None else 1.0)
@@ -141,7 +144,7 @@ def _write_report(
         if (out_dir / "panels" / f"{r['id']}.png").is_file() and r["miou"] is not None
     ]
     sections = [
-        ReportSection("Per class", table=per_class),
+        ReportSection("Per class", table=per_class, decimals=3),
         ReportSection(
             "Confusion matrix (rows: true class, normalised per row)",
             images=[("confusion matrix", out_dir / "confusion_matrix.png")],
@@ -151,9 +154,15 @@ def _write_report(
             legend_html=legend_html(names, palette),
             images=gallery,
         ),
-        ReportSection("Per-image metrics", table=worst),
+        # The widest tables fit the page with eight columns; per_image.csv has every class.
+        per_image_section(worst, preferred=list(rows[0])[:8] if rows else []),
     ]
     sections += training_sections(out_dir)
-    summary = {k: v for k, v in metrics.items() if not isinstance(v, dict) and v is not None}
-    summary["model"] = predictor.metadata["model"]["name"]
-    write_report_html(out_dir / "report.html", "seglab evaluation", summary, sections)
+    write_report_html(
+        out_dir / "report.html",
+        "seglab evaluation",
+        summary_of(metrics),
+        sections,
+        header=header,
+        headline=headline(metrics, MULTICLASS_HEADLINE),
+    )
