@@ -113,6 +113,7 @@ def test_missing_or_non_png_image_raises_data_error(tmp_path: Path) -> None:
 
 
 METADATA: dict[str, object] = {
+    "task": "binary",
     "model": {"name": "unet", "kwargs": {"in_channels": 3, "n_filters": 8}},
     "threshold": 0.45,
     "config": {
@@ -141,9 +142,12 @@ def test_header_names_the_data_bundle_model_training_and_version(tmp_path: Path)
 
 def test_unknown_facts_show_as_a_dash(tmp_path: Path) -> None:
     # A baseline has no training config: nothing is guessed.
-    header = report_header({"model": {"name": "otsu"}}, tmp_path / "eval", n_images=3)
+    otsu = {"task": "binary", "model": {"name": "otsu"}, "threshold": 0.5}  # unused threshold
+    header = report_header(otsu, tmp_path / "eval", n_images=3)
     facts = _facts(_write(tmp_path, [], header=header))
     assert facts["Model"] == "otsu" and facts["Images"] == "3"
+    # A multi-class model's threshold is unused: not shown.
+    assert report_header({**METADATA, "task": "multiclass"}, tmp_path).threshold is None
     for label in ("Data", "Split", "Bundle", "Loss", "Epochs", "Threshold"):
         assert facts[label] == MISSING
 

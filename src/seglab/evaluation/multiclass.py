@@ -3,8 +3,8 @@
 Writes into the output folder what the binary evaluation writes (`metrics.json`, `per_image.csv`,
 `report.html`), with `miou` and `per_class` in the metrics, `confusion_matrix.csv` / `.png`
 (rows: true class, normalised per row) and `panels/<id>.png` (image | truth | prediction in the
-class palette) for a gallery of the hardest images. Volumes are scored by the same code, with
-their orthogonal planes as panels (`seglab.evaluation.volumes.volume_panels`).
+class palette | wrong pixels) for a gallery of the hardest images. Volumes are scored by the
+same code, with their orthogonal planes as panels (`seglab.evaluation.volumes.volume_panels`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from seglab.atomic_files import atomic_text_file, atomic_write_json
 from seglab.evaluation.report_facts import ReportHeader, finish_header
 
 GALLERY_SIZE = 12
-# Draws image | truth | prediction: `segmentation_panels`'s signature (image, truth, prediction,
-# palette, class_names, ignore_index, path, title).
+# Draws image | truth | prediction | errors: `segmentation_panels`'s signature (image, truth,
+# prediction, palette, class_names, ignore_index, path, title).
 PanelWriter = Callable[..., None]
 
 
@@ -51,7 +51,8 @@ def evaluate_multiclass_samples(
             (ignored pixels: the bundle's ignore index); images or volumes.
         out_dir: Output folder.
         progress: Show a progress bar.
-        max_panels: Write image | truth | prediction panels for at most this many images.
+        max_panels: Write panels (image | truth | prediction | errors) for at most this many
+            images.
         panels: Draws the panels of one sample (default: `segmentation_panels`, for images).
         extra: Entries added to metrics.json (e.g. the prediction settings).
         header: What the report says was evaluated (default: `report_facts.report_header`).
@@ -137,7 +138,11 @@ def _write_report(
 
     names, palette, _ = labels_of(predictor.metadata)
     worst = sorted(rows, key=lambda r: r["miou"] if r["miou"] is not None else 1.0)
-    per_class = [{"class": name, **scores} for name, scores in metrics["per_class"].items()]
+    # F1 is Dice (the same formula): the table shows it once.
+    per_class = [
+        {"class": name, **{k: v for k, v in scores.items() if k != "f1"}}
+        for name, scores in metrics["per_class"].items()
+    ]
     gallery = [
         (f"{r['id']} — mIoU {r['miou']:.3f}", out_dir / "panels" / f"{r['id']}.png")
         for r in worst[:GALLERY_SIZE]
@@ -150,7 +155,7 @@ def _write_report(
             images=[("confusion matrix", out_dir / "confusion_matrix.png")],
         ),
         ReportSection(
-            "Hardest images (lowest mIoU first): image | truth | prediction",
+            "Hardest images (lowest mIoU first): image | truth | prediction | errors",
             legend_html=legend_html(names, palette),
             images=gallery,
         ),

@@ -79,8 +79,8 @@ th, td { padding: 4px 10px; border-bottom: 1px solid #e6e9ed; text-align: left; 
 th { background: #f4f6f8; font-weight: 600; }
 .num { text-align: right; font-variant-numeric: tabular-nums; }
 .table-wrap { overflow-x: auto; }
-table.sortable { width: 100%; table-layout: fixed; }
-table.sortable td { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+table.sortable { width: 100%; }
+table.sortable td { overflow-wrap: anywhere; }
 table.sortable th { cursor: pointer; user-select: none; white-space: nowrap; }
 table.sortable th[data-order="asc"]::after { content: " \\25B2"; }
 table.sortable th[data-order="desc"]::after { content: " \\25BC"; }

@@ -119,7 +119,8 @@ def report_header(
             bundle = run_dir / "model"
     model = metadata.get("model") or {}
     loss = config.get("loss") or {}
-    threshold = metadata.get("threshold")
+    # Only a trained binary model's threshold is used (and tuned); others ignore theirs.
+    threshold = metadata.get("threshold") if metadata.get("task") == "binary" and config else None
     return ReportHeader(
         data=None if data is None else str(data),
         split=split,
