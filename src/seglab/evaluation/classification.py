@@ -81,7 +81,7 @@ def evaluate_classification(
         )
     used = split if split in found else "all"
     header = header or report_header(classifier.metadata, Path(out), data, split)
-    header = replace(header, split=used)
+    header = replace(header, split=used if used == split else "all (the folder has no splits)")
     return evaluate_classifier(classifier, found[used], Path(out), header)
 
 

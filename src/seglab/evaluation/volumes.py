@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -300,6 +301,7 @@ def evaluate_volumes(
         entries = found[split]
     elif list(found) == ["all"]:
         entries = found["all"]
+        header = replace(header, split="all (the folder has no splits)")
     else:
         raise DataError(
             Path(data),
