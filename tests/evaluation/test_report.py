@@ -72,6 +72,9 @@ def test_images_are_embedded_as_data_uris(tmp_path: Path, small_png: Path) -> No
     assert base64.b64decode(match.group(1)) == small_png.read_bytes()
     assert "image-rendering: pixelated" in page
     assert "<figcaption>small</figcaption>" in page
+    assert 'class="gallery" style="grid-template-columns: repeat(auto-fill, minmax(220px' in page
+    wider = _write(tmp_path, [ReportSection("G", images=[("s", small_png)], gallery_width=360)])
+    assert "minmax(360px, 1fr)" in wider
 
 
 def test_wide_images_span_the_gallery(tmp_path: Path) -> None:

@@ -50,6 +50,7 @@ class ReportSection:
         strips: ``(caption, png_path)`` pairs shown one per row at the full page width, e.g.
             image | truth | prediction | errors of one image.
         strip_labels: Column labels shown above the strips, one per panel.
+        gallery_width: Smallest width of a gallery image, in CSS pixels.
     """
 
     title: str
@@ -63,6 +64,7 @@ class ReportSection:
     decimals: int = 4
     strips: list[tuple[str, Path]] = field(default_factory=list)
     strip_labels: tuple[str, ...] = ()
+    gallery_width: int = 220
 
 
 _CSS = """
@@ -98,8 +100,7 @@ table.sortable th[data-order="desc"]::after { content: " \\25BC"; }
 .card .meaning { color: #4a5560; font-size: 0.88em; }
 details { margin: 1.2em 0; }
 summary { cursor: pointer; color: #0b5cad; }
-.gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(220px, 1fr));
-           gap: 14px; margin: 0.8em 0; }
+.gallery { display: grid; gap: 14px; margin: 0.8em 0; }
 figure { margin: 0; }
 figure img { width: 100%; height: auto; display: block; border: 1px solid #e6e9ed;
              image-rendering: pixelated; }
@@ -251,7 +252,8 @@ def _section_html(section: ReportSection) -> str:
         parts.append(_strips_html(section))
     if section.images:
         figures = "".join(_figure_html(caption, path) for caption, path in section.images)
-        parts.append(f'<div class="gallery">{figures}</div>')
+        grid = f"grid-template-columns: repeat(auto-fill, minmax({section.gallery_width}px, 1fr))"
+        parts.append(f'<div class="gallery" style="{grid}">{figures}</div>')
     parts.append("</section>")
     return "\n".join(parts)
 

@@ -344,6 +344,7 @@ def _write_report(
             "truth.",
             legend_html=confusion_legend_html(),
             images=gallery,
+            gallery_width=360,  # three planes by three panels: small at the default width
         ),
         per_image_section(worst, "Per-volume metrics", ("id", "shape", *VOLUME_SCORES)),
     ]
