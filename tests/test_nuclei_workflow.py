@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -49,6 +50,11 @@ def test_evaluate_otsu_by_name_reports_instance_metrics(nuclei64: Path, tmp_path
     assert {"dsb_score", "ap@0.5", "modality"} <= set(rows[0])
     assert len(list((tmp_path / "instances").glob("*.png"))) == len(rows)
     assert (tmp_path / "per_threshold.csv").is_file()
+    report = (tmp_path / "report.html").read_text(encoding="utf-8")
+    facts = dict(re.findall(r"<div><b>([^<]+)</b>([^<]*)</div>", report))
+    assert (facts["Data"], facts["Split"], facts["Model"]) == (str(nuclei64), "test", "otsu")
+    assert facts["Images"] == str(len(rows)) and facts["Bundle"] == "—"  # a baseline has none
+    assert "<h3>Instances (objects)</h3>" in report
 
 
 def test_evaluate_without_masks_says_there_is_no_ground_truth(

@@ -194,6 +194,16 @@ def test_plot_threshold_writes_png(tmp_path: Path) -> None:
     assert _names(tmp_path) == ["threshold.png"]
 
 
+def test_plot_threshold_and_metric_curves_have_honest_axes(tmp_path: Path) -> None:
+    # Scores between 0.93 and 0.985 would fill a fitted axis; on 0-1 they look as close as they are.
+    t = np.linspace(0.1, 0.9, 9)
+    figure = plot_threshold(t, 0.93 + 0.055 * np.sin(t * np.pi), 0.5, tmp_path / "t.png")
+    assert figure.axes[0].get_ylim() == (0.0, 1.0)
+    loss, dice = plot_curves(HISTORY_FULL, tmp_path / "c.png").axes
+    assert dice.get_ylim() == (0.0, 1.0)
+    assert loss.get_ylim() != (0.0, 1.0) and loss.get_ylabel() == "Loss (axis fitted)"
+
+
 def test_plot_threshold_rejects_mismatched_arrays(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="equal length"):
         plot_threshold(np.zeros(3), np.zeros(4), 0.5, tmp_path / "t.png")

@@ -195,8 +195,10 @@ def _column(history: Sequence[dict[str, float]], key: str) -> np.ndarray:
     return np.array([math.nan if v is None else float(v) for v in values], np.float64)
 
 
-def plot_curves(history: list[dict[str, float]], path: str | Path, metric: str = "dice") -> None:
+def plot_curves(history: list[dict[str, float]], path: str | Path, metric: str = "dice") -> Figure:
     """Plots loss and a metric (Dice by default) per epoch, train against validation, to a PNG.
+
+    The metric's axis spans 0–1; the loss's (no fixed range) is fitted to the data and says so.
 
     Keys missing from a row, ``None`` and NaN are skipped, so a series logged every few epochs
     still draws as one line and an absent one (say ``train_dice``) is left out. The epoch of the
@@ -207,7 +209,10 @@ def plot_curves(history: list[dict[str, float]], path: str | Path, metric: str =
             ``train_loss``, ``val_loss``, ``train_<metric>``, ``val_<metric>``; other keys are
             ignored.
         path: Destination PNG.
-        metric: The second panel's metric, e.g. "dice" or "accuracy".
+        metric: The second panel's metric, in [0, 1], e.g. "dice" or "accuracy".
+
+    Returns:
+        The figure drawn (loss panel first).
 
     Raises:
         ValueError: If ``history`` is empty.
@@ -225,7 +230,9 @@ def plot_curves(history: list[dict[str, float]], path: str | Path, metric: str =
     axes = fig.subplots(1, 2, sharex=True)
     panels = (("loss", "Loss"), (metric, metric.replace("_", " ").capitalize()))
     for ax, (key, label) in zip(axes, panels, strict=True):
-        ax.set(title=label, xlabel="Epoch", ylabel=label)
+        ax.set(title=label, xlabel="Epoch", ylabel=f"{label} (axis fitted)")
+        if key == metric:
+            ax.set(ylim=(0.0, 1.0), ylabel=label)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
         drawn = False
@@ -246,6 +253,7 @@ def plot_curves(history: list[dict[str, float]], path: str | Path, metric: str =
         ax.legend()
     fig.suptitle("Training curves")
     save_figure(fig, path)
+    return fig
 
 
 def plot_threshold(
@@ -254,8 +262,10 @@ def plot_threshold(
     best: float,
     path: str | Path,
     metric_name: str = "F1 (= Dice)",
-) -> None:
+) -> Figure:
     """Plots a score against the probability threshold and marks the chosen threshold.
+
+    The score's axis spans 0–1: a curve that is flat near its top looks flat.
 
     Args:
         thresholds: Thresholds tried, shape ``(T,)``, in any order.
@@ -264,6 +274,9 @@ def plot_threshold(
             points if it is not one of them).
         path: Destination PNG.
         metric_name: Name of the score for the axis label and the annotation.
+
+    Returns:
+        The figure drawn.
 
     Raises:
         ValueError: If the arrays are not 1-D of equal length or hold no finite score.
@@ -298,8 +311,10 @@ def plot_threshold(
         bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.9},
     )
     ax.set(title=f"{metric_name} vs threshold", xlabel="Probability threshold", ylabel=metric_name)
+    ax.set_ylim(0.0, 1.0)
     ax.grid(True, alpha=0.3)
     save_figure(fig, path)
+    return fig
 
 
 def confusion_legend_html() -> str:

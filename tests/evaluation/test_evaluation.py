@@ -71,6 +71,10 @@ def test_metrics_per_image_and_outputs(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "confusion").iterdir()) == ["img0.png", "img1.png"]
     report = (tmp_path / "report.html").read_text()
     assert "img0" in report and "data:image/png;base64," in report
+    assert sorted(p.name for p in (tmp_path / "cases").iterdir()) == ["img0.png", "img1.png"]
+    # Hardest first: img0 (Dice 0.5) before img1 (Dice 1); the header counts both images.
+    assert report.index("img0 — dice 0.500") < report.index("img1 — dice 1.000")
+    assert "<b>Images</b>2<" in report and "<b>Model</b>fixed<" in report
 
 
 def test_unlabelled_samples_only_is_an_error(tmp_path: Path) -> None:

@@ -13,7 +13,9 @@ from PIL import Image
 
 from seglab.data.labels import colorize
 from seglab.evaluation.multiclass_figures import (
+    ERROR_COLOR,
     IGNORE_COLOR,
+    class_errors,
     legend_html,
     plot_confusion_matrix,
     row_normalize,
@@ -126,8 +128,19 @@ def test_segmentation_panels_writes_a_png(tmp_path: Path) -> None:
     path = tmp_path / "panels.png"
     segmentation_panels(image, truth, prediction, PALETTE, NAMES, 255, path, title="img 7")
     width, height = png_size(path)
-    # 3 panels of 4 inches at 110 dpi; height 4 * 40 / 60 + 1.4 inches for titles and legend
-    assert (width, height) == (1320, round(110 * (4 * 40 / 60 + 1.4)))
+    # 4 panels of 3 inches at 110 dpi; height 3 * 40 / 60 + 1.4 inches for titles and legend
+    assert (width, height) == (1320, round(110 * (3 * 40 / 60 + 1.4)))
+
+
+def test_class_errors_marks_wrong_pixels_over_the_faded_image() -> None:
+    image = np.array([[0, 100, 200, 50]], np.uint8)
+    truth = np.array([[0, 1, 255, 2]])
+    prediction = np.array([[0, 2, 1, 2]])
+    errors = class_errors(image, truth, prediction, ignore_index=255)
+    # Right pixels: 0.4 * value + 0.6 * 255 -> 153 (0) and 173 (50); pixel 1 is wrong;
+    # pixel 2 is ignored, whatever was predicted.
+    assert errors[0].tolist() == [[153] * 3, list(ERROR_COLOR), [255] * 3, [173] * 3]
+    assert class_errors(image, truth, prediction, None)[0, 2].tolist() == list(ERROR_COLOR)
 
 
 def test_segmentation_panels_rejects_mismatched_shapes(tmp_path: Path) -> None:

@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import base64
+import html
+import math
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import seglab
 from seglab.errors import DataError
+from seglab.evaluation.hard_cases import ERRORS_ALPHA, PANEL_LABELS, HardestCases, case_strip
 from seglab.evaluation.report import MAX_TABLE_ROWS, ReportSection, write_report_html
-from seglab.viz import confusion_legend_html, save_png
+from seglab.evaluation.report_facts import (
+    BINARY_HEADLINE,
+    MISSING,
+    finish_header,
+    headline,
+    report_header,
+)
+from seglab.evaluation.segmentation import REPORT_COLUMNS, per_image_section
+from seglab.viz import confusion_image, confusion_legend_html, mask_overlay, save_png
 
 
 def _names(folder: Path) -> list[str]:
@@ -59,6 +72,9 @@ def test_images_are_embedded_as_data_uris(tmp_path: Path, small_png: Path) -> No
     assert base64.b64decode(match.group(1)) == small_png.read_bytes()
     assert "image-rendering: pixelated" in page
     assert "<figcaption>small</figcaption>" in page
+    assert 'class="gallery" style="grid-template-columns: repeat(auto-fill, minmax(220px' in page
+    wider = _write(tmp_path, [ReportSection("G", images=[("s", small_png)], gallery_width=360)])
+    assert "minmax(360px, 1fr)" in wider
 
 
 def test_wide_images_span_the_gallery(tmp_path: Path) -> None:
@@ -72,7 +88,7 @@ def test_long_tables_are_truncated_with_a_note(tmp_path: Path) -> None:
     rows: list[dict[str, object]] = [{"image": f"img_{i:03d}", "dice": i / 250} for i in range(250)]
     page = _write(tmp_path, [ReportSection("Per image", table=rows)])
     assert f"img_{MAX_TABLE_ROWS - 1:03d}" in page and f"img_{MAX_TABLE_ROWS:03d}" not in page
-    assert "… 50 more rows in per_image.csv" in page
+    assert '… 50 more rows in <a href="per_image.csv">per_image.csv</a>' in page
     short = _write(tmp_path, [ReportSection("Per image", table=rows[:5])])
     assert "more rows" not in short
 
@@ -97,3 +113,147 @@ def test_missing_or_non_png_image_raises_data_error(tmp_path: Path) -> None:
     fake.write_bytes(b"GIF89a not a png at all")
     with pytest.raises(DataError, match="PNG"):
         _write(tmp_path, [ReportSection("G", images=[("x", fake)])])
+
+
+METADATA: dict[str, object] = {
+    "task": "binary",
+    "model": {"name": "unet", "kwargs": {"in_channels": 3, "n_filters": 8}},
+    "threshold": 0.45,
+    "config": {
+        "data": {"root": "data/nuclei"},
+        "model": {"name": "unet", "params": {"n_filters": 8}},
+        "loss": {"name": "bce_dice", "params": {}},
+        "train": {"epochs": 30},
+    },
+}
+
+
+def _facts(page: str) -> dict[str, str]:
+    return dict(re.findall(r"<div><b>([^<]+)</b>([^<]*)</div>", page))
+
+
+def test_header_names_the_data_bundle_model_training_and_version(tmp_path: Path) -> None:
+    header = report_header(METADATA, tmp_path / "eval", "data/nuclei", "test", "runs/a/model", 12)
+    facts = _facts(_write(tmp_path, [], header=header))
+    assert facts["Data"] == "data/nuclei" and facts["Split"] == "test"
+    assert facts["Images"] == "12" and facts["Bundle"] == "runs/a/model"
+    assert facts["Model"] == "unet (n_filters=8)" and facts["Loss"] == "bce_dice"
+    assert facts["Epochs"] == "30" and facts["Threshold"] == "0.450"
+    assert facts["seglab"] == seglab.__version__
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d .*", facts["Date"])
+
+
+def test_unknown_facts_show_as_a_dash(tmp_path: Path) -> None:
+    # A baseline has no training config: nothing is guessed.
+    otsu = {"task": "binary", "model": {"name": "otsu"}, "threshold": 0.5}  # unused threshold
+    header = report_header(otsu, tmp_path / "eval", n_images=3)
+    facts = _facts(_write(tmp_path, [], header=header))
+    assert facts["Model"] == "otsu" and facts["Images"] == "3"
+    # A multi-class model's threshold is unused: not shown.
+    assert report_header({**METADATA, "task": "multiclass"}, tmp_path).threshold is None
+    for label in ("Data", "Split", "Bundle", "Loss", "Epochs", "Threshold"):
+        assert facts[label] == MISSING
+
+
+def test_a_run_folders_evaluation_knows_its_data_split_and_bundle(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (run / "model").mkdir(parents=True)
+    (run / "config.yaml").write_text("task: segmentation\n")
+    header = report_header(METADATA, run / "eval" / "test")
+    assert (header.data, header.split, header.bundle) == ("data/nuclei", "test", str(run / "model"))
+    assert finish_header(header, METADATA, run, 4).n_images == 4
+    assert finish_header(None, METADATA, run / "eval" / "test", 4) == replace(
+        header, n_images=4, date=finish_header(None, METADATA, run / "eval" / "test", 4).date
+    )
+
+
+def test_headline_groups_come_first_with_meanings_and_the_full_table_folds(
+    tmp_path: Path,
+) -> None:
+    metrics = {"dice": 0.9871, "iou": 0.9745, "precision": 0.99, "recall": 0.98, "dsb_map": 0.62}
+    metrics |= {"ap@0.5": 0.8, "ap@0.75": 0.55, "pixel_accuracy": 0.99}
+    page = _write(tmp_path, [], summary=metrics, headline=headline(metrics, BINARY_HEADLINE))
+    pixels, instances = page.index("<h3>Pixels</h3>"), page.index("<h3>Instances (objects)</h3>")
+    details = page.index("<details><summary>All metrics (8)</summary>")
+    assert pixels < instances < details < page.index("<td>pixel_accuracy</td>")
+    assert '<div class="value">0.987</div><div class="name">Dice (= F1)</div>' in page
+    assert '<div class="value">0.620</div><div class="name">DSB mAP</div>' in page
+    for group in BINARY_HEADLINE:
+        for metric in group.metrics:
+            assert f'<div class="meaning">{html.escape(metric.meaning)}</div>' in page
+    assert "mAP is usually well below Dice" in page
+
+
+def test_headline_leaves_out_groups_without_scores() -> None:
+    groups = headline({"dice": 0.5, "iou": 1 / 3, "n_images": 2}, BINARY_HEADLINE)
+    assert [(g.title, [(m.key, v) for m, v in values]) for g, values in groups] == [
+        ("Pixels", [("dice", 0.5), ("iou", 1 / 3)])
+    ]
+
+
+def test_case_strip_has_four_panels_side_by_side() -> None:
+    image = np.arange(10 * 25 * 3, dtype=np.uint8).reshape(10, 25, 3)
+    truth = np.zeros((10, 25), bool)
+    truth[2:5, 3:9] = True
+    pred = np.roll(truth, 2, axis=1)
+    strip = case_strip(image, truth, pred)
+    gutter = 2  # 4% of 25 px is 1 px: the gap is at least 2
+    assert strip.shape == (10, 4 * 25 + 3 * gutter, 3)
+    panels = [strip[:, i * (25 + gutter) : i * (25 + gutter) + 25] for i in range(4)]
+    assert np.array_equal(panels[0], image)
+    assert np.array_equal(panels[1], mask_overlay(image, truth))
+    assert np.array_equal(panels[2], mask_overlay(image, pred))
+    assert np.array_equal(panels[3], confusion_image(image, truth, pred, alpha=ERRORS_ALPHA))
+    assert (strip[:, 25 : 25 + gutter] == 255).all()
+
+
+def test_case_strip_subsamples_large_images() -> None:
+    big = np.zeros((800, 400), np.uint8)  # 800 / 384 -> every 3rd pixel: 267 x 134
+    strip = case_strip(big, big > 0, big > 0)
+    assert strip.shape[0] == 267 and strip.shape[1] == 4 * 134 + 3 * 5
+
+
+def test_hardest_cases_keeps_the_lowest_scores_lowest_first(tmp_path: Path) -> None:
+    cases = HardestCases(2)
+    mask = np.zeros((4, 4), bool)
+    for name, score in (("a", 0.9), ("b", 0.1), ("c", math.nan), ("d", 0.3), ("e", 0.5)):
+        cases.offer(score, name, f"{name} {score}", np.zeros((4, 4), np.uint8), mask, mask)
+    written = cases.write(tmp_path / "cases")
+    assert written == [
+        ("b 0.1", tmp_path / "cases" / "b.png"),
+        ("d 0.3", tmp_path / "cases" / "d.png"),
+    ]
+    assert _names(tmp_path / "cases") == ["b.png", "d.png"]
+
+
+def test_strips_are_one_full_width_row_each_under_the_panel_labels(
+    tmp_path: Path, small_png: Path
+) -> None:
+    section = ReportSection(
+        "Hardest", strips=[("a", small_png), ("b", small_png)], strip_labels=PANEL_LABELS
+    )
+    page = _write(tmp_path, [section])
+    labels = re.search(r'<div class="strip-labels"[^>]*>(.*?)</div><div class="strips">', page)
+    assert labels is not None
+    assert re.findall(r"<div>([^<]*)</div>", labels.group(1)) == list(PANEL_LABELS)
+    assert page.count("<figure><img") == 2 and 'class="gallery"' not in page
+
+
+def test_per_image_table_is_sortable_narrow_and_links_the_csv(tmp_path: Path) -> None:
+    rows: list[dict[str, object]] = [
+        {"id": f"img{i}", "modality": "fluorescence", "dice": i / 3, "iou": 0.1, "precision": 0.2}
+        | {"recall": 0.3, "f1": i / 3, "pixel_accuracy": 0.9, "dsb_score": 0.4, "ap@0.5": 0.5}
+        | {"ap@0.75": 0.6, "n_true": 3, "n_pred": 4, "tp": 1, "fp": 2, "fn": 3, "tn": 4}
+        for i in range(3)
+    ]
+    page = _write(tmp_path, [per_image_section(rows)])
+    head = re.search(r'<table class="sortable"><thead><tr>(.*?)</tr></thead>', page)
+    assert head is not None
+    assert re.findall(r"<th[^>]*>([^<]*)</th>", head.group(1)) == list(REPORT_COLUMNS)
+    assert len(REPORT_COLUMNS) <= 8
+    assert '<td class="num">0.333</td>' in page  # 3 decimals
+    assert 'All columns: <a href="per_image.csv">per_image.csv</a>' in page
+    script = re.search(r"<script>(.*?)</script>", page, re.S)
+    assert script is not None and 'querySelectorAll("table.sortable th")' in script.group(1)
+    assert "<script" not in _write(tmp_path, [ReportSection("T", table=rows)])
+    assert "src=" not in script.group(0) and "http" not in page  # self-contained: no CDN

@@ -238,7 +238,14 @@ def evaluate(
     predictor = load_predictor(model, precision=precision)
     apply_inference_settings(predictor, tile, overlap, tta)
     result = evaluate_run(
-        predictor, data, out, layout=layout, split=split, skip_bad=skip_bad, progress=progress
+        predictor,
+        data,
+        out,
+        layout=layout,
+        split=split,
+        skip_bad=skip_bad,
+        progress=progress,
+        bundle=model if model.is_dir() else None,
     )
     console.print(_metrics_table(f"{split} ({result.metrics['n_images']} images)", result.metrics))
     console.print(f"report: {result.out_dir / 'report.html'}")

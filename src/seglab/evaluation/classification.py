@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from seglab.atomic_files import atomic_text_file, atomic_write_bytes, atomic_wri
 from seglab.data.classification import ClassificationData
 from seglab.errors import DataError
 from seglab.evaluation import EvaluationResult
+from seglab.evaluation.report_facts import ReportHeader, finish_header, report_header
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
@@ -54,10 +56,16 @@ def classification_metrics(
 
 
 def evaluate_classification(
-    classifier: Any, data: str | Path, out: str | Path, layout: str = "auto", split: str = "test"
+    classifier: Any,
+    data: str | Path,
+    out: str | Path,
+    layout: str = "auto",
+    split: str = "test",
+    header: ReportHeader | None = None,
 ) -> EvaluationResult:
     """Score a classifier on the `split` of a classification folder (its only split when it has
-    none, e.g. `digits`), as `evaluate_classifier` does.
+    none, e.g. `digits`), as `evaluate_classifier` does; `header` is what its report says was
+    evaluated (default: this data folder and split).
 
     Raises:
         DataError: The folder has no such split.
@@ -71,14 +79,19 @@ def evaluate_classification(
             f"no '{split}' split here (found: {', '.join(found)})",
             f"pass --split with one of: {', '.join(found)}",
         )
-    return evaluate_classifier(classifier, found[split if split in found else "all"], Path(out))
+    used = split if split in found else "all"
+    header = header or report_header(classifier.metadata, Path(out), data, split)
+    header = replace(header, split=used if used == split else "all (the folder has no splits)")
+    return evaluate_classifier(classifier, found[used], Path(out), header)
 
 
 def evaluate_classifier(
-    classifier: Any, data: ClassificationData, out_dir: Path
+    classifier: Any, data: ClassificationData, out_dir: Path, header: ReportHeader | None = None
 ) -> EvaluationResult:
-    """Score `data` and write metrics.json, per_image.csv, the figures and report.html."""
+    """Score `data` and write metrics.json, per_image.csv, the figures and report.html (whose
+    header is `header`, by default what the bundle metadata and a run folder tell)."""
     from seglab.evaluation.report import ReportSection, write_report_html
+    from seglab.evaluation.report_facts import CLASSIFICATION_HEADLINE, headline
 
     probabilities = classifier.predict_proba(data.images)
     predicted = probabilities.argmax(1)
@@ -107,7 +120,7 @@ def evaluate_classifier(
     )
     table = [{"class": k, **v} for k, v in metrics["per_class"].items()]
     sections = [
-        ReportSection("Per class", table=table),
+        ReportSection("Per class", table=table, decimals=3),
         ReportSection(
             "Figures",
             images=[
@@ -120,8 +133,14 @@ def evaluate_classifier(
         ),
     ]
     summary = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
-    summary["model"] = classifier.metadata.get("model", {}).get("name", "")
-    write_report_html(out_dir / "report.html", "seglab classification", summary, sections)
+    write_report_html(
+        out_dir / "report.html",
+        "seglab classification",
+        summary,
+        sections,
+        header=finish_header(header, classifier.metadata, out_dir, len(data)),
+        headline=headline(metrics, CLASSIFICATION_HEADLINE),
+    )
     return EvaluationResult(metrics, rows, out_dir)
 
 

@@ -3,8 +3,8 @@
 Writes into the output folder what the binary evaluation writes (`metrics.json`, `per_image.csv`,
 `report.html`), with `miou` and `per_class` in the metrics, `confusion_matrix.csv` / `.png`
 (rows: true class, normalised per row) and `panels/<id>.png` (image | truth | prediction in the
-class palette) for a gallery of the hardest images. Volumes are scored by the same code, with
-their orthogonal planes as panels (`seglab.evaluation.volumes.volume_panels`).
+class palette | wrong pixels) for a gallery of the hardest images. Volumes are scored by the
+same code, with their orthogonal planes as panels (`seglab.evaluation.volumes.volume_panels`).
 
 ``miou`` is the mean IoU over the classes present in the truth or the prediction, the Cityscapes
 benchmark's rule. On Cityscapes ground truth read with
@@ -25,10 +25,11 @@ from typing import Any
 import numpy as np
 
 from seglab.atomic_files import atomic_text_file, atomic_write_json
+from seglab.evaluation.report_facts import ReportHeader, finish_header
 
 GALLERY_SIZE = 12
-# Draws image | truth | prediction: `segmentation_panels`'s signature (image, truth, prediction,
-# palette, class_names, ignore_index, path, title).
+# Draws image | truth | prediction | errors: `segmentation_panels`'s signature (image, truth,
+# prediction, palette, class_names, ignore_index, path, title).
 PanelWriter = Callable[..., None]
 
 
@@ -49,6 +50,7 @@ def evaluate_multiclass_samples(
     panels: PanelWriter | None = None,
     extra: dict[str, Any] | None = None,
     cityscapes: bool = False,
+    header: ReportHeader | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Predict every labelled sample, accumulate one confusion matrix, write the outputs.
 
@@ -58,10 +60,12 @@ def evaluate_multiclass_samples(
             (ignored pixels: the bundle's ignore index); images or volumes.
         out_dir: Output folder.
         progress: Show a progress bar.
-        max_panels: Write image | truth | prediction panels for at most this many images.
+        max_panels: Write panels (image | truth | prediction | errors) for at most this many
+            images.
         panels: Draws the panels of one sample (default: `segmentation_panels`, for images).
         extra: Entries added to metrics.json (e.g. the prediction settings).
         cityscapes: Masks read with `benchmark_mapping`: add the official Cityscapes scores.
+        header: What the report says was evaluated (default: `report_facts.report_header`).
 
     Returns:
         The metrics (as written to metrics.json) and the per-image rows.
@@ -71,6 +75,7 @@ def evaluate_multiclass_samples(
 
     draw = panels or segmentation_panels
     names, palette, ignore_index = labels_of(predictor.metadata)
+    style = (palette, names, ignore_index)  # how `draw` colours and names the classes
     total = np.zeros((len(names), len(names)), np.int64)
     rows: list[dict[str, Any]] = []
     for index, sample in enumerate(_progress(samples, progress)):
@@ -80,24 +85,19 @@ def evaluate_multiclass_samples(
         scores: dict[str, Any] = summarize_multiclass(matrix, names)
         rows.append(_image_row(sample.id, scores, names))
         if index < max_panels:
-            draw(
-                sample.image,
-                sample.mask,
-                prediction.mask,
-                palette,
-                names,
-                ignore_index,
-                out_dir / "panels" / f"{sample.id}.png",
-                title=f"{sample.id} — mIoU {scores['miou']:.3f}",
-            )
-    metrics: dict[str, Any] = {**summarize_multiclass(total, names), "n_images": len(rows)}
+            path = out_dir / "panels" / f"{sample.id}.png"
+            title = f"{sample.id} — mIoU {scores['miou']:.3f}"
+            draw(sample.image, sample.mask, prediction.mask, *style, path, title=title)
+    metrics: dict[str, Any] = summarize_multiclass(total, names)
+    metrics["n_images"] = len(rows)
     metrics.update(_official_scores(total, predictor.metadata["labels"]) if cityscapes else {})
     metrics.update(extra or {})
     atomic_write_json(out_dir / "metrics.json", metrics)
     _write_rows(out_dir / "per_image.csv", rows)
     _write_rows(out_dir / "confusion_matrix.csv", _matrix_rows(total, names))
     plot_confusion_matrix(total, names, out_dir / "confusion_matrix.png")
-    _write_report(out_dir, metrics, rows, predictor)
+    header = finish_header(header, predictor.metadata, out_dir, len(rows))
+    _write_report(out_dir, metrics, rows, predictor, header)
     return metrics, rows
 
 
@@ -147,38 +147,53 @@ def _format(value: Any) -> Any:
 
 
 def _write_report(
-    out_dir: Path, metrics: dict[str, Any], rows: list[dict[str, Any]], predictor: Any
+    out_dir: Path,
+    metrics: dict[str, Any],
+    rows: list[dict[str, Any]],
+    predictor: Any,
+    header: ReportHeader,
 ) -> None:
     from seglab.evaluation.multiclass_figures import legend_html
     from seglab.evaluation.report import ReportSection, write_report_html
-    from seglab.evaluation.segmentation import training_sections
+    from seglab.evaluation.report_facts import MULTICLASS_HEADLINE, headline
+    from seglab.evaluation.segmentation import per_image_section, summary_of, training_sections
 
     names, palette, _ = labels_of(predictor.metadata)
     worst = sorted(rows, key=lambda r: r["miou"] if r["miou"] is not None else 1.0)
-    per_class = [{"class": name, **scores} for name, scores in metrics["per_class"].items()]
+    # F1 is Dice (the same formula): the table shows it once.
+    per_class = [
+        {"class": name, **{k: v for k, v in scores.items() if k != "f1"}}
+        for name, scores in metrics["per_class"].items()
+    ]
     gallery = [
         (f"{r['id']} — mIoU {r['miou']:.3f}", out_dir / "panels" / f"{r['id']}.png")
         for r in worst[:GALLERY_SIZE]
         if (out_dir / "panels" / f"{r['id']}.png").is_file() and r["miou"] is not None
     ]
     sections = [
-        ReportSection("Per class", table=per_class),
+        ReportSection("Per class", table=per_class, decimals=3),
         *_official_sections(metrics.get("cityscapes")),
         ReportSection(
             "Confusion matrix (rows: true class, normalised per row)",
             images=[("confusion matrix", out_dir / "confusion_matrix.png")],
         ),
         ReportSection(
-            "Hardest images (lowest mIoU first): image | truth | prediction",
+            "Hardest images (lowest mIoU first): image | truth | prediction | errors",
             legend_html=legend_html(names, palette),
             images=gallery,
         ),
-        ReportSection("Per-image metrics", table=worst),
+        # The widest tables fit the page with eight columns; per_image.csv has every class.
+        per_image_section(worst, preferred=list(rows[0])[:8] if rows else []),
     ]
     sections += training_sections(out_dir)
-    summary = {k: v for k, v in metrics.items() if not isinstance(v, dict) and v is not None}
-    summary["model"] = predictor.metadata["model"]["name"]
-    write_report_html(out_dir / "report.html", "seglab evaluation", summary, sections)
+    write_report_html(
+        out_dir / "report.html",
+        "seglab evaluation",
+        summary_of(metrics),
+        sections,
+        header=header,
+        headline=headline(metrics, MULTICLASS_HEADLINE),
+    )
 
 
 def _official_sections(official: dict[str, Any] | None) -> list[Any]:

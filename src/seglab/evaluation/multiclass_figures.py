@@ -1,4 +1,4 @@
-"""Figures for multi-class segmentation: confusion matrix, image | truth | prediction panels.
+"""Figures for multi-class segmentation: confusion matrix, image | truth | prediction | errors.
 
 Drawn like :mod:`seglab.viz`: on a ``matplotlib`` Agg canvas without ``pyplot`` (no display
 needed, an interactive session's backend left alone) and written atomically as PNG. The
@@ -20,10 +20,37 @@ from typing import Any
 import numpy as np
 
 from seglab.data.labels import colorize
-from seglab.viz import Color, new_figure, save_figure, to_display
+from seglab.viz import FP_COLOR, Color, new_figure, save_figure, to_display
 
 # White: no colour of the Cityscapes palette, and it reads as "no label" on the white page.
 IGNORE_COLOR: Color = (255, 255, 255)
+ERROR_COLOR = FP_COLOR  # vermilion, as the binary report's errors
+FADE = 0.6  # right pixels keep 40% of the image, faded to white, so the errors stand out
+
+
+def class_errors(
+    image: np.ndarray, truth: np.ndarray, prediction: np.ndarray, ignore_index: int | None
+) -> np.ndarray:
+    """The pixels given the wrong class, in ``ERROR_COLOR`` over the image faded to white.
+
+    Each right pixel is ``(1 - FADE) * image + FADE * 255``, rounded; ignored pixels (label
+    ``ignore_index``) are ``IGNORE_COLOR``.
+
+    Args:
+        image: Image accepted by :func:`seglab.viz.to_display`, shape ``(H, W[, C])``.
+        truth: True class indices ``(H, W)``.
+        prediction: Predicted class indices ``(H, W)``.
+        ignore_index: Label of ignored pixels (``None``: no such label).
+
+    Returns:
+        ``uint8`` RGB of shape ``(H, W, 3)``.
+    """
+    truth, prediction = np.asarray(truth), np.asarray(prediction)
+    rgb = np.rint(to_display(image) * (1.0 - FADE) + 255.0 * FADE).astype(np.uint8)
+    ignored = truth == ignore_index if ignore_index is not None else np.zeros(truth.shape, bool)
+    rgb[(prediction != truth) & ~ignored] = ERROR_COLOR
+    rgb[ignored] = IGNORE_COLOR
+    return rgb
 
 
 def row_normalize(matrix: np.ndarray) -> np.ndarray:
@@ -153,7 +180,8 @@ def segmentation_panels(
     path: str | Path,
     title: str | None = None,
 ) -> None:
-    """Writes image | ground truth | prediction side by side, with a legend of the classes.
+    """Writes image | ground truth | prediction | errors (:func:`class_errors`) side by side,
+    with a legend of the classes.
 
     Args:
         image: Image accepted by :func:`seglab.viz.to_display`, shape ``(H, W[, C])``.
@@ -178,13 +206,14 @@ def segmentation_panels(
         )
     if len(palette) < len(class_names):
         raise ValueError(f"{len(class_names)} class names but only {len(palette)} colours")
+    errors = class_errors(image, truth, prediction, ignore_index)
     height, width = shown.shape[:2]
-    panel_width = 4.0
-    fig = new_figure(3 * panel_width, panel_width * height / width + 1.4)
-    axes = fig.subplots(1, 3)
-    for ax, rgb, label in zip(
-        axes, (shown, truth_rgb, pred_rgb), ("Image", "Ground truth", "Prediction")
-    ):
+    panel_width = 3.0
+    fig = new_figure(4 * panel_width, panel_width * height / width + 1.4)
+    axes = fig.subplots(1, 4)
+    panels = (shown, truth_rgb, pred_rgb, errors)
+    labels = ("Image", "Ground truth", "Prediction", "Errors (wrong class)")
+    for ax, rgb, label in zip(axes, panels, labels):
         ax.imshow(rgb, interpolation="nearest")
         ax.set_title(label)
         ax.set_axis_off()

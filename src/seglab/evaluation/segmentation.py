@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import logging
 import shutil
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,8 @@ from seglab.data.layouts import find_samples
 from seglab.data.loading import LoadedSample, load_samples
 from seglab.errors import DataError
 from seglab.evaluation import EvaluationResult
+from seglab.evaluation.hard_cases import PANEL_LABELS, HardestCases
+from seglab.evaluation.report_facts import ReportHeader, finish_header, report_header, run_dir_of
 from seglab.objectives.instance_metrics import (
     InstanceScore,
     per_threshold_table,
@@ -27,6 +31,7 @@ log = logging.getLogger(__name__)
 
 COUNT_COLUMNS = ["tp", "fp", "fn", "tn"]
 GALLERY_SIZE = 12
+HARD_CASES = 8  # image | truth | prediction | errors rows: one per image, each ~300 px tall
 
 
 def evaluate_samples(
@@ -36,11 +41,15 @@ def evaluate_samples(
     progress: bool = False,
     max_confusion: int = 200,
     cityscapes: bool = False,
+    header: ReportHeader | None = None,
 ) -> EvaluationResult:
     """Predict every labelled sample, score it and write the evaluation outputs into `out_dir`.
 
     Writes `metrics.json`, `per_image.csv`, `confusion/<id>.png` (true positives, false positives
-    and false negatives in three colours over the image) and a self-contained `report.html`.
+    and false negatives in three colours over the image), `cases/<id>.png` (image | truth |
+    prediction | errors of the lowest-Dice images) and a self-contained `report.html`, whose
+    header is `header` (by default what the bundle metadata and a run folder tell,
+    `report_facts.report_header`).
     Samples with one mask per object (dsb2018) also get instance metrics (Kaggle DSB2018 mAP,
     `per_threshold.csv`, `instances/<id>.png`); every result is also split by imaging modality.
     Multi-class models are scored by `seglab.evaluation.multiclass` (mIoU, per-class scores,
@@ -56,14 +65,15 @@ def evaluate_samples(
         from seglab.evaluation.multiclass import evaluate_multiclass_samples
 
         scores, table = evaluate_multiclass_samples(
-            predictor, labelled, out_dir, progress, cityscapes=cityscapes
+            predictor, labelled, out_dir, progress, cityscapes=cityscapes, header=header
         )
         return EvaluationResult(scores, table, out_dir)
     rows: list[dict[str, Any]] = []
     all_counts = []
     instance_scores = []
+    cases = HardestCases(HARD_CASES)
     for index, sample in enumerate(_progress(labelled, progress, "evaluating")):
-        row, counts, score = _score_sample(predictor, sample, out_dir, index < max_confusion)
+        row, counts, score = _score_sample(predictor, sample, out_dir, index < max_confusion, cases)
         rows.append(row)
         all_counts.append(counts)
         if score is not None:
@@ -79,12 +89,14 @@ def evaluate_samples(
         write_csv(out_dir / "per_threshold.csv", per_threshold)
     atomic_write_json(out_dir / "metrics.json", metrics)
     write_csv(out_dir / "per_image.csv", rows)
-    _write_report(out_dir, metrics, rows, predictor, per_threshold)
+    strips = cases.write(out_dir / "cases")
+    header = finish_header(header, predictor.metadata, out_dir, len(rows))
+    _write_report(out_dir, metrics, rows, per_threshold, header, strips)
     return EvaluationResult(metrics, rows, out_dir)
 
 
 # What an evaluation writes besides metrics.json, per_image.csv and report.html (replaced).
-PICTURE_FOLDERS = ("confusion", "instances", "panels")
+PICTURE_FOLDERS = ("confusion", "instances", "panels", "cases")
 
 
 def clear_previous_evaluation(out_dir: Path) -> None:
@@ -99,10 +111,11 @@ def clear_previous_evaluation(out_dir: Path) -> None:
 
 
 def _score_sample(
-    predictor: Any, sample: Any, out_dir: Path, pictures: bool
+    predictor: Any, sample: Any, out_dir: Path, pictures: bool, cases: HardestCases
 ) -> tuple[dict[str, Any], np.ndarray, InstanceScore | None]:
     """Predict and score one sample: its per-image row, confusion counts and instance score
-    (None without instances); with `pictures`, its confusion (and instance) image too."""
+    (None without instances); with `pictures`, its confusion (and instance) image too, and
+    offered to `cases`."""
     from seglab.data.views import detect_modality
     from seglab.viz import confusion_image, instance_overlay, save_png
 
@@ -116,6 +129,8 @@ def _score_sample(
         row.update(_instance_columns(score))
     row.update(dict(zip(COUNT_COLUMNS, (int(c) for c in counts[0]))))
     if pictures:
+        caption = f"{sample.id} — dice {row['dice']:.3f} ({row['modality']})"
+        cases.offer(row["dice"], sample.id, caption, sample.image, sample.mask, prediction.mask)
         picture = confusion_image(sample.image, sample.mask, prediction.mask)
         save_png(out_dir / "confusion" / f"{sample.id}.png", picture)
         if with_instances:
@@ -132,10 +147,12 @@ def evaluate(
     split: str = "test",
     skip_bad: bool = False,
     progress: bool = True,
+    bundle: str | Path | None = None,
 ) -> EvaluationResult:
     """Evaluate a model on a data folder (its `split` sub-folder when it has splits).
 
-    `model` is a bundle folder, a baseline name ("otsu") or a predictor object. Volume models
+    `model` is a bundle folder, a baseline name ("otsu") or a predictor object (then `bundle`
+    names its folder in the report, when it has one). Volume models
     are scored on a `volumes` folder (`evaluation.volumes.evaluate_volumes`), classifiers on
     a classification folder or `digits` (`evaluation.classification.evaluate_classification`).
 
@@ -144,27 +161,23 @@ def evaluate(
         >>> result.metrics["dice"]  # doctest: +SKIP
     """
     from seglab.inference.loading import load_predictor
+    from seglab.pretrained import bundle_path
 
     predictor = load_predictor(model) if isinstance(model, str | Path) else model
+    if bundle is None and isinstance(model, str | Path) and bundle_path(model).is_dir():
+        bundle = bundle_path(model)
+    header = report_header(predictor.metadata, Path(out), data, split, bundle)
     if predictor.kind.volumes:
         from seglab.evaluation.volumes import evaluate_volumes
 
-        return evaluate_volumes(predictor, data, out, split=split, progress=progress)
+        return evaluate_volumes(predictor, data, out, split=split, progress=progress, header=header)
     if predictor.kind.classification:
         from seglab.evaluation.classification import evaluate_classification
 
-        return evaluate_classification(predictor, data, out, layout=layout, split=split)
+        return evaluate_classification(predictor, data, out, layout, split, header=header)
     found = find_samples(Path(data), layout, skip_bad=skip_bad, require_masks=False)
-    if split in found.splits:
-        files = found.splits[split]
-    elif list(found.splits) == ["all"]:
-        files = found.splits["all"]
-    else:
-        raise DataError(
-            Path(data),
-            f"no '{split}' split here (found: {', '.join(found.splits)})",
-            f"pass --split with one of: {', '.join(found.splits)}",
-        )
+    files, used = _split_files(found.splits, split, Path(data))
+    header = replace(header, split=used)
     labelled = [f for f in files if f.masks]
     if not labelled:
         raise DataError(
@@ -178,7 +191,23 @@ def evaluate(
     samples, skipped = load_samples(labelled, skip_bad=skip_bad, progress=progress, mapping=mapping)
     for bad in [*found.skipped, *skipped]:
         log.warning("skipped %s: %s", bad.path, bad.reason)
-    return evaluate_samples(predictor, samples, out, progress=progress, cityscapes=cityscapes)
+    return evaluate_samples(
+        predictor, samples, out, progress=progress, cityscapes=cityscapes, header=header
+    )
+
+
+def _split_files(splits: dict[str, Any], split: str, data: Path) -> tuple[Any, str]:
+    """The files of `split`, or of the only split ("all") of a folder without splits, and how
+    the report names it."""
+    if split in splits:
+        return splits[split], split
+    if list(splits) == ["all"]:
+        return splits["all"], "all (the folder has no splits)"
+    raise DataError(
+        data,
+        f"no '{split}' split here (found: {', '.join(splits)})",
+        f"pass --split with one of: {', '.join(splits)}",
+    )
 
 
 def _ground_truth_mapping(predictor: Any) -> tuple[Any, bool]:
@@ -251,25 +280,56 @@ def _gallery(out_dir: Path, folder: str, rows: list[dict[str, Any]], key: str) -
     ]
 
 
+# The per-image columns the report shows (the page width allows about eight); per_image.csv
+# has them all.
+REPORT_COLUMNS = ("id", "modality", "dice", "iou", "precision", "recall", "dsb_score", "ap@0.5")
+
+
+def per_image_section(
+    rows: list[dict[str, Any]],
+    title: str = "Per-image metrics",
+    preferred: Sequence[str] = REPORT_COLUMNS,
+) -> Any:
+    """The per-image table of a report: the `preferred` columns its rows have, sortable, 3
+    decimals, with a link to the full table (per_image.csv)."""
+    from seglab.evaluation.report import ReportSection
+
+    columns = [c for c in preferred if rows and c in rows[0]]
+    return ReportSection(title, table=rows, columns=columns, sortable=True, decimals=3)
+
+
+def summary_of(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The scalar metrics of a report's full table; F1 is left out where it equals Dice (it
+    always does for a binary mask: it is the same formula)."""
+    return {
+        k: v
+        for k, v in metrics.items()
+        if not isinstance(v, dict | list) and v is not None and not k.startswith("f1")
+    }
+
+
 def _write_report(
     out_dir: Path,
     metrics: dict[str, Any],
     rows: list[dict[str, Any]],
-    predictor: Any,
     per_threshold: list[dict[str, Any]],
+    header: ReportHeader,
+    strips: list[tuple[str, Path]],
 ) -> None:
     from seglab.evaluation.report import ReportSection, write_report_html
+    from seglab.evaluation.report_facts import BINARY_HEADLINE, headline
     from seglab.viz import confusion_legend_html
 
     worst = sorted(rows, key=lambda r: r["dice"])
     modality_table = [{"modality": k, **v} for k, v in metrics["per_modality"].items()]
     sections = [
-        ReportSection("Per imaging modality", table=modality_table),
         ReportSection(
             "Hardest images (lowest Dice first)",
             legend_html=confusion_legend_html(),
-            images=_gallery(out_dir, "confusion", worst, "dice"),
+            strips=strips,
+            strip_labels=PANEL_LABELS,
         ),
+        ReportSection("Per imaging modality", table=modality_table, decimals=3),
     ]
     if per_threshold:
         by_instances = sorted(rows, key=lambda r: r["dsb_score"])
@@ -284,13 +344,19 @@ def _write_report(
                 "Kaggle DSB2018 precision per IoU threshold",
                 table=per_threshold,
                 table_csv="per_threshold.csv",
+                decimals=3,
             ),
         ]
-    sections.append(ReportSection("Per-image metrics", table=worst))
+    sections.append(per_image_section(worst))
     sections += training_sections(out_dir)
-    summary = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
-    summary["model"] = predictor.metadata["model"]["name"]
-    write_report_html(out_dir / "report.html", "seglab evaluation", summary, sections)
+    write_report_html(
+        out_dir / "report.html",
+        "seglab evaluation",
+        summary_of(metrics),
+        sections,
+        header=header,
+        headline=headline(metrics, BINARY_HEADLINE),
+    )
 
 
 def training_sections(out_dir: Path) -> list[Any]:
@@ -298,7 +364,7 @@ def training_sections(out_dir: Path) -> list[Any]:
     a run folder's eval/<split>/."""
     from seglab.evaluation.report import ReportSection
 
-    run_dir = _run_dir_of(out_dir)
+    run_dir = run_dir_of(out_dir)
     if run_dir is None:
         return []
     figures = [
@@ -310,9 +376,3 @@ def training_sections(out_dir: Path) -> list[Any]:
         if (run_dir / name).is_file()
     ]
     return [ReportSection("Training", images=figures)] if figures else []
-
-
-def _run_dir_of(out_dir: Path) -> Path | None:
-    # eval/<split>/ inside a run folder: the run's curves belong in the report.
-    candidate = out_dir.resolve().parent.parent
-    return candidate if (candidate / "config.yaml").is_file() else None

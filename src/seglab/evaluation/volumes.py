@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from seglab.data.layouts import Sample
 from seglab.data.volumes import find_volumes
 from seglab.errors import DataError
 from seglab.evaluation import EvaluationResult
+from seglab.evaluation.report_facts import ReportHeader, finish_header, report_header
 from seglab.evaluation.segmentation import training_sections, write_csv
 from seglab.inference.volumes import VolumePredictor, load_volume_predictor
 from seglab.objectives.metrics import METRICS, confusion_counts, summarize
@@ -50,6 +52,7 @@ log = logging.getLogger(__name__)
 COUNT_COLUMNS = ["tp", "fp", "fn", "tn"]
 GALLERY_SIZE = 12
 PLANES = ("axial", "coronal", "sagittal")
+VOLUME_SCORES = ("dice", "iou", "precision", "recall")  # the per-volume columns the report shows
 # Panels of small volumes are enlarged (nearest neighbour) to at least this many pixels.
 MIN_PANEL_SIDE = 128
 
@@ -197,6 +200,7 @@ def evaluate_volume_samples(
     volumes: Sequence[LabelledVolume],
     out_dir: str | Path,
     progress: bool = False,
+    header: ReportHeader | None = None,
 ) -> EvaluationResult:
     """Predict and score every volume, and write the evaluation outputs into `out_dir`.
 
@@ -218,11 +222,15 @@ def evaluate_volume_samples(
         from seglab.evaluation.multiclass import evaluate_multiclass_samples
 
         scores, table = evaluate_multiclass_samples(
-            predictor, volumes, out_dir, progress, panels=volume_panels, extra=settings
+            predictor,
+            volumes,
+            out_dir,
+            progress,
+            panels=volume_panels,
+            extra=settings,
+            header=header,
         )
         return EvaluationResult(scores, table, out_dir)
-    from seglab.viz import save_png
-
     rows: list[dict[str, Any]] = []
     all_counts = []
     items: Any = volumes
@@ -231,22 +239,33 @@ def evaluate_volume_samples(
 
         items = track(volumes, description="evaluating volumes")
     for volume in items:
-        prediction = predictor.predict(volume.image)
-        counts = volume_counts(prediction.mask, volume.mask)
-        all_counts.append(counts)
-        row: dict[str, Any] = {"id": volume.id, "shape": "x".join(map(str, volume.mask.shape))}
-        row.update({name: float(fn(counts)[0]) for name, fn in METRICS.items()})
-        row.update(dict(zip(COUNT_COLUMNS, (int(c) for c in counts[0]))))
+        row, counts = _score_volume(predictor, volume, out_dir)
         rows.append(row)
-        figure = orthogonal_slices(volume.image, volume.mask, prediction.mask)
-        save_png(out_dir / "slices" / f"{volume.id}.png", figure)
+        all_counts.append(counts)
 
     metrics: dict[str, Any] = summarize(np.concatenate(all_counts))
     metrics.update(n_images=len(rows), threshold=predictor.threshold, **settings)
     atomic_write_json(out_dir / "metrics.json", metrics)
     write_csv(out_dir / "per_image.csv", rows)
-    _write_report(out_dir, metrics, rows, predictor)
+    header = finish_header(header, predictor.metadata, out_dir, len(rows))
+    _write_report(out_dir, metrics, rows, header)
     return EvaluationResult(metrics, rows, out_dir)
+
+
+def _score_volume(
+    predictor: VolumePredictor, volume: LabelledVolume, out_dir: Path
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Predict and score one volume: its row and confusion counts; writes its slice figure."""
+    from seglab.viz import save_png
+
+    prediction = predictor.predict(volume.image)
+    counts = volume_counts(prediction.mask, volume.mask)
+    row: dict[str, Any] = {"id": volume.id, "shape": "x".join(map(str, volume.mask.shape))}
+    row.update({name: float(fn(counts)[0]) for name, fn in METRICS.items()})
+    row.update(dict(zip(COUNT_COLUMNS, (int(c) for c in counts[0]))))
+    figure = orthogonal_slices(volume.image, volume.mask, prediction.mask)
+    save_png(out_dir / "slices" / f"{volume.id}.png", figure)
+    return row, counts
 
 
 def evaluate_volumes(
@@ -255,6 +274,7 @@ def evaluate_volumes(
     out: str | Path,
     split: str = "test",
     progress: bool = True,
+    header: ReportHeader | None = None,
 ) -> EvaluationResult:
     """Evaluate a volume bundle on a `volumes` folder (its `split` sub-folder when it has splits).
 
@@ -264,6 +284,8 @@ def evaluate_volumes(
         out: Output folder.
         split: Sub-folder to evaluate when the data has train/val/test folders.
         progress: Show a progress bar.
+        header: What the report says was evaluated (default: the data folder, split and
+            bundle given here, `report_facts.report_header`).
 
     Multi-class labels must be class indices below the bundle's number of classes, or its
     ignore index (unlabelled voxels, not scored).
@@ -272,11 +294,14 @@ def evaluate_volumes(
         DataError: No such split, the volumes have no labels, or labels are out of range.
     """
     predictor = model if isinstance(model, VolumePredictor) else load_volume_predictor(model)
+    bundle = None if isinstance(model, VolumePredictor) else model
+    header = header or report_header(predictor.metadata, Path(out), data, split, bundle)
     found = find_volumes(data)
     if split in found:
         entries = found[split]
     elif list(found) == ["all"]:
         entries = found["all"]
+        header = replace(header, split="all (the folder has no splits)")
     else:
         raise DataError(
             Path(data),
@@ -295,13 +320,15 @@ def evaluate_volumes(
         volumes = load_labelled_volumes(samples, predictor.num_classes, ignore_index)
     else:
         volumes = load_labelled_volumes(samples)
-    return evaluate_volume_samples(predictor, volumes, out, progress)
+    return evaluate_volume_samples(predictor, volumes, out, progress, header)
 
 
 def _write_report(
-    out_dir: Path, metrics: dict[str, Any], rows: list[dict[str, Any]], predictor: VolumePredictor
+    out_dir: Path, metrics: dict[str, Any], rows: list[dict[str, Any]], header: ReportHeader
 ) -> None:
     from seglab.evaluation.report import ReportSection, write_report_html
+    from seglab.evaluation.report_facts import PIXEL_GROUP, headline
+    from seglab.evaluation.segmentation import per_image_section, summary_of
     from seglab.viz import confusion_legend_html
 
     worst = sorted(rows, key=lambda r: r["dice"])
@@ -317,10 +344,16 @@ def _write_report(
             "truth.",
             legend_html=confusion_legend_html(),
             images=gallery,
+            gallery_width=360,  # three planes by three panels: small at the default width
         ),
-        ReportSection("Per-volume metrics", table=worst),
+        per_image_section(worst, "Per-volume metrics", ("id", "shape", *VOLUME_SCORES)),
     ]
     sections += training_sections(out_dir)
-    summary = {k: v for k, v in metrics.items() if isinstance(v, int | float | str)}
-    summary["model"] = predictor.metadata["model"]["name"]
-    write_report_html(out_dir / "report.html", "seglab volume evaluation", summary, sections)
+    write_report_html(
+        out_dir / "report.html",
+        "seglab volume evaluation",
+        summary_of(metrics),
+        sections,
+        header=header,
+        headline=headline(metrics, (PIXEL_GROUP,)),
+    )
