@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import sys
 from typing import Any
 
 import numpy as np
@@ -168,6 +169,12 @@ def test_model_spatial_dims() -> None:
 
 
 # --- registry and factory ----------------------------------------------------------------------
+
+
+def test_smp_without_its_extra_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "segmentation_models_pytorch", None)  # import fails
+    with pytest.raises(ValueError, match=r"install it with pip install 'seglab\[smp\]'"):
+        create_model("smp")
 
 
 def test_create_model_unknown_name_lists_valid_names() -> None:
