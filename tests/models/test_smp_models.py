@@ -116,7 +116,13 @@ def test_mean_and_std_normalise_inside_the_network() -> None:
     ).view(1, 3, 1, 1)
     with torch.no_grad():
         torch.testing.assert_close(normalised(x), plain(by_hand))
-    assert normalised.normalisation() == {"mean": [0.5, 0.25, 0.0], "std": [0.5, 2.0, 1.0]}
+    resolved = {
+        "arch": "Unet",
+        "encoder": "resnet18",
+        "mean": [0.5, 0.25, 0.0],
+        "std": [0.5, 2.0, 1.0],
+    }
+    assert normalised.resolved_kwargs() == resolved
 
 
 @pytest.mark.parametrize(

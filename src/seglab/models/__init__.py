@@ -125,11 +125,12 @@ def offline_kwargs(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
 def bundle_kwargs(name: str, model: nn.Module, kwargs: dict[str, Any]) -> dict[str, Any]:
     """The constructor arguments a bundle records for `model`, built from `kwargs`.
 
-    They rebuild it offline (`offline_kwargs`), and name what the model resolved itself: an
-    `SmpModel`'s input `mean` and `std` (the pretrained encoder's), so `seglab.json` shows them.
+    They rebuild it offline (`offline_kwargs`), and name what the model resolved itself (a
+    method `resolved_kwargs()`): an `SmpModel`'s architecture, encoder and input `mean` and
+    `std` (the pretrained encoder's), so `seglab.json` shows them.
     """
-    normalisation = getattr(model, "normalisation", None)
-    resolved = normalisation() if callable(normalisation) else {}
+    resolve = getattr(model, "resolved_kwargs", None)
+    resolved = resolve() if callable(resolve) else {}
     return offline_kwargs(name, {**kwargs, **resolved})
 
 

@@ -159,6 +159,7 @@ class SmpModel(nn.Module):
     ) -> None:
         super().__init__()
         self.arch = _check_names(arch, encoder)
+        self.encoder_name = encoder
         smp = _smp()
 
         def build() -> nn.Module:
@@ -184,9 +185,15 @@ class SmpModel(nn.Module):
         bundle's replace them, the normalisation buffers included)."""
         return {**kwargs, "encoder_weights": None}
 
-    def normalisation(self) -> dict[str, list[float]]:
-        """The input's per-channel `mean` and `std`, as constructor arguments."""
-        return {"mean": self.mean.flatten().tolist(), "std": self.std.flatten().tolist()}
+    def resolved_kwargs(self) -> dict[str, Any]:
+        """The constructor arguments the model resolved itself: the architecture's canonical
+        name, the encoder and the input's per-channel `mean` and `std`."""
+        return {
+            "arch": self.arch,
+            "encoder": self.encoder_name,
+            "mean": self.mean.flatten().tolist(),
+            "std": self.std.flatten().tolist(),
+        }
 
     @property
     def divisor(self) -> int:
