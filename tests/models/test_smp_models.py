@@ -203,3 +203,21 @@ def test_bundle_records_statistics_and_loads_offline_with_same_outputs(
             loaded, _ = load_bundle(path)
             torch.testing.assert_close(loaded(x), expected, rtol=0, atol=0)
             torch.testing.assert_close(loaded.mean.flatten(), torch.tensor(IMAGENET_MEAN))
+
+
+def test_fine_tuning_from_an_smp_bundle_takes_the_arguments_it_was_trained_with(
+    tmp_path: Path,
+) -> None:
+    from seglab.training.init_weights import load_initial_weights
+
+    kwargs = {"in_channels": 3, "num_classes": 1, **SMP_TINY}
+    torch.manual_seed(0)
+    trained = create_model("smp", **kwargs)
+    rest = {"preprocessing": {}, "threshold": 0.5, "metrics": {}, "config": {}}
+    recorded = bundle_kwargs("smp", trained, kwargs)  # arch, mean and std added
+    save_bundle(trained, make_metadata(model_name="smp", model_kwargs=recorded, **rest), tmp_path)
+    torch.manual_seed(1)
+    fresh = create_model("smp", **kwargs)
+    load_initial_weights(fresh, "smp", kwargs, str(tmp_path))
+    for key, value in trained.state_dict().items():
+        assert torch.equal(fresh.state_dict()[key], value), key
