@@ -35,10 +35,12 @@ _BATCH_NORM_MESSAGE = "Expected more than 1 value per channel when training"
 def _smp() -> Any:
     try:
         import segmentation_models_pytorch
-    except ImportError as exc:
+    # A torchvision built for another torch fails at import with a RuntimeError.
+    except (ImportError, RuntimeError) as exc:
         raise ValueError(
-            f"model 'smp' needs segmentation_models.pytorch, which is not installed ({exc}); "
-            f"install it with {INSTALL_HINT}"
+            f"model 'smp' needs segmentation_models.pytorch, which cannot be imported "
+            f"({type(exc).__name__}: {exc}); install it with {INSTALL_HINT} (beside a CPU-only "
+            "torch: torch 2.14.1 + torchvision 0.29.1, see the README)"
         ) from None
     return segmentation_models_pytorch
 
