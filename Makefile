@@ -40,8 +40,22 @@ display:
 	      libxcb-xkb1 libxkbcommon-x11-0) >/dev/null 2>&1 \
 	    || echo "note: could not install xvfb; the napari window test will skip"; }
 
-test: $(STAMP) $(VIEWER_STAMP) browser display
+# `model.name: smp` needs torchvision, whose registry wheels are CUDA builds that cannot be
+# imported beside .venv's CPU torch 2.13.0: the tests marked `smp` (skipped in .venv) run in a
+# second venv with torch 2.14.1 + torchvision 0.29.1 (a CUDA build, run on the CPU).
+SMP_VENV  := .venv-smp
+SMP_STAMP := $(SMP_VENV)/.installed-stamp
+
+$(SMP_STAMP): pyproject.toml
+	test -x $(SMP_VENV)/bin/python || python3 -m venv $(SMP_VENV)
+	$(SMP_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SMP_VENV)/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(SMP_VENV)/bin/python -m pip install --quiet -e ".[dev,smp]"
+	touch $(SMP_STAMP)
+
+test: $(STAMP) $(VIEWER_STAMP) $(SMP_STAMP) browser display
 	$(PY) -m pytest -n 2 --durations=15 tests
+	$(SMP_VENV)/bin/python -m pytest -n 2 -q -m smp tests
 	@if command -v xvfb-run >/dev/null 2>&1; then \
 	  QT_QPA_PLATFORM=xcb xvfb-run -a $(PY) -m pytest -q tests/deploy/test_viewer.py -k open_viewer; fi
 
@@ -72,4 +86,4 @@ bench: $(STAMP) $(BENCH_STAMP)
 	$(PY) benchmarks/predict_memory.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SMP_VENV) runs .pytest_cache .mypy_cache .ruff_cache

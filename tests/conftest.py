@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -31,6 +32,23 @@ RUN_FOLDER_FILES = (
     "eval/test/per_image.csv",
     "eval/test/report.html",
 )
+
+# `model.name: smp` needs the smp extra: its tests are marked `smp` and skip where it is missing.
+SMP_MARKS = (
+    pytest.mark.smp,
+    pytest.mark.skipif(
+        importlib.util.find_spec("segmentation_models_pytorch") is None,
+        reason="needs the smp extra: pip install 'seglab[smp]' (make test runs it in .venv-smp)",
+    ),
+)
+# The smallest of smp's ResNet encoders keeps its tests fast; weights are never downloaded.
+SMP_TINY = {"encoder": "resnet18", "encoder_weights": None}
+
+
+def model_params(names: list[str]) -> list[object]:
+    """Model names as pytest parameters; `smp` carries `SMP_MARKS`."""
+    return [pytest.param(name, marks=SMP_MARKS if name == "smp" else ()) for name in names]
+
 
 # A U-Net small enough to train in seconds on 2 CPU cores.
 TINY_MODEL = ["model.params.n_filters=1", "model.params.depth=2", "model.params.batch_norm=false"]

@@ -105,6 +105,15 @@ def test_unknown_model_param_lists_valid_params() -> None:
     assert "n_filters" in str(info.value)
 
 
+def test_smp_starts_from_its_own_defaults_not_the_unets() -> None:
+    # Checked against SmpModel's signature only: smp itself need not be installed.
+    assert load_config(None, ["model.name=smp"]).model.params == {}
+    encoder = ["model.name=smp", "model.params.encoder=resnet18"]
+    assert load_config(None, encoder).model.params == {"encoder": "resnet18"}
+    with pytest.raises(ConfigError, match="'model.params.n_filters' for model 'smp'"):
+        load_config(None, ["model.name=smp", "model.params.n_filters=2"])
+
+
 def test_malformed_override() -> None:
     with pytest.raises(ConfigError, match="key.sub=value"):
         load_config(None, ["train.epochs"])

@@ -131,10 +131,14 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
 
 def load_bundle(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Rebuild the model of a bundle with its weights, in eval mode, on the CPU."""
+    """Rebuild the model of a bundle with its weights, in eval mode, on the CPU.
+
+    The model is built offline (`seglab.models.offline_kwargs`): pretrained weights its
+    arguments name are not downloaded, the bundle's weights replace them.
+    """
     from safetensors.torch import load_file
 
-    from seglab.models import create_model
+    from seglab.models import create_model, offline_kwargs
 
     path = Path(path)
     metadata = read_metadata(path)
@@ -142,7 +146,8 @@ def load_bundle(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     if not weights.is_file():
         raise BundleError(f"{weights}: missing; the bundle is incomplete, export it again")
     try:
-        model = create_model(metadata["model"]["name"], **metadata["model"]["kwargs"])
+        name = metadata["model"]["name"]
+        model = create_model(name, **offline_kwargs(name, metadata["model"]["kwargs"]))
     except ValueError as exc:
         raise BundleError(f"{path / METADATA}: cannot build its model ({exc})") from None
     try:

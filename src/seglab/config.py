@@ -127,6 +127,8 @@ def _apply_task_defaults(config: Config) -> None:
             config.model.name = "unet3d"
         if config.model.name == "unet3d" and "params" not in config.model.model_fields_set:
             config.model.params = {}  # the 2D U-Net defaults (n_filters, batch_norm) do not apply
+    if config.model.name == "smp" and "params" not in config.model.model_fields_set:
+        config.model.params = {}  # nor to smp, whose own are a Unet with a ResNet-34 encoder
     if config.task != "classification":
         return
     if "name" not in config.model.model_fields_set:

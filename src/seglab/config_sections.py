@@ -214,8 +214,8 @@ class ModelConfig(Section):
 
     name: str = Field(
         "unet",
-        description="unet | unet_mini | unet_extended | unet3d; classification: mlp | "
-        "mlp_dropout | cnn",
+        description="unet | unet_mini | unet_extended | unet3d | smp (segmentation_models.pytorch "
+        "encoders, the smp extra); classification: mlp | mlp_dropout | cnn",
     )
     # Seed 000 uses n_filters=4 (2.16 M parameters) without batch-norm; n_filters=2 trains ~4x
     # faster on a CPU, and batch-norm reaches val Dice 0.94 in 2 epochs on synthetic nuclei

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import seglab.deploy.export
+from conftest import SMP_TINY, model_params
 from seglab.baseline import create_baseline
 from seglab.bundle import (
     WEIGHTS,
@@ -41,9 +42,9 @@ from seglab.models import (
 )
 
 # ONNX export is of 2D models: `(N, C, H, W)` images with dynamic height and width.
-SEGMENTATION_MODELS = [
-    name for name in MODELS if model_task(name) == "segmentation" and model_spatial_dims(name) == 2
-]
+SEGMENTATION_MODELS = model_params(
+    [n for n in MODELS if model_task(n) == "segmentation" and model_spatial_dims(n) == 2]
+)
 # The extended U-Net is fed three views of an RGB image, hence 9 input channels.
 VIEWS = {"unet_extended": ["raw", "clahe", "invert"]}
 TINY = {"num_classes": 1, "n_filters": 1, "depth": 2}
@@ -54,13 +55,15 @@ REST: dict[str, Any] = {"threshold": 0.5, "metrics": {}, "config": {}}
 def make_bundle(path: Path, name: str, seed: int = 0, **kwargs: object) -> Path:
     views = VIEWS.get(name, ["raw"])
     tiny = {k: v for k, v in TINY.items() if k in model_parameters(name)}
-    model_kwargs = {"in_channels": 3 * len(views), **tiny, **kwargs}
+    model_kwargs = {"in_channels": 3 * len(views), **tiny, **(SMP_TINY if name == "smp" else {})}
+    model_kwargs |= kwargs
     torch.manual_seed(seed)
     model = create_model(name, **model_kwargs)
     with torch.no_grad():
         # At PyTorch's default init a tiny U-Net's probabilities all lie within ~0.001 of one
-        # value; 2.5x weights spread them (std ~0.07) so masks and parity say something.
-        for module in model.modules():
+        # value; 2.5x weights spread them (std ~0.07) so masks and parity say something. (A
+        # ResNet encoder's probabilities spread by themselves, std ~0.02; scaled they saturate.)
+        for module in model.modules() if "n_filters" in tiny else ():
             if isinstance(module, torch.nn.Conv2d | torch.nn.ConvTranspose2d):
                 module.weight.mul_(2.5)
     preprocessing = {**PREPROCESSING, "views": views}

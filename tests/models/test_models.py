@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import sys
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import SMP_TINY, model_params
 from seglab.models import (
     MODELS,
     UNet,
@@ -24,14 +26,19 @@ from seglab.models.padding import pad_end, padding_to_multiple
 
 # The contract below is the 2D segmentation one ((N, C, H, W) in and out); the classifiers have
 # theirs in test_classifiers.py, and the volume models ((N, C, D, H, W)) theirs below.
-NAMES = sorted(n for n in MODELS if model_task(n) == "segmentation" and model_spatial_dims(n) == 2)
+NAMES = model_params(
+    sorted(n for n in MODELS if model_task(n) == "segmentation" and model_spatial_dims(n) == 2)
+)
 NAMES_3D = sorted(n for n in MODELS if model_spatial_dims(n) == 3)
 
 
 def small_model(name: str, seed: int = 0, **kwargs: Any) -> nn.Module:
-    """The model at its narrowest width (if it has one), so the contract tests stay fast."""
+    """The model at its narrowest width (if it has one; smp: ResNet-18), so the contract tests
+    stay fast."""
     if "n_filters" in model_parameters(name):
         kwargs.setdefault("n_filters", 1)
+    if name == "smp":
+        kwargs = {**SMP_TINY, **kwargs}
     torch.manual_seed(seed)
     return create_model(name, **kwargs)
 
@@ -162,6 +169,12 @@ def test_model_spatial_dims() -> None:
 
 
 # --- registry and factory ----------------------------------------------------------------------
+
+
+def test_smp_without_its_extra_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "segmentation_models_pytorch", None)  # import fails
+    with pytest.raises(ValueError, match=r"install it with pip install 'seglab\[smp\]'"):
+        create_model("smp")
 
 
 def test_create_model_unknown_name_lists_valid_names() -> None:

@@ -5,6 +5,10 @@ Every model takes `(N, in_channels, H, W)` images. Segmentation models (the U-Ne
 "classification"`) return `(N, num_classes)` logits. `model_task` tells which. Volume models (a
 class attribute `spatial_dims = 3`, e.g. `unet3d`) take `(N, in_channels, D, H, W)` volumes and
 return `(N, num_classes, D, H, W)` logits; `model_spatial_dims` tells which.
+
+`smp` (`SmpModel`) needs the optional segmentation_models.pytorch, imported when one is built.
+A model class may define `offline_kwargs(kwargs)`: the arguments that rebuild it without the
+network (`SmpModel`: no pretrained encoder weights), used wherever weights come from elsewhere.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import torch
 from torch import nn
 
 from seglab.models.classifiers import CNN, MLP, MLPDropout
+from seglab.models.smp_models import SmpModel
 from seglab.models.summary import count_parameters, model_summary
 from seglab.models.unet import UNet, UNetExtended
 from seglab.models.unet3d import UNet3D
@@ -26,16 +31,19 @@ __all__ = [
     "MLP",
     "MODELS",
     "MLPDropout",
+    "SmpModel",
     "UNet",
     "UNet3D",
     "UNetExtended",
     "UNetMini",
+    "bundle_kwargs",
     "count_parameters",
     "create_model",
     "model_parameters",
     "model_spatial_dims",
     "model_summary",
     "model_task",
+    "offline_kwargs",
 ]
 
 MODELS: dict[str, type[nn.Module]] = {
@@ -46,6 +54,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "mlp": MLP,
     "mlp_dropout": MLPDropout,
     "cnn": CNN,
+    "smp": SmpModel,
 }
 
 
@@ -96,6 +105,35 @@ def model_spatial_dims(name: str) -> int:
     return int(getattr(_model_class(name), "spatial_dims", 2))
 
 
+def offline_kwargs(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Constructor arguments that build the model without touching the network.
+
+    A bundle's weights (or the meta device's nothing) replace whatever pretrained weights the
+    arguments ask for, so those are never downloaded: `SmpModel` is built with
+    `encoder_weights=None`. Other models take their arguments unchanged.
+
+    Example:
+        >>> offline_kwargs("smp", {"encoder": "resnet18", "encoder_weights": "imagenet"})
+        {'encoder': 'resnet18', 'encoder_weights': None}
+        >>> offline_kwargs("unet", {"n_filters": 2})
+        {'n_filters': 2}
+    """
+    rebuild = getattr(_model_class(name), "offline_kwargs", None)
+    return dict(kwargs) if rebuild is None else dict(rebuild(kwargs))
+
+
+def bundle_kwargs(name: str, model: nn.Module, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The constructor arguments a bundle records for `model`, built from `kwargs`.
+
+    They rebuild it offline (`offline_kwargs`), and name what the model resolved itself (a
+    method `resolved_kwargs()`): an `SmpModel`'s architecture, encoder and input `mean` and
+    `std` (the pretrained encoder's), so `seglab.json` shows them.
+    """
+    resolve = getattr(model, "resolved_kwargs", None)
+    resolved = resolve() if callable(resolve) else {}
+    return offline_kwargs(name, {**kwargs, **resolved})
+
+
 def create_model(name: str, **kwargs: Any) -> nn.Module:
     """Build a model from its registry name and constructor arguments (e.g. from a YAML config).
 
@@ -137,7 +175,7 @@ def check_fits_in_memory(name: str, model_class: type[nn.Module], kwargs: dict[s
     from seglab.planner import available_ram_bytes
 
     with torch.device("meta"):
-        probe = model_class(**kwargs)
+        probe = model_class(**offline_kwargs(name, kwargs))
     needed = count_parameters(probe) * TRAINING_BYTES_PER_PARAMETER
     try:
         free = available_ram_bytes()
@@ -147,5 +185,5 @@ def check_fits_in_memory(name: str, model_class: type[nn.Module], kwargs: dict[s
         raise ValueError(
             f"model {name!r} with {kwargs} would need {needed / 2**30:.1f} GiB for its weights, "
             f"gradients and optimiser state; {free / 2**30:.1f} GiB is free. "
-            "Use a smaller n_filters or depth"
+            "Use a smaller n_filters or depth (smp: a smaller encoder)"
         )

@@ -50,11 +50,14 @@ def load_initial_weights(
             to match it), or its weights do not fit the model.
     """
     from seglab.bundle import WEIGHTS, read_metadata
+    from seglab.models import bundle_kwargs
     from seglab.pretrained import bundle_path
 
     path = bundle_path(init)
     metadata = read_metadata(path)
     theirs = metadata["model"]
+    # As the bundle recorded them: with what the model resolved (an smp model's arch, mean, ...).
+    model_kwargs = bundle_kwargs(model_name, model, model_kwargs)
     differing = {
         key: (theirs["kwargs"].get(key), model_kwargs.get(key))
         for key in sorted(set(theirs["kwargs"]) | set(model_kwargs))

@@ -32,7 +32,7 @@ from seglab.config import (
 from seglab.data.sampling import EpochSampler
 from seglab.errors import ConfigError, SeglabError
 from seglab.kinds import kind_of
-from seglab.models import create_model, model_summary
+from seglab.models import bundle_kwargs, create_model, model_summary
 from seglab.precision import accelerator_device_type, resolve_train_precision
 from seglab.training.checkpoints import checkpoint_epoch
 from seglab.training.init_weights import load_initial_weights
@@ -199,7 +199,7 @@ def train(
     model, logger = _fit(config, run_dir, plug, model_kwargs, resume, progress, tags)
     if model is None:  # DDP: rank 0 writes the bundle and evaluates
         return RunResult(run_dir, run_dir / "model", config.train.threshold_range[0], {}, None)
-    metadata = plug.metadata(model, model_kwargs)
+    metadata = plug.metadata(model, bundle_kwargs(config.model.name, model, model_kwargs))
     threshold, val_metrics = plug.validate(model, metadata)
     metadata["threshold"] = threshold
     metadata["metrics"] = {"val": val_metrics}
