@@ -3,18 +3,21 @@ synthetic nuclei only (fluorescence, bright-field and H&E renderings), reproduci
 
 Writes the training data (`seglab data synth --kind nuclei`, mixed renderings, 256², seed 0),
 trains with the settings below, scores the bundle on held-out synthetic sets of each rendering
-(seed 1) and `otsu` for comparison, prints a table and writes JSON. (Not yet good enough to
-ship: see issue 16's note.)
+(seed 1) and `otsu` for comparison, prints a table and writes JSON. `--ship` copies the bundle
+into the package (`src/seglab/pretrained_bundles/nuclei`, loaded by `--model nuclei`); then
+update `WEIGHTS_SHA256` in tests/test_pretrained.py.
 
 Examples:
     python benchmarks/train_generalist.py --epochs 15
     python benchmarks/train_generalist.py --images 60 --epochs 1   # a quick check
+    python benchmarks/train_generalist.py --images 800 --epochs 40 --ship
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -23,13 +26,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from seglab.bundle import METADATA, WEIGHTS
 from seglab.data.synthetic import write_synthetic
 
 console = Console(width=None if sys.stdout.isatty() else 140)
 RENDERINGS = ("fluorescence", "brightfield", "he")
 SETTINGS = [
     "model.name=unet",
-    "model.params.n_filters=8",
+    "model.params.n_filters=4",
     "model.params.depth=4",
     "data.target=boundary",
     "data.normalize=percentile",
@@ -63,6 +67,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15, help="(default 15)")
     parser.add_argument("--out", type=Path, default=Path("runs/generalist"))
     parser.add_argument("--set", action="append", default=[], help="extra override (repeat)")
+    parser.add_argument("--ship", action="store_true", help="copy the bundle into the package")
     args = parser.parse_args()
     started = time.perf_counter()
     data = args.out / "data"
@@ -93,6 +98,17 @@ def main() -> None:
     result = {"images": args.images, "epochs": args.epochs, "seconds": round(seconds, 1)}
     result |= {"settings": [*SETTINGS, *args.set], "scores": rows}
     (args.out / "generalist.json").write_text(json.dumps(result, indent=2) + "\n")
+    if args.ship:
+        ship(run / "model")
+
+
+def ship(bundle: Path) -> None:
+    """Copy the bundle's metadata and weights (not its ONNX file) into the package."""
+    target = Path(__file__).parents[1] / "src" / "seglab" / "pretrained_bundles" / "nuclei"
+    target.mkdir(parents=True, exist_ok=True)
+    for name in (METADATA, WEIGHTS):
+        shutil.copyfile(bundle / name, target / name)
+    console.print(f"shipped {bundle} to {target}")
 
 
 if __name__ == "__main__":

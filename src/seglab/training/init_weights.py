@@ -19,7 +19,7 @@ def init_overrides(init: str) -> list[str]:
 
     Example:
         >>> init_overrides("nuclei")[0]
-        'model.name=unet'
+        'model.name="unet"'
     """
     from seglab.bundle import read_metadata
     from seglab.pretrained import bundle_path
