@@ -24,19 +24,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from seglab.atomic_files import atomic_path
 from seglab.bundle import METADATA, WEIGHTS, load_bundle, read_metadata
-from seglab.deploy.bioimageio_rdf import PackageFiles, model_description
 from seglab.deploy.bioimageio_files import (
     test_image,
     write_cover,
     write_readme,
     write_test_tensors,
 )
+from seglab.deploy.bioimageio_rdf import PackageFiles, model_description
 from seglab.deploy.export import PARITY_TOLERANCE, check_exportable, export_onnx
 from seglab.errors import SeglabError
 from seglab.inference.base import model_divisor

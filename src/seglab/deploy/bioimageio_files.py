@@ -33,8 +33,9 @@ def write_test_tensors(
 ) -> tuple[Path, Path]:
     """Save the raw test input `(1, C, H, W)` and the model's probabilities on it as .npy.
 
-    The input is the raw image as float32 (the package's pre-processing scales it); the output is computed from seglab's own pre-processing,
-    so bioimage.io's test run checks that the spec's steps reproduce it.
+    The input is the raw image as float32 (the package's pre-processing scales it); the
+    output is computed from seglab's own pre-processing, so bioimage.io's test run checks that
+    the spec's steps reproduce it.
 
     Returns:
         The input and output files.
