@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 import shutil
 import tempfile
 import time
@@ -43,8 +42,6 @@ from seglab.kinds import kind_of
 from seglab.pretrained import bundle_path
 
 __all__ = ["BioimageioResult", "default_package_path", "export_bioimageio"]
-
-logger = logging.getLogger(__name__)
 
 TORCHSCRIPT_FILE = "model.torchscript.pt"
 
@@ -118,9 +115,7 @@ def export_bioimageio(bundle: str | Path, out: str | Path | None = None) -> Bioi
         zip_path = _save_package(descr, Path(folder) / "package.zip")
         with atomic_path(target) as temporary:
             shutil.copyfile(zip_path, temporary)
-    seconds = time.perf_counter() - start
-    logger.info("wrote %s in %.1f s", target, seconds)
-    return BioimageioResult(target, onnx_diff, torchscript_diff, seconds)
+    return BioimageioResult(target, onnx_diff, torchscript_diff, time.perf_counter() - start)
 
 
 def check_packable(path: Path, metadata: dict[str, Any]) -> None:

@@ -85,7 +85,7 @@ def write_readme(metadata: dict[str, Any], path: Path) -> Path:
         f"- Input `image` (batch, channel, y, x): {normalization}.",
         "- Output `probabilities` (batch, channel, y, x), one channel per output: "
         + ", ".join(str(name) for name in metadata.get("outputs") or ["foreground"])
-        + f"; seglab thresholds them at {metadata['threshold']}.",
+        + f"; seglab thresholds the first at {metadata['threshold']}.",
         "",
         "## Validation",
         "",

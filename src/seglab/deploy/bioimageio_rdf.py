@@ -14,6 +14,7 @@ models, inside the weights), of the input's size.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,7 +164,16 @@ def _output_tensor(metadata: dict[str, Any], test_output: Path) -> Any:
 
 
 def _output_names(metadata: dict[str, Any]) -> list[str]:
-    """The output channels: the classes of a multi-class model, else its sigmoid outputs."""
+    """The output channels (identifiers): the classes of a multi-class model, else its sigmoid
+    outputs."""
     if metadata.get("task") == "multiclass":
-        return [str(name) for name in metadata["class_names"]]
-    return [str(name) for name in metadata.get("outputs") or ["foreground"]]
+        names = metadata["class_names"]
+    else:
+        names = metadata.get("outputs") or ["foreground"]
+    return [_identifier(str(name), index) for index, name in enumerate(names)]
+
+
+def _identifier(name: str, index: int) -> str:
+    """`name` with every character that cannot be in a Python identifier replaced by "_"."""
+    cleaned = re.sub(r"\W", "_", name)
+    return cleaned if cleaned.isidentifier() else f"c{index}_{cleaned}"
