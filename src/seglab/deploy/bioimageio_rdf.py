@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from seglab.errors import SeglabError
+
 __all__ = ["CITATION_DOI", "PackageFiles", "model_description"]
 
 CITATION_DOI = "10.1007/978-3-319-24574-4_28"
@@ -67,8 +69,17 @@ def model_description(metadata: dict[str, Any], divisor: int, files: PackageFile
 
     Returns:
         A validated `bioimageio.spec.model.v0_5.ModelDescr`.
+
+    Raises:
+        SeglabError: bioimageio.spec is not installed.
     """
-    from bioimageio.spec.model import v0_5 as spec
+    try:
+        from bioimageio.spec.model import v0_5 as spec
+    except ImportError as exc:
+        raise SeglabError(
+            "bioimage.io export needs bioimageio.spec: pip install 'bioimageio.spec>=0.5.12,<0.6' "
+            "(or seglab's dev extra)"
+        ) from exc
 
     name = str(metadata["model"]["name"])
     return spec.ModelDescr(
