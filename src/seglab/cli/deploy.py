@@ -10,6 +10,7 @@ import typer
 
 from seglab.cli.options import console, examples
 from seglab.deploy.limits import ServeLimits
+from seglab.errors import ConfigError
 
 _LIMITS = ServeLimits()  # the defaults of `seglab serve`'s limits
 
@@ -17,14 +18,39 @@ _LIMITS = ServeLimits()  # the defaults of `seglab serve`'s limits
 @examples(
     "seglab export --model runs/nuclei/model",
     "seglab export --model runs/nuclei/model --opset 17",
+    "seglab export --format bioimageio --model nuclei --out nuclei.bioimageio.zip",
 )
 def export(
-    model: Annotated[Path, typer.Option(help="Bundle folder (a run's model/).")],
+    model: Annotated[
+        Path, typer.Option(help="Bundle folder (a run's model/); bioimageio: or `nuclei`.")
+    ],
+    export_format: Annotated[
+        str, typer.Option("--format", help="onnx (into the bundle) or bioimageio (a zip).")
+    ] = "onnx",
+    out: Annotated[
+        Path | None,
+        typer.Option(help="bioimageio: the zip to write (default <bundle>.bioimageio.zip)."),
+    ] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 18,
 ) -> None:
-    """Export a bundle to ONNX (`model/model.onnx`, dynamic batch and size) with a parity check.
-    Then `seglab predict --backend onnx` runs it without torch.
+    """Export a bundle to ONNX (`model/model.onnx`, dynamic batch and size) with a parity check,
+    or to a bioimage.io model package for Fiji, QuPath, deepImageJ and ilastik.
+    Then `seglab predict --backend onnx` runs the ONNX file without torch, and
+    `seglab predict --model model.zip` runs the package.
     """
+    if export_format == "bioimageio":
+        from seglab.deploy.bioimageio import export_bioimageio
+
+        package = export_bioimageio(model, out)
+        console.print(
+            f"wrote {package.path} in {package.seconds:.1f} s; parity with torch: ONNX "
+            f"{package.onnx_diff:.2e}, TorchScript {package.torchscript_diff:.2e} (limit 1e-4)"
+        )
+        return
+    if export_format != "onnx":
+        raise ConfigError(f"--format: unknown '{export_format}'; valid: onnx, bioimageio")
+    if out is not None:
+        raise ConfigError("--out: only for --format bioimageio (ONNX is written into the bundle)")
     from seglab.deploy.export import export_onnx
 
     result = export_onnx(model, opset=opset)

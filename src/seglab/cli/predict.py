@@ -61,7 +61,7 @@ LargeFormatOption = Annotated[
 )
 def predict(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
-    model: Annotated[Path, typer.Option(help="Model bundle folder.")],
+    model: Annotated[Path, typer.Option(help="Model bundle folder or seglab's bioimage.io zip.")],
     out: Annotated[Path, typer.Option(help="Output folder.")],
     probabilities: ProbabilitiesOption = False,
     overlays: Annotated[bool, typer.Option("--overlays", help="Also write overlays.")] = False,
@@ -80,7 +80,8 @@ def predict(
 ) -> None:
     """Predict masks (and instances) for images of any size.
 
-    `--model` is a bundle folder or a baseline name (`otsu`, no training). TIFFs above
+    `--model` is a bundle folder, a bioimage.io package (.zip) exported by seglab or a
+    baseline name (`otsu`, no training). TIFFs above
     `--lazy-above` megapixels and `.zarr` / `.ome.zarr` folders are read, predicted and
     written band by band, so images larger than memory work.
     """

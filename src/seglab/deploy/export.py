@@ -128,7 +128,7 @@ def export_onnx(bundle: str | Path, opset: int = 18, check: bool = True) -> Expo
         raise SeglabError(f"--opset {opset}: the torch.export exporter needs opset >= {MIN_OPSET}")
     metadata = read_metadata(bundle)
     name = str(metadata["model"]["name"])
-    _check_exportable(bundle, metadata)
+    check_exportable(bundle, metadata)
     model, _ = load_bundle(bundle)
     kind = kind_of(metadata)
     wrapper = _Probabilities(model, kind.multiclass).eval()
@@ -170,7 +170,9 @@ def _onnx_entry(opset: int, max_abs_diff: float | None, spatial_dims: int) -> di
     }
 
 
-def _check_exportable(bundle: Path, metadata: dict[str, Any]) -> None:
+def check_exportable(bundle: Path, metadata: dict[str, Any]) -> None:
+    """Raise `SeglabError` unless the bundle holds a known segmentation network (not a
+    baseline, not a classifier)."""
     from seglab.baseline import BASELINES
     from seglab.models import MODELS, model_task
 

@@ -21,7 +21,8 @@ def load_predictor(
     -> Prediction`, `.threshold`, `.metadata` and `.kind` (see `seglab.kinds`).
 
     Args:
-        model: Bundle folder, shipped bundle name (`seglab.pretrained`, e.g. "nuclei") or
+        model: Bundle folder, shipped bundle name (`seglab.pretrained`, e.g. "nuclei"),
+            bioimage.io package exported by seglab (`.zip`, `seglab.inference.packages`) or
             baseline name.
         device: For the torch backend: "auto", "cpu", "cuda", ...
         backend: "torch", "onnx" (ONNX Runtime only, torch is never imported) or "auto": onnx
@@ -31,9 +32,12 @@ def load_predictor(
     """
     from seglab.baseline import BASELINES, create_baseline
     from seglab.bundle import read_metadata
+    from seglab.inference.packages import is_package, package_bundle
     from seglab.pretrained import bundle_path
 
     path = bundle_path(model)
+    if is_package(path):
+        path = package_bundle(path)
     if not path.exists() and str(model) in BASELINES:
         return create_baseline(str(model))
     metadata = read_metadata(path)
