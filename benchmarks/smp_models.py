@@ -30,9 +30,8 @@ from rich.table import Table
 from torch import nn
 
 from seglab.models import count_parameters, create_model
-from seglab.precision import autocast, inference_dtype
-from seglab.training.tasks import make_optimizer
-from unet_throughput import cpu_name, images_per_second
+from seglab.precision import inference_dtype
+from unet_throughput import cpu_name, step_throughput
 
 # (label, model.name, model.params): seglab's U-Net as its default config trains it and U-Net
 # Mini, then smp's Unet with three encoders; the same arguments are timed and trained.
@@ -53,24 +52,7 @@ def throughput(model: nn.Module, args: argparse.Namespace, dtype: torch.dtype) -
         memory_format=torch.channels_last
     )
     target = (torch.rand(args.batch, 1, args.size, args.size) > 0.5).float()
-    optimizer = make_optimizer(model, 1e-3, 0.0, "none")
-    loss_fn = nn.BCEWithLogitsLoss()
-
-    def train_step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(device, dtype):
-            logits = model(x)
-        loss_fn(logits.float(), target).backward()
-        optimizer.step()
-
-    def infer_step() -> None:
-        with torch.inference_mode(), autocast(device, dtype):
-            model(x)
-
-    model.train()
-    train_ips = images_per_second(train_step, device, args.batch, args.warmup, args.steps)
-    model.eval()
-    infer_ips = images_per_second(infer_step, device, args.batch, args.warmup, args.steps)
+    train_ips, infer_ips = step_throughput(model, x, target, device, dtype, args)
     return {"train_ips": round(train_ips, 2), "infer_ips": round(infer_ips, 2)}
 
 

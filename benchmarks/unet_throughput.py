@@ -109,23 +109,16 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def run(args: argparse.Namespace) -> dict[str, object]:
-    # Other processes competing for the cores skew CPU figures; the load average makes that visible.
-    load_avg_1m = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    torch.backends.cudnn.benchmark = True  # the fastest cuDNN kernel per shape (GPU only)
-    dtype = inference_dtype(args.precision, device)
-    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
-
-    model = create_model("unet", in_channels=3, num_classes=1, n_filters=args.n_filters)
-    # Module.to(memory_format=...) exists at runtime but is missing from torch's type stubs.
-    model = model.to(device=device, memory_format=memory_format)  # type: ignore[call-overload]
-    gflop = forward_gflop_per_image(model, 3, args.size)
-    x = torch.randn(args.batch, 3, args.size, args.size, device=device)
-    x = x.contiguous(memory_format=memory_format)
-    target = (torch.rand(args.batch, 1, args.size, args.size, device=device) > 0.5).float()
+def step_throughput(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    device: torch.device,
+    dtype: torch.dtype,
+    args: argparse.Namespace,
+) -> tuple[float, float]:
+    """Training and inference images/s of `model` on the batch `x` (Adam lr 1e-3, BCE with
+    logits, autocast to `dtype`), `args.warmup` untimed then `args.steps` timed steps each."""
     optimizer = make_optimizer(model, 1e-3, 0.0, "none")
     loss_fn = nn.BCEWithLogitsLoss()
     # fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range.
@@ -144,9 +137,30 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             model(x)
 
     model.train()
-    train_ips = images_per_second(train_step, device, args.batch, args.warmup, args.steps)
+    train_ips = images_per_second(train_step, device, x.shape[0], args.warmup, args.steps)
     model.eval()
-    infer_ips = images_per_second(infer_step, device, args.batch, args.warmup, args.steps)
+    infer_ips = images_per_second(infer_step, device, x.shape[0], args.warmup, args.steps)
+    return train_ips, infer_ips
+
+
+def run(args: argparse.Namespace) -> dict[str, object]:
+    # Other processes competing for the cores skew CPU figures; the load average makes that visible.
+    load_avg_1m = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    torch.backends.cudnn.benchmark = True  # the fastest cuDNN kernel per shape (GPU only)
+    dtype = inference_dtype(args.precision, device)
+    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
+
+    model = create_model("unet", in_channels=3, num_classes=1, n_filters=args.n_filters)
+    # Module.to(memory_format=...) exists at runtime but is missing from torch's type stubs.
+    model = model.to(device=device, memory_format=memory_format)  # type: ignore[call-overload]
+    gflop = forward_gflop_per_image(model, 3, args.size)
+    x = torch.randn(args.batch, 3, args.size, args.size, device=device)
+    x = x.contiguous(memory_format=memory_format)
+    target = (torch.rand(args.batch, 1, args.size, args.size, device=device) > 0.5).float()
+    train_ips, infer_ips = step_throughput(model, x, target, device, dtype, args)
 
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     result: dict[str, object] = {

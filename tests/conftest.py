@@ -94,6 +94,18 @@ def no_native_bf16(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield from _cpu_bf16(monkeypatch, False)
 
 
+def run_main(args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
+    """Run the `seglab` entry point in this process with `args`; its exit code."""
+    from seglab.cli.main import main
+
+    monkeypatch.setattr(sys, "argv", ["seglab", *args])
+    try:
+        main()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
 def seglab(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run `python -m seglab ARGS` (asserting success unless `check` is false)."""
     result = subprocess.run(

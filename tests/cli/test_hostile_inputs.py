@@ -9,7 +9,6 @@ checks the exit status, the message and the output folder.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import tiny_gray_unet_bundle
+from conftest import run_main, tiny_gray_unet_bundle
 
 Edit = Callable[[dict[str, Any]], Any]
 
@@ -216,17 +215,6 @@ OTHER_CASES = [
         unreadable_masks,
     ),
 ]
-
-
-def run_main(args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
-    from seglab.cli.main import main
-
-    monkeypatch.setattr(sys, "argv", ["seglab", *args])
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 @pytest.mark.parametrize("case", [*BUNDLE_CASES, *OTHER_CASES], ids=lambda case: case.id)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from conftest import tiny_gray_unet_bundle
+from conftest import run_main, tiny_gray_unet_bundle
 from seglab.data.transforms import normalize_image
 from seglab.deploy.bioimageio import export_bioimageio
 from seglab.inference.loading import load_predictor
@@ -93,17 +92,6 @@ def test_the_zips_onnx_matches_seglabs_predictor_on_the_test_image(
     expected = load_predictor(bundle, backend="torch", precision="32").predict_channels(image)
     np.testing.assert_allclose(actual[0], expected, atol=1e-4)
     np.testing.assert_allclose(actual, stored, atol=1e-4)
-
-
-def run_main(args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
-    from seglab.cli.main import main
-
-    monkeypatch.setattr(sys, "argv", ["seglab", *args])
-    try:
-        main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def test_predict_with_the_zip_writes_the_bundles_masks(
