@@ -22,7 +22,7 @@ from seglab.errors import DataError
 from seglab.evaluation.segmentation import evaluate
 from seglab.inference.files import predict_files
 from seglab.inference.loading import load_predictor
-from seglab.postprocess import read_submission, rle_decode
+from seglab.rle import read_submission, rle_decode
 from seglab.training.run import train
 
 

@@ -1,49 +1,41 @@
-"""From a binary mask to one label per nucleus, and Kaggle DSB2018 run-length encoding.
+"""From a binary mask to one label per nucleus.
 
 :func:`instances_from_mask` chains :func:`clean_mask` (fill holes, drop specks) and
 :func:`split_touching` (watershed) or :func:`label_components`, as an ``InstanceConfig`` says.
 Objects are 8-connected throughout: pixels touching only diagonally are one nucleus.
 
-RLE: pixels are numbered top to bottom, then left to right (column-major), from 1; a mask is
-``start length`` pairs. A submission has one CSV row per nucleus, and one row with empty
-``EncodedPixels`` for an image without any.
+Run-length encoding and Kaggle submissions are in `seglab.rle`.
 
 Example:
     >>> labels = instances_from_mask(probability > threshold, InstanceConfig())
-    >>> write_submission("submission.csv", [("image_id", labels)])
 """
 
 from __future__ import annotations
 
-import csv
-import re
-from collections.abc import Iterable
-from pathlib import Path
-
+import cv2
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.feature import peak_local_max
 from skimage.morphology import local_maxima, reconstruction
 from skimage.segmentation import find_boundaries, relabel_sequential, watershed
 
-from seglab.atomic_files import atomic_text_file
 from seglab.config import InstanceConfig
-from seglab.errors import DataError
 from seglab.object_split import MAX_LOCAL_DYNAMIC, flood_priority, split_by_distance
 
-SUBMISSION_HEADER = ("ImageId", "EncodedPixels")
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
-_INTEGER = re.compile(r"-?[0-9]+")
 
 
-def _as_mask(mask: np.ndarray, name: str = "mask") -> np.ndarray:
+def as_mask(mask: np.ndarray, name: str = "mask") -> np.ndarray:
+    """`mask` as a bool ``(H, W)`` array; a `ValueError` naming it for another shape."""
     array = np.asarray(mask)
     if array.ndim != 2:
         raise ValueError(f"{name} must have shape (H, W), got {array.shape}")
     return array.astype(bool, copy=False)
 
 
-def _as_labels(labels: np.ndarray) -> np.ndarray:
+def as_labels(labels: np.ndarray) -> np.ndarray:
+    """`labels` as an int64 ``(H, W)`` label image; a `ValueError` for another shape, a
+    non-integer dtype or negative labels."""
     array = np.asarray(labels)
     if array.ndim != 2:
         raise ValueError(f"labels must have shape (H, W), got {array.shape}")
@@ -70,15 +62,36 @@ def clean_mask(mask: np.ndarray, min_area: int = 0, fill_holes: bool = True) -> 
         array([[1, 1, 0, 0],
                [1, 1, 0, 0]])
     """
-    cleaned = _as_mask(mask)
+    cleaned = as_mask(mask)
+    if cleaned.size == 0:
+        return cleaned.copy()
     if fill_holes:
-        cleaned = ndi.binary_fill_holes(cleaned)
+        cleaned = filled_holes(cleaned)
     if min_area > 1:
-        objects, _ = ndi.label(cleaned, structure=_EIGHT_CONNECTED)
-        large_enough = np.bincount(objects.ravel()) >= min_area
+        _, objects, stats, _ = cv2.connectedComponentsWithStats(
+            np.ascontiguousarray(cleaned).view(np.uint8), connectivity=8
+        )
+        large_enough = stats[:, cv2.CC_STAT_AREA] >= min_area
         large_enough[0] = False
         cleaned = large_enough[objects]
     return np.asarray(cleaned, dtype=bool)
+
+
+def filled_holes(mask: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.binary_fill_holes(mask)`` of a bool mask: the background 4-connected
+    to no image edge becomes foreground. OpenCV's labelling makes it ~5x faster than SciPy's.
+
+    Example:
+        >>> filled_holes(np.array([[1, 1, 1], [1, 0, 1], [1, 1, 1]], bool)).all()
+        True
+    """
+    background = np.ascontiguousarray(~mask).view(np.uint8)
+    count, regions = cv2.connectedComponents(background, connectivity=4)
+    outside = np.zeros(count, dtype=bool)
+    outside[regions[[0, -1]].ravel()] = True
+    outside[regions[:, [0, -1]].ravel()] = True
+    outside[0] = False  # label 0: the mask's own pixels
+    return ~outside[regions]
 
 
 def label_components(mask: np.ndarray) -> np.ndarray:
@@ -89,7 +102,7 @@ def label_components(mask: np.ndarray) -> np.ndarray:
         array([[1, 0, 2],
                [1, 0, 0]], dtype=int32)
     """
-    labels, _ = ndi.label(_as_mask(mask), structure=_EIGHT_CONNECTED)
+    labels, _ = ndi.label(as_mask(mask), structure=_EIGHT_CONNECTED)
     return labels.astype(np.int32)
 
 
@@ -151,7 +164,7 @@ def split_touching(
         >>> split_touching(two_touching_discs, min_distance=5).max()
         2
     """
-    foreground = _as_mask(mask)
+    foreground = as_mask(mask)
     components = label_components(foreground)
     if components.max() == 0:
         return components
@@ -163,7 +176,7 @@ def split_touching(
     if seeds is None:
         markers = _distance_peaks(distance, components, min_distance, min_dynamic)
     else:
-        seed_mask = _as_mask(seeds, "seeds")
+        seed_mask = as_mask(seeds, "seeds")
         if seed_mask.shape != foreground.shape:
             raise ValueError(f"seeds shape {seed_mask.shape} must equal mask shape {mask.shape}")
         markers = label_components(seed_mask & foreground)
@@ -203,7 +216,7 @@ def instances_from_mask(
     """
     cleaned = clean_mask(mask, config.min_area, config.fill_holes)
     if seeds is not None:
-        interiors = instances_from_mask(_as_mask(seeds, "seeds") & cleaned, config)
+        interiors = instances_from_mask(as_mask(seeds, "seeds") & cleaned, config)
         if elevation is None:
             elevation = -ndi.distance_transform_edt(cleaned)
         markers = _merge_markers(interiors, label_components(cleaned))
@@ -235,155 +248,4 @@ def outline(labels: np.ndarray) -> np.ndarray:
     Example:
         >>> overlay[outline(labels)] = (255, 255, 0)
     """
-    return find_boundaries(_as_labels(labels), connectivity=1, mode="inner").astype(bool)
-
-
-def rle_encode(mask: np.ndarray) -> str:
-    """Run-length encodes a mask: ``"start length ..."``, starts 1-based, column-major.
-
-    Args:
-        mask: Binary mask (nonzero is foreground), shape ``(H, W)``.
-
-    Returns:
-        The RLE string; ``""`` for an empty mask.
-
-    Example:
-        >>> rle_encode(np.array([[1, 0], [1, 1]]))  # pixels 1, 2 (column 0) and 4
-        '1 2 4 1'
-    """
-    padded = np.concatenate([[False], _as_mask(mask).ravel(order="F"), [False]])
-    # Position i of `padded` is pixel i (1-based), so a change between i-1 and i marks pixel i.
-    changes = np.flatnonzero(padded[1:] != padded[:-1]) + 1
-    starts, ends = changes[0::2], changes[1::2]
-    return _format_runs(starts, ends - starts)
-
-
-def _format_runs(starts: np.ndarray, lengths: np.ndarray) -> str:
-    return " ".join(f"{start} {length}" for start, length in zip(starts, lengths))
-
-
-def rle_decode(rle: str, shape: tuple[int, int]) -> np.ndarray:
-    """Decodes a run-length string written as :func:`rle_encode` writes it.
-
-    Args:
-        rle: ``start length`` pairs, sorted, not overlapping; ``""`` is an empty mask.
-        shape: ``(H, W)`` of the image.
-
-    Returns:
-        Bool mask of ``shape``.
-
-    Raises:
-        ValueError: If the string is malformed; the message names the offending run.
-
-    Example:
-        >>> rle_decode("1 2 4 1", (2, 2)).astype(int)
-        array([[1, 0],
-               [1, 1]])
-    """
-    height, width = shape
-    tokens = rle.split()
-    if len(tokens) % 2:
-        raise ValueError(f"RLE has an odd number of values ({len(tokens)}); expected pairs")
-    # Stricter than int(), which also takes "1_000" and non-ASCII digits.
-    bad = next((token for token in tokens if not _INTEGER.fullmatch(token)), None)
-    if bad is not None:
-        raise ValueError(f"RLE value {bad!r} is not an integer")
-    values = [int(token) for token in tokens]
-    flat = np.zeros(height * width, dtype=bool)
-    end = 1
-    for index, (start, length) in enumerate(zip(values[0::2], values[1::2])):
-        run = f"run {index} ({start} {length})"
-        if start < 1:
-            raise ValueError(f"RLE {run}: start must be >= 1 (pixels are numbered from 1)")
-        if length < 1:
-            raise ValueError(f"RLE {run}: length must be >= 1")
-        if start < end:
-            raise ValueError(f"RLE {run}: runs overlap or are not sorted by start")
-        end = start + length
-        if end - 1 > flat.size:
-            raise ValueError(f"RLE {run}: runs past the end of the {height}x{width} image")
-        flat[start - 1 : end - 1] = True
-    return flat.reshape((height, width), order="F")
-
-
-def labels_to_rles(labels: np.ndarray) -> list[str]:
-    """Run-length encodes each instance of a label image (0 is background), by label.
-
-    Returns:
-        One string per label present, equal to :func:`rle_encode` of ``labels == label``.
-
-    Example:
-        >>> labels_to_rles(np.array([[1, 2], [1, 2]]))
-        ['1 2', '3 2']
-    """
-    flat = _as_labels(labels).ravel(order="F")
-    if flat.size == 0:
-        return []
-    # One pass over the image instead of one per label: cut it into runs of equal labels, then
-    # group the runs by label (the stable sort keeps each label's runs in pixel order).
-    starts = np.flatnonzero(np.diff(flat, prepend=-1))
-    lengths = np.diff(starts, append=flat.size)
-    order = np.argsort(flat[starts], kind="stable")
-    starts, lengths, values = starts[order] + 1, lengths[order], flat[starts][order]
-    cuts = np.flatnonzero(np.diff(values)) + 1
-    runs = zip(np.split(starts, cuts), np.split(lengths, cuts), np.split(values, cuts))
-    return [_format_runs(start, length) for start, length, value in runs if value[0] > 0]
-
-
-def write_submission(path: str | Path, rows: Iterable[tuple[str, np.ndarray]]) -> int:
-    """Writes an ``ImageId,EncodedPixels`` submission CSV atomically.
-
-    Args:
-        path: Destination ``.csv``; parent folders are created.
-        rows: ``(image_id, labels)`` per test image, ``labels`` an integer label image.
-
-    Returns:
-        Number of rows written: one per nucleus, one for each image without any.
-
-    Raises:
-        ValueError: If an image id appears twice (nothing is written).
-
-    Example:
-        >>> write_submission("submission.csv", [("a", labels_a), ("b", np.zeros((8, 8), int))])
-    """
-    written = 0
-    seen: set[str] = set()
-    with atomic_text_file(Path(path)) as file:
-        writer = csv.writer(file)
-        writer.writerow(SUBMISSION_HEADER)
-        for image_id, labels in rows:
-            if image_id in seen:
-                raise ValueError(f"image id {image_id!r} appears twice in the submission")
-            seen.add(image_id)
-            # Kaggle scores every test image, so an image without nuclei still needs its row.
-            for rle in labels_to_rles(labels) or [""]:
-                writer.writerow((image_id, rle))
-                written += 1
-    return written
-
-
-def read_submission(path: str | Path) -> dict[str, list[str]]:
-    """Reads a submission CSV: image id -> its RLE strings (an empty list: no nucleus).
-
-    Raises:
-        DataError: If the file is missing or its header is not ``ImageId,EncodedPixels``.
-
-    Example:
-        >>> read_submission("submission.csv")["a"]
-        ['1 3', '10 2']
-    """
-    path = Path(path)
-    try:
-        with path.open(newline="") as file:
-            reader = csv.reader(file)
-            header = tuple(next(reader, ()))
-            if header != SUBMISSION_HEADER:
-                raise DataError(path, f"header is {header}, expected {SUBMISSION_HEADER}")
-            result: dict[str, list[str]] = {}
-            for image_id, rle, *_ in ([*row, "", ""] for row in reader if row):
-                runs = result.setdefault(image_id, [])
-                if rle.strip():
-                    runs.append(rle.strip())
-    except FileNotFoundError:
-        raise DataError(path, "submission file not found") from None
-    return result
+    return find_boundaries(as_labels(labels), connectivity=1, mode="inner").astype(bool)

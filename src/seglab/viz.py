@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from seglab.atomic_files import atomic_write_bytes
+from seglab.png import encode_png
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -159,16 +160,12 @@ def confusion_image(
 
 def save_png(path: str | Path, rgb: np.ndarray) -> None:
     """Writes a ``uint8`` image ``(H, W)``, ``(H, W, 3)`` or ``(H, W, 4)`` as PNG, atomically."""
-    from PIL import Image
-
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or not (rgb.ndim == 2 or (rgb.ndim == 3 and rgb.shape[2] in (3, 4))):
         raise ValueError(
             f"expected uint8 (H, W[, 3|4]), got {rgb.dtype} {rgb.shape}; see to_display"
         )
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, encode_png(rgb))
 
 
 def new_figure(width: float, height: float) -> Figure:

@@ -29,7 +29,7 @@ from seglab.deploy.serve import (
 from seglab.errors import ConfigError, DataError, SeglabError
 from seglab.inference.loading import load_predictor
 from seglab.models import create_model
-from seglab.postprocess import rle_decode
+from seglab.rle import rle_decode
 from seglab.viz import MASK_COLOR, mask_overlay
 
 # Not square, so a transposed mask cannot pass for the right one.

@@ -12,7 +12,6 @@ small file declaring a huge image is refused instead of filling memory.
 
 from __future__ import annotations
 
-import io
 import logging
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from seglab.data.pixel_limits import (
     tiff_pixels,
 )
 from seglab.errors import DataError
+from seglab.png import encode_png
 
 logger = logging.getLogger(__name__)
 
@@ -193,18 +193,7 @@ def write_png(path: str | Path, array: np.ndarray) -> None:
         array = array[..., 0]
     if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3)):
         raise ValueError(f"write_png needs shape (H, W), (H, W, 1) or (H, W, 3), got {array.shape}")
-    if array.ndim == 3 and array.dtype == np.uint16:
-        import cv2  # Pillow cannot write 16-bit RGB; imported here to keep start-up fast
-
-        ok, encoded = cv2.imencode(".png", np.ascontiguousarray(array[..., ::-1]))
-        if not ok:
-            raise ValueError(f"OpenCV could not encode a {array.shape} uint16 array as PNG")
-        data = encoded.tobytes()
-    else:
-        buffer = io.BytesIO()
-        Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG")
-        data = buffer.getvalue()
-    atomic_write_bytes(path, data)
+    atomic_write_bytes(path, encode_png(array))
 
 
 def write_label_png(path: str | Path, labels: np.ndarray) -> None:

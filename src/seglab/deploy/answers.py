@@ -26,13 +26,13 @@ from typing import Any
 import numpy as np
 import tifffile
 from fastapi import HTTPException
-from PIL import Image
 
 from seglab.baseline import BASELINES
 from seglab.deploy.limits import release_memory
 from seglab.deploy.uploads import Upload, decode_image
 from seglab.inference.sliding_window import StopCheck
-from seglab.postprocess import labels_to_rles
+from seglab.png import encode_png
+from seglab.rle import labels_to_rles
 from seglab.viz import mask_overlay, to_display
 
 __all__ = ["Answer", "Segmenter", "labels_file", "media_type", "probability_image"]
@@ -42,13 +42,6 @@ Answer = tuple[bytes | dict[str, Any], float]
 # left to the allocator, which reuses it at once.
 _LARGE_PIXELS = 1024 * 1024
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
-
-
-def _png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    # Masks compress well even at level 1, which is several times faster than the default 6.
-    Image.fromarray(array).save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
 
 
 def media_type(content: bytes) -> str:
@@ -74,7 +67,7 @@ def labels_file(labels: np.ndarray) -> bytes:
         b'\\x89PNG'
     """
     if labels.max(initial=0) <= np.iinfo(np.uint16).max:
-        return _png(labels.astype(np.uint16))
+        return encode_png(labels.astype(np.uint16))
     buffer = io.BytesIO()
     tifffile.imwrite(buffer, labels.astype(np.uint32), compression="zlib")
     return buffer.getvalue()
@@ -151,15 +144,15 @@ class Segmenter:
         mask = prediction.mask
         labels: np.ndarray | None = prediction.instances if self.instances else None
         encoders = {
-            "mask": lambda: _png(mask.astype(np.uint8) * 255),
-            "probabilities": lambda: _png(probability_image(prediction.probabilities)),
+            "mask": lambda: encode_png(mask.astype(np.uint8) * 255),
+            "probabilities": lambda: encode_png(probability_image(prediction.probabilities)),
             "labels": lambda: labels_file(np.asarray(labels)),
         }
         picture = "mask" if fmt == "png" else fmt
         if picture in encoders:
             return encoders[picture]()
         if fmt == "overlay":
-            return _png(mask_overlay(image, mask))
+            return encode_png(mask_overlay(image, mask))
         summary: dict[str, Any] = {
             "width": int(mask.shape[1]),
             "height": int(mask.shape[0]),
@@ -173,7 +166,7 @@ class Segmenter:
         if fmt == "full":
             shown = ["mask", "probabilities"] + (["labels"] if labels is not None else [])
             images = {name: _data_url(encoders[name]()) for name in shown}
-            summary["images"] = {"image": _data_url(_png(to_display(image)))} | images
+            summary["images"] = {"image": _data_url(encode_png(to_display(image)))} | images
         return summary
 
     def _classes(
@@ -184,9 +177,9 @@ class Segmenter:
 
         coloured = self.predictor.colour(mask)
         if fmt == "png":
-            return _png(coloured)
+            return encode_png(coloured)
         if fmt == "overlay":
-            return _png(class_overlay(image, coloured))
+            return encode_png(class_overlay(image, coloured))
         summary: dict[str, Any] = {
             "width": int(mask.shape[1]),
             "height": int(mask.shape[0]),
@@ -195,7 +188,7 @@ class Segmenter:
         }
         if fmt == "full":
             summary["images"] = {
-                "image": _data_url(_png(to_display(image))),
-                "mask": _data_url(_png(coloured)),
+                "image": _data_url(encode_png(to_display(image))),
+                "mask": _data_url(encode_png(coloured)),
             }
         return summary

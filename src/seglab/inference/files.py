@@ -173,7 +173,7 @@ def predict_files(
     Raises:
         ConfigError: An unknown `large_format`.
     """
-    from seglab.postprocess import write_submission
+    from seglab.rle import write_submission
 
     if large_format not in LARGE_FORMATS:
         raise ConfigError(f"--large-format: unknown '{large_format}'; valid: tif, zarr")
