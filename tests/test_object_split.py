@@ -3,17 +3,21 @@ whole-image reference: the same labels, pixel for pixel, on random and synthetic
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import ndimage as ndi
 from skimage.feature import peak_local_max
 from skimage.morphology import local_maxima, reconstruction
 from skimage.segmentation import relabel_sequential, watershed
 
+from seglab import object_split
 from seglab.data.synthetic import make_nuclei
-from seglab.object_split import exact_distance, flood_priority
+from seglab.object_split import exact_distance, flood_priority, grow_markers, local_peaks
 from seglab.postprocess import clean_mask, label_components, split_touching
 
 EIGHT = np.ones((3, 3), dtype=bool)
@@ -102,3 +106,62 @@ def test_two_touching_discs_split_in_two() -> None:
     yy, xx = np.mgrid[:40, :60]
     mask = ((yy - 20) ** 2 + (xx - 20) ** 2 < 100) | ((yy - 20) ** 2 + (xx - 38) ** 2 < 100)
     assert split_touching(mask, 3, None, 0.5).max() == 2
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    hnp.arrays(bool, hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=30)),
+    st.integers(0, 2**32 - 1),
+)
+def test_grow_markers_is_the_whole_image_watershed(mask: np.ndarray, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    components = label_components(mask)
+    markers = np.where(mask & (rng.random(mask.shape) < 0.1), rng.integers(1, 6, mask.shape), 0)
+    elevation = rng.random(mask.shape)  # continuous: no ties between marker pixels
+    expected = watershed(elevation, markers, mask=mask, connectivity=2)
+    np.testing.assert_array_equal(grow_markers(elevation, markers, components), expected)
+
+
+def test_grow_markers_labels_a_one_marker_object_whole() -> None:
+    mask = np.zeros((6, 9), bool)
+    mask[1:5, 1:4] = True  # one marker: takes it everywhere
+    mask[1:5, 5:8] = True  # two markers: split by the elevation's ridge at column 6
+    markers = np.zeros(mask.shape, np.int32)
+    markers[2, 2], markers[2, 5], markers[2, 7] = 7, 1, 2
+    elevation = np.zeros(mask.shape)
+    elevation[:, 6] = 1.0
+    labels = grow_markers(elevation, markers, label_components(mask))
+    assert (labels[1:5, 1:4] == 7).all()
+    assert (labels[1:5, 5] == 1).all() and (labels[1:5, 7] == 2).all()
+    assert set(np.unique(labels[1:5, 6])) <= {1, 2}
+    assert (labels[~mask] == 0).all()
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    hnp.arrays(bool, hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=20)),
+    st.integers(0, 2**32 - 1),
+)
+def test_flood_priority_keys_order_pixels_as_the_ranks(mask: np.ndarray, seed: int) -> None:
+    distance = ndi.distance_transform_edt(mask)
+    markers = (np.random.default_rng(seed).random(mask.shape) < 0.3) & mask
+    keys = flood_priority(distance, markers).ravel()
+    with patch.object(object_split, "_EXACT_FLOAT", 0):
+        ranks = flood_priority(distance, markers).ravel()
+    np.testing.assert_array_equal(np.sign(keys[:, None] - keys), np.sign(ranks[:, None] - ranks))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    hnp.arrays(
+        np.float64,
+        hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=25),
+        elements=st.sampled_from([-1.0, 0.5, 1.0, 1.5, 2.0, 3.0]),  # plateaus and ties
+    ),
+    st.integers(1, 4),
+)
+def test_local_peaks_is_peak_local_max(image: np.ndarray, min_distance: int) -> None:
+    expected = peak_local_max(
+        image, min_distance=min_distance, threshold_abs=-1.0, exclude_border=False
+    )
+    np.testing.assert_array_equal(local_peaks(image, min_distance), expected)

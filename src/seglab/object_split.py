@@ -39,6 +39,8 @@ _OPENCV_MAX_DIAGONAL = 2000.0
 # Objects never interact while min_dynamic < 1: their reconstruction values stay above 0 (the
 # distance is >= 1 on an object), above the background's.
 MAX_LOCAL_DYNAMIC = 1.0
+# Integers up to 2**53 are exact in float64.
+_EXACT_FLOAT = 2**53
 
 
 def exact_distance(foreground: np.ndarray) -> np.ndarray:
@@ -57,22 +59,30 @@ def exact_distance(foreground: np.ndarray) -> np.ndarray:
 
 
 def flood_priority(distance: np.ndarray, markers: np.ndarray) -> np.ndarray:
-    """The watershed's priorities (float64 ranks): deeper pixels first, and among equally deep
-    ones the marker pixels first, in raster order; other ties stay ties.
+    """The watershed's priorities (float64): deeper pixels first, and among equally deep ones
+    the marker pixels first, in raster order; other ties stay ties.
 
     The watershed's queue breaks ties among unmarked pixels by when they were reached, which no
     other object changes, but hands out equal marker pixels in an order that depends on the
-    whole queue. Ranking them makes an object flooded in its bounding box come out as it does
-    in the whole image (ranks within a box keep the whole image's order).
+    whole queue. Ordering them makes an object flooded in its bounding box come out as it does
+    in the whole image (the order within a box is the whole image's).
+
+    `distance` is a Euclidean distance transform, so its squares are integers: one integer key
+    per pixel, ``-distance**2 * 2n + unmarked * n + (raster index if marked)``, orders the
+    pixels without a sort; float64 holds it exactly below 2**53, else the keys are ranked.
     """
-    depth = -distance.ravel()
+    size = distance.size
     marked = markers.ravel() > 0
-    among_markers = np.where(marked, np.arange(depth.size), 0)
-    order = np.lexsort((among_markers, ~marked, depth))
-    keys = np.stack([depth[order], ~marked[order], among_markers[order]])
-    new = np.ones(depth.size, dtype=bool)
-    new[1:] = (keys[:, 1:] != keys[:, :-1]).any(axis=0)
-    ranks = np.empty(depth.size)
+    among_markers = np.where(marked, np.arange(size), 0)
+    squared = np.rint(distance.ravel() ** 2).astype(np.int64)
+    if squared.size and int(squared.max()) * 2 * size + 2 * size < _EXACT_FLOAT:
+        keys = -squared * (2 * size) + np.where(marked, among_markers, size)
+        return keys.astype(np.float64).reshape(distance.shape)
+    order = np.lexsort((among_markers, ~marked, -squared))
+    sorted_keys = np.stack([-squared[order], ~marked[order], among_markers[order]])
+    new = np.ones(size, dtype=bool)
+    new[1:] = (sorted_keys[:, 1:] != sorted_keys[:, :-1]).any(axis=0)
+    ranks = np.empty(size)
     ranks[order] = np.cumsum(new)
     return ranks.reshape(distance.shape)
 
@@ -135,10 +145,10 @@ def split_by_distance(
     distance = exact_distance(foreground)
     simple, top_start = simple_objects(distance, components, count, min_dynamic)
     others = np.flatnonzero(~simple[1:]) + 1
-    packed = Packing(components, others, distance)
+    packed = Packing(components, others, distance, margin=max(1, min_distance))
     markers, keys = packed.markers(min_distance, min_dynamic)
     flooded = watershed(
-        flood_priority(packed.distance, markers), markers, mask=packed.objects > 0, connectivity=2
+        flood_priority(packed.values, markers), markers, mask=packed.objects > 0, connectivity=2
     )
     # Sort keys of every instance: (0, first pixel of its top) or (1, its component index).
     keys = [(0, int(start)) for start in top_start[simple]] + keys
@@ -151,9 +161,7 @@ def split_by_distance(
     lookup[simple] = rank[1 : 1 + int(simple.sum())]
     labels = lookup[components]
     shift = int(simple.sum())  # packed markers number their keys after the simple objects'
-    for index, (box, place) in enumerate(zip(packed.boxes, packed.places), start=1):
-        inside = packed.objects[place] == index
-        labels[box][inside] = rank[flooded[place][inside] + shift]
+    packed.unpack(rank[flooded + shift], labels)
     return labels.astype(np.int32)
 
 
@@ -164,27 +172,43 @@ class Packing:
     Args:
         components: Labels 1..N of the 8-connected objects.
         chosen: The component indices to pack.
-        distance: The image's distance transform.
+        values: The image the packed steps work on (its distance transform, an elevation).
+        margin: Background pixels between two boxes and around the canvas, at least 1.
 
     Attributes:
         objects: The canvas's objects, numbered 1..len(chosen) in `chosen`'s order.
-        distance: Their distances, 0 on the background.
+        values: `values` on them, 0 on the background.
         boxes, places: Each object's box in the image and in the canvas.
     """
 
-    def __init__(self, components: np.ndarray, chosen: np.ndarray, distance: np.ndarray):
+    def __init__(
+        self, components: np.ndarray, chosen: np.ndarray, values: np.ndarray, margin: int = 1
+    ):
         all_boxes = ndi.find_objects(components)
         self.chosen = chosen
         self.boxes = [all_boxes[index - 1] for index in chosen]
         self.width = components.shape[1]
+        self.margin = margin
         sizes = [(box[0].stop - box[0].start, box[1].stop - box[1].start) for box in self.boxes]
-        self.places, shape = _shelves(sizes)
+        self.places, shape = _shelves(sizes, margin)
         self.objects = np.zeros(shape, dtype=np.int32)
-        self.distance = np.zeros(shape)
         for number, (index, box, place) in enumerate(zip(chosen, self.boxes, self.places), 1):
-            inside = components[box] == index
-            self.objects[place][inside] = number
-            self.distance[place][inside] = distance[box][inside]
+            self.objects[place][components[box] == index] = number
+        self.values = self.pack(values)
+
+    def pack(self, image: np.ndarray) -> np.ndarray:
+        """`image` on the packed objects' pixels, 0 elsewhere: a canvas."""
+        canvas = np.zeros(self.objects.shape, dtype=image.dtype)
+        for number, (box, place) in enumerate(zip(self.boxes, self.places), 1):
+            inside = self.objects[place] == number
+            canvas[place][inside] = image[box][inside]
+        return canvas
+
+    def unpack(self, canvas: np.ndarray, image: np.ndarray) -> None:
+        """Writes a canvas's values on the packed objects' pixels back into `image`."""
+        for number, (box, place) in enumerate(zip(self.boxes, self.places), 1):
+            inside = self.objects[place] == number
+            image[box][inside] = canvas[place][inside]
 
     def markers(self, min_distance: int, min_dynamic: float) -> tuple[np.ndarray, list]:
         """The canvas's watershed markers and the sort key of each (markers number keys from
@@ -192,7 +216,7 @@ class Packing:
         ``min_dynamic``-reconstruction, ``(1, component)`` for an object without one (its
         marker is any one of its pixels: it floods alone)."""
         inside = self.objects > 0
-        local = self.distance
+        local = self.values
         # Reconstruction values stay above 0 where min_dynamic < 1 and the background is 0, so
         # no object's reconstruction reaches another across the background.
         flattened = np.where(inside, reconstruction(local - min_dynamic, local), -1.0)
@@ -207,12 +231,8 @@ class Packing:
         # One top on a non-flat object: peak_local_max keeps it (its highest point is on it).
         needs_peaks = (per_object > 1) | (low == high)
         needs_peaks[0] = False
-        peaks = peak_local_max(
-            flattened,
-            min_distance=min_distance,
-            labels=np.where(needs_peaks[self.objects], self.objects, 0),
-            threshold_abs=-1.0,
-            exclude_border=False,
+        peaks = self.peaks(
+            flattened, needs_peaks & (low < high), needs_peaks & (low == high), min_distance
         )
         kept = ~needs_peaks[owner]
         peak_tops = tops[tuple(peaks.T)]
@@ -230,6 +250,35 @@ class Packing:
             markers[place][row, col] = len(keys)
         return markers, keys
 
+    def peaks(
+        self, flattened: np.ndarray, sloped: np.ndarray, flat: np.ndarray, min_distance: int
+    ) -> np.ndarray:
+        """``peak_local_max(flattened, min_distance, labels=objects)`` on the `sloped` and
+        `flat` objects (bool per object number, 0 unused); needs ``margin >= min_distance``.
+
+        Boxes that far apart never see each other's pixels, so one call over all sloped objects
+        gives the per-object answer. Flat ones still go one by one: on an object without a
+        lower pixel peak_local_max keeps the pixels an opening removes, which one call over
+        several objects would not.
+        """
+        if self.margin < min_distance:
+            raise ValueError(f"packed with margin {self.margin} < min_distance {min_distance}")
+        found = [np.empty((0, 2), dtype=np.intp)]
+        if sloped.any():
+            found.append(local_peaks(np.where(sloped[self.objects], flattened, -1.0), min_distance))
+        if flat.any():
+            labels = np.where(flat[self.objects], self.objects, 0)
+            found.append(
+                peak_local_max(
+                    flattened,
+                    min_distance=min_distance,
+                    labels=labels,
+                    threshold_abs=-1.0,
+                    exclude_border=False,
+                )
+            )
+        return np.vstack(found)
+
     def image_index(self, canvas_index: int) -> int:
         """The raster index in the image of a canvas pixel of an object."""
         row, col = divmod(canvas_index, self.objects.shape[1])
@@ -240,19 +289,86 @@ class Packing:
         )
 
 
-def _shelves(sizes: list[tuple[int, int]]) -> tuple[list[tuple[slice, slice]], tuple[int, int]]:
-    """Places for boxes of `sizes` (height, width) in rows of a canvas, one background pixel
-    around each; the places and the canvas shape."""
-    area = sum((h + 1) * (w + 1) for h, w in sizes)
-    width = max([int(np.sqrt(area)) + 1, *(w + 2 for _, w in sizes)])
+def _shelves(
+    sizes: list[tuple[int, int]], margin: int
+) -> tuple[list[tuple[slice, slice]], tuple[int, int]]:
+    """Places for boxes of `sizes` (height, width) in rows of a canvas, `margin` background
+    pixels around each; the places and the canvas shape."""
+    area = sum((h + margin) * (w + margin) for h, w in sizes)
+    width = max([int(np.sqrt(area)) + margin, *(w + 2 * margin for _, w in sizes)])
     places: list[tuple[slice, slice]] = [(slice(0), slice(0))] * len(sizes)
-    row, col, shelf = 1, 1, 0
+    row, col, shelf = margin, margin, 0
     # Tallest first, so that each shelf holds boxes of about its height: little empty canvas.
     for index in sorted(range(len(sizes)), key=lambda i: -sizes[i][0]):
         height, box_width = sizes[index]
-        if col + box_width + 1 > width:
-            row, col, shelf = row + shelf + 1, 1, 0
+        if col + box_width + margin > width:
+            row, col, shelf = row + shelf + margin, margin, 0
         places[index] = (slice(row, row + height), slice(col, col + box_width))
-        col += box_width + 1
+        col += box_width + margin
         shelf = max(shelf, height)
-    return places, (row + shelf + 1, width)
+    return places, (row + shelf + margin, width)
+
+
+def grow_markers(elevation: np.ndarray, markers: np.ndarray, components: np.ndarray) -> np.ndarray:
+    """``watershed(elevation, markers, mask=components > 0, connectivity=2)``, flooding only
+    the objects that hold several markers: an object with one marker takes its label whole.
+
+    The same labels as the whole-image watershed wherever no two pixels of different markers in
+    one object have equal elevations (scikit-image queues every marker pixel at age 0, so how
+    such ties break depends on the whole queue).
+
+    Args:
+        elevation: Where the flood goes first (low first), ``(H, W)``.
+        markers: Labels > 0 that grow, ``(H, W)``.
+        components: The 8-connected objects 1..N they grow over, ``(H, W)``.
+
+    Returns:
+        Labels of `markers`' dtype; 0 on the background and on objects without a marker.
+    """
+    marked = (markers > 0) & (components > 0)
+    stride = int(markers.max()) + 1
+    pairs = np.unique(components[marked].astype(np.int64) * stride + markers[marked])
+    owner, label = np.divmod(pairs, stride)
+    per_object = np.bincount(owner, minlength=int(components.max()) + 1)
+    single = per_object[owner] == 1
+    lookup = np.zeros(per_object.size, dtype=markers.dtype)
+    lookup[owner[single]] = label[single]
+    labels = lookup[components]
+    several = np.flatnonzero(per_object > 1)
+    if several.size:
+        packed = Packing(components, several, elevation)
+        flooded = watershed(
+            packed.values, packed.pack(markers), mask=packed.objects > 0, connectivity=2
+        )
+        packed.unpack(flooded, labels)
+    return labels
+
+
+def local_peaks(image: np.ndarray, min_distance: int, threshold: float = -1.0) -> np.ndarray:
+    """``peak_local_max(image, min_distance, threshold_abs=threshold, exclude_border=False)``,
+    coordinates in the same order, without its per-peak distance queries.
+
+    Candidates are the pixels above `threshold` that equal their neighbourhood's maximum
+    (Chebyshev radius `min_distance`), none if every pixel does (any, for one pixel); from the highest (ties in raster
+    order), each kept one rules out the candidates closer than `min_distance`, marked on a grid.
+    """
+    if image.size == 1:
+        candidates = image > threshold
+    else:
+        candidates = image == ndi.maximum_filter(image, size=2 * min_distance + 1, mode="nearest")
+        if candidates.all():
+            candidates[:] = False  # a flat image has no peak
+        candidates &= image > threshold
+    rows, cols = np.nonzero(candidates)
+    order = np.argsort(-image[rows, cols], kind="stable")
+    coords = np.stack([rows[order], cols[order]], axis=1)
+    if min_distance <= 1:
+        return coords
+    reach = min_distance - 1  # closer than min_distance: at most this many pixels away
+    ruled_out = np.zeros((image.shape[0] + 2 * reach, image.shape[1] + 2 * reach), dtype=bool)
+    kept = np.zeros(len(coords), dtype=bool)
+    for index, (row, col) in enumerate(coords.tolist()):
+        if not ruled_out[row + reach, col + reach]:
+            kept[index] = True
+            ruled_out[row : row + 2 * reach + 1, col : col + 2 * reach + 1] = True
+    return coords[kept]

@@ -20,7 +20,13 @@ from skimage.morphology import local_maxima, reconstruction
 from skimage.segmentation import find_boundaries, relabel_sequential, watershed
 
 from seglab.config import InstanceConfig
-from seglab.object_split import MAX_LOCAL_DYNAMIC, flood_priority, split_by_distance
+from seglab.object_split import (
+    MAX_LOCAL_DYNAMIC,
+    exact_distance,
+    flood_priority,
+    grow_markers,
+    split_by_distance,
+)
 
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
@@ -218,9 +224,9 @@ def instances_from_mask(
     if seeds is not None:
         interiors = instances_from_mask(as_mask(seeds, "seeds") & cleaned, config)
         if elevation is None:
-            elevation = -ndi.distance_transform_edt(cleaned)
-        markers = _merge_markers(interiors, label_components(cleaned))
-        labels = watershed(elevation, markers, mask=cleaned)
+            elevation = -exact_distance(cleaned)
+        components = label_components(cleaned)
+        labels = grow_markers(elevation, _merge_markers(interiors, components), components)
     elif config.method == "watershed":
         labels = split_touching(cleaned, config.min_distance, None, config.min_dynamic)
     else:
@@ -234,12 +240,12 @@ def instances_from_mask(
 
 def _merge_markers(interiors: np.ndarray, components: np.ndarray) -> np.ndarray:
     """Interior labels, plus one marker per component that no interior falls in (so no object
-    is lost where the borders swallowed a whole nucleus)."""
-    markers = interiors.copy()
-    covered = np.unique(components[interiors > 0])
-    for offset, index in enumerate(np.setdiff1d(np.unique(components), [0, *covered]), start=1):
-        markers[components == index] = interiors.max() + offset
-    return markers
+    is lost where the borders swallowed a whole nucleus), numbered after them."""
+    uncovered = np.ones(int(components.max()) + 1, dtype=bool)
+    uncovered[components[interiors > 0]] = False
+    uncovered[0] = False
+    numbers = np.where(uncovered, np.cumsum(uncovered) + interiors.max(), 0).astype(np.int32)
+    return np.where(interiors > 0, interiors, numbers[components])
 
 
 def outline(labels: np.ndarray) -> np.ndarray:
