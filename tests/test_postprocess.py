@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage as ndi
 from skimage.draw import disk, ellipse
+from skimage.segmentation import find_boundaries
 
 from seglab.config import InstanceConfig
 from seglab.postprocess import (
@@ -21,6 +22,11 @@ from seglab.postprocess import (
 )
 
 masks = hnp.arrays(bool, hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=16))
+label_images = hnp.arrays(
+    np.int32,
+    hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=16),
+    elements=st.integers(0, 5),
+)
 
 
 def touching_discs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -205,3 +211,10 @@ def test_clean_mask_drops_exactly_the_small_objects(mask: np.ndarray, min_area: 
     areas = np.bincount(objects.ravel())
     expected = (areas >= min_area)[objects] & mask if min_area > 1 else mask
     np.testing.assert_array_equal(clean_mask(mask, min_area, fill_holes=False), expected)
+
+
+@settings(max_examples=200, deadline=None)
+@given(label_images)
+def test_outline_is_find_boundaries_inner(labels: np.ndarray) -> None:
+    expected = find_boundaries(labels, connectivity=1, mode="inner")
+    np.testing.assert_array_equal(outline(labels), expected)

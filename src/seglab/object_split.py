@@ -349,8 +349,9 @@ def local_peaks(image: np.ndarray, min_distance: int, threshold: float = -1.0) -
     coordinates in the same order, without its per-peak distance queries.
 
     Candidates are the pixels above `threshold` that equal their neighbourhood's maximum
-    (Chebyshev radius `min_distance`), none if every pixel does (any, for one pixel); from the highest (ties in raster
-    order), each kept one rules out the candidates closer than `min_distance`, marked on a grid.
+    (Chebyshev radius `min_distance`), none if every pixel does (but a lone pixel is one). From
+    the highest (ties in raster order), each kept one rules out the candidates closer than
+    `min_distance`, marked on a grid.
     """
     if image.size == 1:
         candidates = image > threshold
