@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -26,6 +27,7 @@ __all__ = [
     "autocast",
     "channels_last_format",
     "cpu_has_native_bf16",
+    "cuda_gpu_present",
     "inference_dtype",
     "prefer_torch_on_cpu",
     "resolve_train_precision",
@@ -59,6 +61,18 @@ def cpu_has_native_bf16() -> bool:
     if override in ("0", "1"):
         return override == "1"
     return bool(NATIVE_BF16_FLAGS & cpu_flags())
+
+
+@functools.cache
+def cuda_gpu_present() -> bool:
+    """Whether torch runs on a CUDA GPU here. torch is imported to find out only where an NVIDIA
+    driver is installed (``/proc/driver/nvidia`` or ``nvidia-smi``), so that an ONNX-only
+    deployment on a machine without one never loads it."""
+    if not (Path("/proc/driver/nvidia/version").exists() or shutil.which("nvidia-smi")):
+        return False
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def prefer_torch_on_cpu(precision: str) -> bool:

@@ -12,6 +12,7 @@ import torch
 from seglab import precision
 from seglab.config import load_config
 from seglab.errors import ConfigError
+from seglab.inference import loading
 from seglab.inference.loading import onnx_preferred
 from seglab.inference.predictor import Predictor
 from seglab.models import create_model
@@ -110,3 +111,27 @@ def test_emulated_bf16_training_is_refused_before_the_run_folder_exists(tmp_path
     with pytest.raises(ConfigError, match="bf16-mixed on a CPU without bf16"):
         train(config, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_onnx_runtime_never_takes_a_gpus_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "model.onnx").write_bytes(b"")
+    assert onnx_preferred(tmp_path, "32", "cpu") is True
+    assert onnx_preferred(tmp_path, "32", "cuda") is False
+    assert onnx_preferred(tmp_path, "32", "cuda:1") is False
+    monkeypatch.setattr(loading, "cuda_gpu_present", lambda: True)
+    assert onnx_preferred(tmp_path, "32", "auto") is False
+    assert onnx_preferred(tmp_path, "32", "cpu") is True
+    monkeypatch.setattr(loading, "cuda_gpu_present", lambda: False)
+    assert onnx_preferred(tmp_path, "32", "auto") is True
+
+
+def test_no_nvidia_driver_means_no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(precision.shutil, "which", lambda _name: None)
+    monkeypatch.setattr(precision.Path, "exists", lambda _self: False)
+    precision.cuda_gpu_present.cache_clear()
+    try:
+        assert precision.cuda_gpu_present() is False
+    finally:
+        precision.cuda_gpu_present.cache_clear()

@@ -9,7 +9,7 @@ from typing import Any
 
 from seglab.errors import ConfigError
 from seglab.kinds import kind_of
-from seglab.precision import prefer_torch_on_cpu
+from seglab.precision import cuda_gpu_present, prefer_torch_on_cpu
 
 
 def load_predictor(
@@ -26,8 +26,9 @@ def load_predictor(
             baseline name.
         device: For the torch backend: "auto", "cpu", "cuda", ...
         backend: "torch", "onnx" (ONNX Runtime only, torch is never imported) or "auto": onnx
-            when the bundle has `model.onnx` and onnxruntime is installed, unless the CPU has
-            native bf16 and `precision` allows it (torch in bf16 is then the faster), else torch.
+            when the bundle has `model.onnx` and onnxruntime is installed, unless torch is to
+            run on a GPU, or the CPU has native bf16 and `precision` allows it (torch in bf16 is
+            then the faster), else torch.
         precision: For the torch backend: "auto" (bf16 where native), "32" or "bf16".
     """
     from seglab.baseline import BASELINES, create_baseline
@@ -53,7 +54,7 @@ def load_predictor(
         from seglab.inference.classifier import Classifier
 
         return Classifier.from_bundle(path)
-    if backend == "onnx" or (backend == "auto" and onnx_preferred(path, precision)):
+    if backend == "onnx" or (backend == "auto" and onnx_preferred(path, precision, device)):
         from seglab.inference.onnx_backend import OnnxPredictor
 
         return OnnxPredictor.from_bundle(path)
@@ -64,8 +65,11 @@ def load_predictor(
     return Predictor.from_bundle(path, device, precision)
 
 
-def onnx_preferred(path: Path, precision: str) -> bool:
-    """Whether backend "auto" runs the bundle in `path` with ONNX Runtime."""
+def onnx_preferred(path: Path, precision: str, device: str = "auto") -> bool:
+    """Whether backend "auto" runs the bundle in `path` with ONNX Runtime (on the CPU): not
+    when torch is to run on a GPU (`device` names one, or is "auto" and there is one)."""
     if not (path / "model.onnx").is_file() or prefer_torch_on_cpu(precision):
+        return False
+    if device != "cpu" and (device != "auto" or cuda_gpu_present()):
         return False
     return importlib.util.find_spec("onnxruntime") is not None

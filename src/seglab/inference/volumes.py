@@ -235,7 +235,7 @@ def load_volume_predictor(
     if backend not in ("auto", "torch", "onnx"):
         raise ConfigError(f"--backend: unknown '{backend}'; valid: auto, torch, onnx")
     onnx_file = path / "model.onnx"
-    if backend == "onnx" or (backend == "auto" and onnx_preferred(path, precision)):
+    if backend == "onnx" or (backend == "auto" and onnx_preferred(path, precision, device)):
         if not onnx_file.is_file():
             raise BundleError(f"{onnx_file}: missing; export the bundle or use --backend torch")
         return VolumePredictor(onnx_forward(onnx_file), metadata)
