@@ -8,8 +8,8 @@ cuts real stained tissue into nucleus-sized pieces. These layers show it what el
   (H&E) or brown DAB (IHC). Nuclei fall both inside and outside the glands.
 - bright-field: dust specks, lint fibres, large faint out-of-focus blobs, out-of-focus dust
   rings and phase-like halos (a bright or dark ring) around the nuclei.
-- fluorescence: dim diffuse cytoplasm around nuclei and large out-of-focus blobs, kept below the
-  dimmest nucleus of the image.
+- fluorescence: dim diffuse cytoplasm around nuclei and large out-of-focus blobs, kept below
+  half the brightness of the image's dimmest nucleus.
 
 Each function returns an optical density (transmitted light) or an emitted intensity to add,
 drawn from the generator it is given; stain vectors are the optical densities per RGB channel of
