@@ -163,7 +163,7 @@ def test_some_background_is_stained_as_deeply_as_the_nuclei(layer: str) -> None:
     # DAB glands and membranes (ihc) and debris (bright-field) are label 0: a model must learn
     # that stained is not enough. Without them no background pixel reaches the nuclei's stain.
     draw = {"ihc": ihc_tissue, "brightfield": brightfield_clutter}[layer]
-    shares = []
+    counts = []
     for index in range(8):
         field = place_nuclei(np.random.default_rng([7, index]), 256)
         if not field.labels.max():
@@ -173,9 +173,10 @@ def test_some_background_is_stained_as_deeply_as_the_nuclei(layer: str) -> None:
         # A nucleus's density: its signal times the haematoxylin stain, at the mid factor 1.6.
         signal = (field.sharp + field.blurred)[field.labels > 0]
         nucleus = np.median(signal) * HEMATOXYLIN.mean() * 1.6
-        shares.append(np.mean(density[field.labels == 0] >= nucleus))
-    assert len(shares) >= 6
-    assert sum(share >= 0.005 for share in shares) >= len(shares) // 2
+        counts.append(int(np.sum(density[field.labels == 0] >= nucleus)))
+    assert len(counts) >= 6
+    # At least a small nucleus's area (20 pixels) of such background in most fields.
+    assert sum(count >= 20 for count in counts) >= len(counts) // 2 + 1
 
 
 def test_membranes_run_between_nuclei_and_glands_are_large() -> None:

@@ -27,6 +27,7 @@ from seglab.data.nuclei_tissue import (
     fluorescence_clutter,
     he_tissue,
     ihc_tissue,
+    mottle,
 )
 
 MODALITIES = ("fluorescence", "brightfield", "he", "ihc", "mixed")
@@ -190,7 +191,8 @@ def _fluorescence(
 ) -> np.ndarray:
     """Emitted light: background autofluorescence plus nuclei, times illumination; peak ~1."""
     size = field.labels.shape[0]
-    background = rng.uniform(0.005, 0.06) * (1 + 0.3 * coarse_field(rng, size, 6))
+    mottled = 1 + 0.3 * coarse_field(rng, size, 6) + rng.uniform(0, 0.3) * mottle(rng, size)
+    background = rng.uniform(0.005, 0.06) * mottled
     signal = 0.9 * (_focus(rng, field) + fluorescence_clutter(rng, field))
     gray = (background + signal) * illumination
     tint = 1 - rng.uniform(0, 0.3, 3) if rng.random() < 0.3 else np.ones(3)

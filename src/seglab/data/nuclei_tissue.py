@@ -6,10 +6,11 @@ cuts real stained tissue into nucleus-sized pieces. These layers show it what el
 - H&E and IHC: gland-like regions (large smooth blobs with a stained rim, some around a clear
   lumen), membrane lines between cells, cytoplasm texture and stroma fibres, stained with eosin
   (H&E) or brown DAB (IHC). Nuclei fall both inside and outside the glands.
-- bright-field: dust specks, lint fibres, large faint out-of-focus blobs, out-of-focus dust
-  rings and phase-like halos (a bright or dark ring) around the nuclei.
+- bright-field: background mottle, dust specks, lint fibres, large faint out-of-focus blobs,
+  out-of-focus dust rings and phase-like halos (a bright or dark ring) around the nuclei.
 - fluorescence: dim diffuse cytoplasm around nuclei and large out-of-focus blobs, kept below
-  half the brightness of the image's dimmest nucleus.
+  half the brightness of the image's dimmest nucleus (and a mottled background, drawn in
+  `seglab.data.nuclei_synth`).
 
 Each function returns an optical density (transmitted light) or an emitted intensity to add,
 drawn from the generator it is given; stain vectors are the optical densities per RGB channel of
@@ -74,11 +75,11 @@ def ihc_tissue(rng: np.random.Generator, field: NucleusField) -> np.ndarray:
 def brightfield_clutter(rng: np.random.Generator, field: NucleusField) -> np.ndarray:
     """Grey optical density ``(H, W)`` (negative: brighter than the light) of unstained clutter.
 
-    Dust specks, lint fibres, large out-of-focus blobs, out-of-focus dust rings and, in some
-    images, a phase-like halo (bright or dark ring) around each nucleus.
+    Background mottle, dust specks, lint fibres, large out-of-focus blobs, out-of-focus dust
+    rings and, in some images, a phase-like halo (bright or dark ring) around each nucleus.
     """
     size = field.labels.shape[0]
-    density = 0.04 * (1 + coarse_field(rng, size, 6))
+    density = 0.04 * (1 + coarse_field(rng, size, 6)) + rng.uniform(0, 0.04) * mottle(rng, size)
     density += _specks(rng, size, int(rng.poisson(rng.uniform(0, 25))), length=1)
     if rng.random() < 0.4:
         density += _specks(rng, size, int(rng.integers(1, 6)), length=int(rng.integers(8, 40)))
@@ -106,6 +107,15 @@ def fluorescence_clutter(rng: np.random.Generator, field: NucleusField) -> np.nd
         light += rng.uniform(0.05, 0.2) * dimmest * cytoplasm(field)
     blobs = defocused_blobs(rng, size, field.diameter, int(rng.integers(0, 4)))
     return light + rng.uniform(0.1, 0.3) * dimmest * blobs
+
+
+def mottle(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Background texture (-1..1 about) 8-24 pixels across: uneven mounting medium, dirt, ripple.
+
+    In an almost empty field, percentile normalisation stretches this texture to full contrast;
+    a model must see it as background.
+    """
+    return coarse_field(rng, size, int(size / rng.uniform(8, 24)) + 2)
 
 
 def cytoplasm(field: NucleusField, width_factor: float = 1.0) -> np.ndarray:
