@@ -132,6 +132,9 @@ def test_cli_takes_modality_and_bit_depth_and_refuses_bad_ones(tmp_path: Path) -
     assert ok.exit_code == 0, ok.output
     image = read_image(next((tmp_path / "a").glob("*/images/*.png")))
     assert image.dtype == np.uint16
+    ihc = CliRunner().invoke(app, [*synth, "--modality", "ihc", "--out", str(tmp_path / "c")])
+    assert ihc.exit_code == 0, ihc.output
+    assert len(list((tmp_path / "c").glob("*/images/*.png"))) == 2
     bad = CliRunner().invoke(app, [*synth, "--modality", "phase", "--out", str(tmp_path / "b")])
     assert isinstance(bad.exception, ConfigError) and "fluorescence" in str(bad.exception)
 
