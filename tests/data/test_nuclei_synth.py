@@ -213,10 +213,11 @@ def test_fluorescence_clutter_stays_below_the_dimmest_nucleus() -> None:
 def test_near_empty_fields_occur_and_hold_at_most_three_nuclei(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    counts = [place_nuclei(np.random.default_rng([9, i]), 64).labels.max() for i in range(300)]
-    # 8 % of fields are near-empty (binomial: 24 +- 5 of 300); other fields may hold few too.
+    counts = [place_nuclei(np.random.default_rng([9, i]), 256).labels.max() for i in range(200)]
+    # 8 % of fields are near-empty (16 +- 4 of 200); without them these seeds give 3 fields
+    # with at most 3 nuclei (large zoom) and none without nuclei.
     assert sum(count <= 3 for count in counts) >= 12
-    assert counts.count(0) >= 3  # a non-empty field always places its first nucleus or two
+    assert counts.count(0) >= 2
     monkeypatch.setattr(nuclei_synth, "NEAR_EMPTY_SHARE", 1.0)
     for index in range(20):
         for modality in MODALITIES:
