@@ -33,7 +33,7 @@ def images() -> list[tuple[str, np.ndarray, np.ndarray | None]]:
         ("immunohistochemistry (real)", skdata.immunohistochemistry(), None),
         ("cell (real)", skdata.cell(), None),
     ]
-    for modality in ("fluorescence", "brightfield", "he"):
+    for modality in ("fluorescence", "brightfield", "he", "ihc"):
         image, instances = render_nuclei(np.random.default_rng([99, 0]), 256, modality)
         found.append((f"{modality} (synthetic)", image, instances > 0))
     return found

@@ -24,9 +24,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
 
-from seglab.data.nuclei_synth import render_nuclei
-
-MODALITIES = ("fluorescence", "brightfield", "he", "mixed")
+from seglab.data.nuclei_synth import MODALITIES, render_nuclei
 
 
 def parse_args() -> argparse.Namespace:

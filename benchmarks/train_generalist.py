@@ -1,5 +1,5 @@
 """Train a nuclei generalist candidate: a small boundary-aware U-Net on the realistic
-synthetic nuclei only (fluorescence, bright-field and H&E renderings), reproducibly.
+synthetic nuclei only (fluorescence, bright-field, H&E and IHC renderings), reproducibly.
 
 Writes the training data (`seglab data synth --kind nuclei`, mixed renderings, 256², seed 0),
 trains with the settings below, scores the bundle on held-out synthetic sets of each rendering
@@ -29,7 +29,7 @@ from seglab.bundle import FORMAT, METADATA, WEIGHTS
 from seglab.data.synthetic import write_synthetic
 
 console = Console(width=None if sys.stdout.isatty() else 140)
-RENDERINGS = ("fluorescence", "brightfield", "he")
+RENDERINGS = ("fluorescence", "brightfield", "he", "ihc")
 SETTINGS = [
     "model.name=unet",
     "model.params.n_filters=4",

@@ -2,8 +2,10 @@
 
 Rows: scikit-image's real `immunohistochemistry` (stained tissue) crops and `cell` (a grey,
 phase-contrast-like cell), then samples of each rendering of
-`seglab.data.synthetic.make_realistic_nuclei` (fluorescence, bright-field, H&E), 256 x 256,
-seeds 0, 1 and 2. Both real images ship with scikit-image (offline); nothing is downloaded.
+`seglab.data.synthetic.make_realistic_nuclei` (IHC right below the real IHC crops, then H&E,
+bright-field, fluorescence), 256 x 256, one seed per rendering; each title gives the number of
+nuclei (the glands, membranes, debris and blobs are background). Both real images ship with
+scikit-image (offline); nothing is downloaded.
 
 Example:
     python benchmarks/figures/synthetic_nuclei_figure.py --out docs/figures/synthetic_nuclei.png
@@ -46,9 +48,11 @@ def main() -> None:
     args = parser.parse_args()
     rows = [real_crops()]
     # A seed per rendering: one seed would show the same nuclei in every row.
-    for seed, modality in enumerate(("fluorescence", "brightfield", "he")):
+    for seed, modality in enumerate(("ihc", "he", "brightfield", "fluorescence"), start=1):
         samples = make_realistic_nuclei(COLUMNS, size=SIDE, seed=seed, modality=modality)
-        rows.append([(f"synthetic: {modality}", image) for image, _ in samples])
+        rows.append(
+            [(f"synthetic: {modality}, {labels.max()} nuclei", image) for image, labels in samples]
+        )
     figure, axes = plt.subplots(len(rows), COLUMNS, figsize=(2.6 * COLUMNS, 2.75 * len(rows)))
     for row, cells in zip(axes, rows, strict=True):
         for axis, (title, image) in zip(row, cells, strict=True):

@@ -150,7 +150,10 @@ def data_synth(
     ] = None,
     modality: Annotated[
         str | None,
-        typer.Option(help="nuclei only: fluorescence, brightfield, he (H&E-like) or mixed."),
+        typer.Option(
+            help="nuclei only: fluorescence, brightfield, he (H&E-like), ihc "
+            "(immunohistochemistry-like) or mixed."
+        ),
     ] = None,
     bit_depth: Annotated[
         int | None, typer.Option("--bit-depth", help="nuclei only: 8 or 16 bits per channel.")

@@ -49,7 +49,8 @@ def load_sample(sample: Sample, mapping: LabelMapping | None = None) -> LoadedSa
     """Read a sample's image and masks.
 
     Instance masks (dsb2018) are combined: ``mask`` is their union and ``instances`` numbers them
-    1..K in file order; where two overlap, the first keeps the pixel. With a label `mapping`
+    1..K in file order, skipping empty masks (an image without nuclei may hold one all-zero
+    mask); where two overlap, the first keeps the pixel. With a label `mapping`
     (multi-class), the one mask file holds label values that the mapping turns into class
     indices.
 
@@ -67,10 +68,12 @@ def load_sample(sample: Sample, mapping: LabelMapping | None = None) -> LoadedSa
     instances = np.zeros((height, width), np.int32) if sample.instance_masks else None
     union = np.zeros((height, width), bool)
     overlapping = 0
-    for label, path in enumerate(sample.masks, start=1):
+    label = 0
+    for path in sample.masks:
         mask = read_mask(path)
         _check_size(sample, path, mask.shape, (height, width))
-        if instances is not None:
+        if instances is not None and mask.any():
+            label += 1
             overlapping += int((mask & union).sum())
             instances[mask & ~union] = label
         union |= mask

@@ -1,52 +1,43 @@
 """Realistic synthetic nuclei: what a model trained on them has to cope with on real microscopy.
 
 Each image draws a zoom (mean nucleus diameter 7-60 px, single nuclei 5-80 px), a density and a
-clumping tendency, then places nuclei that touch and overlap. Every nucleus gets its own
-brightness (an image spans 8-15x between its dimmest and brightest nucleus), chromatin texture
-and focus; the whole image gets uneven illumination, vignetting and Poisson-Gaussian camera
-noise. Renderings: fluorescence (bright on dark), bright-field (dark on bright) and H&E
-(haematoxylin-blue nuclei in pink eosin tissue with stroma and cytoplasm texture).
+clumping tendency, then places nuclei that touch and overlap; a share of fields
+(`NEAR_EMPTY_SHARE`) holds only 0-3 nuclei, so that normalised noise is seen as background.
+Every nucleus gets its own brightness (an image spans 8-15x between its dimmest and brightest
+nucleus), chromatin texture and focus; the whole image gets uneven illumination, vignetting and
+Poisson-Gaussian camera noise. Renderings: fluorescence (bright on dark), bright-field (dark on
+bright), H&E (haematoxylin-blue nuclei in pink eosin tissue) and IHC (lightly
+haematoxylin-stained nuclei among brown DAB-stained glands and membranes). Each rendering also
+draws structure that is not a nucleus (label 0; `seglab.data.nuclei_tissue`): glands, membranes,
+cytoplasm and stroma; dust, debris and halos; dim cytoplasm and out-of-focus blobs.
 
 Image ``i`` depends only on ``(seed, i)`` through the generator passed in.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from scipy import ndimage
 
-MODALITIES = ("fluorescence", "brightfield", "he", "mixed")
+from seglab.data.nuclei_field import NucleusField, coarse_field, smooth_noise
+from seglab.data.nuclei_tissue import (
+    EOSIN,
+    HEMATOXYLIN,
+    brightfield_clutter,
+    fluorescence_clutter,
+    he_tissue,
+    ihc_tissue,
+    mottle,
+)
+
+MODALITIES = ("fluorescence", "brightfield", "he", "ihc", "mixed")
 BIT_DEPTHS = (8, 16)
 # Shares of each rendering in "mixed": DSB2018 is mostly fluorescence.
-_MIXED = {"fluorescence": 0.6, "brightfield": 0.2, "he": 0.2}
-_HEMATOXYLIN = np.array(
-    [0.65, 0.70, 0.29], np.float32
-)  # optical density per RGB channel: purple-blue
-_EOSIN = np.array([0.07, 0.99, 0.11], np.float32)  # pink
+MIXED_SHARES = {"fluorescence": 0.5, "brightfield": 0.2, "he": 0.15, "ihc": 0.15}
+NEAR_EMPTY_SHARE = 0.08  # fields with 0-3 nuclei
 _BRIGHTFIELD_STAIN = np.array(
     [0.55, 0.62, 0.45], np.float32
 )  # greyish-purple, unstained-ish bright-field
-
-
-@dataclass
-class NucleusField:
-    """Nuclei placed in one image, before rendering.
-
-    Attributes:
-        labels: int32 instance ids ``(H, W)``, 0 = background, 1..K.
-        sharp: Nuclear signal (0..~1) of the in-focus nuclei; overlapping nuclei add up.
-        blurred: Signal of the out-of-focus nuclei (blurred when rendered).
-        brightness: Per-nucleus brightness, index ``k - 1`` for label ``k``.
-        diameter: Mean nucleus diameter of this image in pixels (its zoom).
-    """
-
-    labels: np.ndarray
-    sharp: np.ndarray
-    blurred: np.ndarray
-    brightness: np.ndarray
-    diameter: float
 
 
 def check_options(modality: str, bit_depth: int) -> None:
@@ -65,7 +56,8 @@ def render_nuclei(
     Args:
         rng: The image's own random generator (``default_rng([seed, index])``).
         size: Image side in pixels.
-        modality: ``fluorescence``, ``brightfield``, ``he`` or ``mixed`` (each image draws one).
+        modality: ``fluorescence``, ``brightfield``, ``he``, ``ihc`` or ``mixed`` (each image
+            draws one, by `MIXED_SHARES`).
         bit_depth: 8 (uint8) or 16 (uint16, camera counts up to a few thousand).
 
     Returns:
@@ -76,15 +68,13 @@ def render_nuclei(
     """
     check_options(modality, bit_depth)
     if modality == "mixed":
-        modality = str(rng.choice(list(_MIXED), p=list(_MIXED.values())))
+        modality = str(rng.choice(list(MIXED_SHARES), p=list(MIXED_SHARES.values())))
     field = place_nuclei(rng, size)
     illumination = _illumination(rng, size)
     if modality == "fluorescence":
         rgb = _fluorescence(rng, field, illumination)
-    elif modality == "brightfield":
-        rgb = _transmitted(rng, field, illumination, _BRIGHTFIELD_STAIN, stroma=0.0)
     else:
-        rgb = _transmitted(rng, field, illumination, _HEMATOXYLIN, stroma=1.0)
+        rgb = _transmitted(rng, field, illumination, modality)
     return _camera(rng, rgb, bit_depth, dark_background=modality == "fluorescence"), field.labels
 
 
@@ -96,15 +86,17 @@ def place_nuclei(rng: np.random.Generator, size: int) -> NucleusField:
         size: Image side in pixels.
 
     Returns:
-        The placed nuclei (labels numbered 1..K without gaps).
+        The placed nuclei (labels numbered 1..K without gaps; K is 0-3 in a near-empty field).
     """
     # At most a third of the image side, so that small images still hold several nuclei.
     diameter = min(float(np.exp(rng.uniform(np.log(7), np.log(60)))), max(size / 3, 5.0))
     cover = rng.uniform(0.08, 0.4)
     target = int(np.clip(cover * size**2 / (np.pi * diameter**2 / 4), 1, 250))
+    if rng.random() < NEAR_EMPTY_SHARE:
+        target = int(rng.integers(0, 4))
     clumping = rng.uniform(0.2, 0.8)
     span = rng.uniform(8, 15)  # brightest / dimmest nucleus of this image
-    texture = _noise(rng, size, max(diameter / 10, 0.7))
+    texture = smooth_noise(rng, size, max(diameter / 10, 0.7))
     labels = np.zeros((size, size), np.int32)
     sharp, blurred = np.zeros((size, size), np.float32), np.zeros((size, size), np.float32)
     placed: list[tuple[float, float, float]] = []
@@ -133,7 +125,8 @@ def place_nuclei(rng: np.random.Generator, size: int) -> NucleusField:
         signal *= inside
         sharp[window] += (1 - defocus) * signal
         blurred[window] += defocus * signal
-    return NucleusField(labels, sharp, blurred, np.array(brightness), diameter)
+    centres = np.array([(cy, cx) for cy, cx, _ in placed], np.float32).reshape(-1, 2)
+    return NucleusField(labels, sharp, blurred, np.array(brightness), diameter, centres)
 
 
 def _centre(
@@ -171,22 +164,6 @@ def _ellipse(
     return (slice(top, bottom), slice(left, right)), rho <= 1, np.minimum(rho, 1)
 
 
-def _noise(rng: np.random.Generator, size: int, sigma: float) -> np.ndarray:
-    """Smooth noise of unit peak magnitude, correlated over about `sigma` pixels."""
-    noise = rng.standard_normal((size, size), dtype=np.float32)
-    field = ndimage.gaussian_filter(noise, sigma, mode="wrap", truncate=3)
-    return field / (np.abs(field).max() + 1e-9)
-
-
-def _coarse(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
-    """A very smooth random field (-1..1 about), upsampled from a `cells` x `cells` grid."""
-    grid = rng.uniform(-1, 1, (cells, cells))
-    # Bilinear upsampling as two small matrix products: much faster than ndimage.zoom.
-    steps = np.linspace(0, cells - 1, size)
-    weights = np.maximum(0, 1 - np.abs(steps[:, None] - np.arange(cells)[None, :]))
-    return (weights @ grid @ weights.T).astype(np.float32)
-
-
 def _illumination(rng: np.random.Generator, size: int) -> np.ndarray:
     """Uneven illumination (a smooth field plus a gradient) times vignetting, peak 1."""
     yy, xx = np.ogrid[:size, :size]
@@ -196,7 +173,7 @@ def _illumination(rng: np.random.Generator, size: int) -> np.ndarray:
     vignette = 1 - rng.uniform(0, 0.5) * r2
     gy, gx = rng.uniform(-0.25, 0.25, 2)
     gradient = 1 + gy * (yy / size - 0.5) + gx * (xx / size - 0.5)
-    light = vignette * gradient * (1 + rng.uniform(0, 0.25) * _coarse(rng, size, 4))
+    light = vignette * gradient * (1 + rng.uniform(0, 0.25) * coarse_field(rng, size, 4))
     light = np.clip(light, 0.2, None)
     return (light / light.max()).astype(np.float32)
 
@@ -214,43 +191,29 @@ def _fluorescence(
 ) -> np.ndarray:
     """Emitted light: background autofluorescence plus nuclei, times illumination; peak ~1."""
     size = field.labels.shape[0]
-    background = rng.uniform(0.005, 0.06) * (1 + 0.3 * _coarse(rng, size, 6))
-    gray = (background + 0.9 * _focus(rng, field)) * illumination
+    mottled = 1 + 0.3 * coarse_field(rng, size, 6) + rng.uniform(0, 0.3) * mottle(rng, size)
+    background = rng.uniform(0.005, 0.06) * mottled
+    signal = 0.9 * (_focus(rng, field) + fluorescence_clutter(rng, field))
+    gray = (background + signal) * illumination
     tint = 1 - rng.uniform(0, 0.3, 3) if rng.random() < 0.3 else np.ones(3)
     return gray[..., None] * (tint / tint.max())
 
 
 def _transmitted(
-    rng: np.random.Generator,
-    field: NucleusField,
-    illumination: np.ndarray,
-    stain: np.ndarray,
-    stroma: float,
+    rng: np.random.Generator, field: NucleusField, illumination: np.ndarray, modality: str
 ) -> np.ndarray:
-    """Transmitted light through stained tissue (Beer-Lambert); `stroma` 1 adds eosin tissue."""
-    size = field.labels.shape[0]
+    """Transmitted light through stained nuclei and what surrounds them (Beer-Lambert)."""
     nuclear = _focus(rng, field) * np.float32(rng.uniform(1.0, 2.2))
-    # Nuclei take up a little eosin too (H&E), folded into their stain vector.
-    density = nuclear[..., None] * (stain + 0.05 * stroma * _EOSIN)
-    if stroma:
-        # Cytoplasm: a pinker halo around nuclei; stroma: fibrous, anisotropic eosin texture.
-        # Two box filters (cost independent of width) approximate a wide Gaussian halo.
-        width = max(int(field.diameter), 3)
-        cells = (field.labels > 0).astype(np.float32)
-        cells = ndimage.uniform_filter(ndimage.uniform_filter(cells, width), width)
-        noise = rng.standard_normal((size, size), dtype=np.float32)
-        # Fibres: smoothed across (Gaussian), stretched along (a box, cheap at any length).
-        fibres = ndimage.gaussian_filter1d(noise, rng.uniform(0.7, 2), axis=0, truncate=3)
-        fibres = ndimage.uniform_filter1d(fibres, int(rng.integers(6, 20)), axis=1)
-        fibres = fibres.T if rng.random() < 0.5 else fibres
-        grain = _noise(rng, size, 1.5)
-        tissue = 0.3 + 0.12 * _coarse(rng, size, 5) + 0.07 * fibres / (fibres.std() + 1e-9)
-        tissue += 0.1 * grain
-        tissue += rng.uniform(0.2, 0.6) * cells / (cells.max() + 1e-9)
-        eosin = np.clip(tissue, 0.05, None) * rng.uniform(0.8, 1.4)
-        density += eosin[..., None] * _EOSIN
+    if modality == "brightfield":
+        density = nuclear[..., None] * _BRIGHTFIELD_STAIN
+        density += brightfield_clutter(rng, field)[..., None]
+    elif modality == "he":
+        # Nuclei take up a little eosin too, folded into their stain vector.
+        density = nuclear[..., None] * (HEMATOXYLIN + 0.05 * EOSIN) + he_tissue(rng, field)
     else:
-        density += 0.04 * (1 + _coarse(rng, size, 6))[..., None]
+        # IHC counterstains nuclei more lightly than H&E does.
+        density = nuclear[..., None] * (rng.uniform(0.4, 0.9) * HEMATOXYLIN)
+        density += ihc_tissue(rng, field)
     light = illumination[..., None] * rng.uniform(0.9, 1.0, 3).astype(np.float32)
     return light * np.exp(-density)
 

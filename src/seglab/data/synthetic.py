@@ -68,7 +68,8 @@ def make_realistic_nuclei(
         n: Number of images.
         size: Image side in pixels; nucleus sizes come from each image's zoom, not from ``size``.
         seed: Random seed.
-        modality: ``"fluorescence"``, ``"brightfield"``, ``"he"`` (H&E-like) or ``"mixed"``.
+        modality: ``"fluorescence"``, ``"brightfield"``, ``"he"`` (H&E-like), ``"ihc"``
+            (immunohistochemistry-like: DAB-brown glands) or ``"mixed"``.
         bit_depth: 8 or 16.
 
     Returns:
@@ -105,7 +106,7 @@ SYNTHETIC_KINDS = {
     "nuclei": SyntheticKind(
         lambda i, size, seed: render_nuclei(_rng(seed, i), size),
         "dsb2018",
-        "realistic nuclei (fluorescence, bright-field, H&E; dim and bright, clumped, noisy)",
+        "realistic nuclei (fluorescence, bright-field, H&E, IHC; dim and bright, clumped, noisy)",
     ),
     "nuclei_simple": SyntheticKind(
         lambda i, size, seed: _nuclei(_rng(seed, i), size, "mixed"),
@@ -257,6 +258,10 @@ def _write_sample(
     write_png(folder / "images" / f"{sample_id}.png", image)
     for label in range(1, int(target.max()) + 1):
         write_png(folder / "masks" / f"{sample_id}_{label}.png", target == label)
+    if not target.any():
+        # A field without nuclei is labelled by one all-zero mask (`load_sample` numbers none),
+        # so it counts as labelled background rather than as an unlabelled image.
+        write_png(folder / "masks" / f"{sample_id}_empty.png", target > 0)
 
 
 def _circles(rng: np.random.Generator, size: int) -> Pair:
