@@ -98,17 +98,22 @@ def main() -> None:
     result |= {"settings": [*SETTINGS, *args.set], "scores": rows}
     (args.out / "generalist.json").write_text(json.dumps(result, indent=2) + "\n")
     if args.ship:
-        ship(run / "model")
+        ship(run / "model", args.images)
 
 
-def ship(bundle: Path) -> None:
+def ship(bundle: Path, images: int) -> None:
     """Copy the bundle's metadata and its weights in float16 (half the size; loading casts them
     back to the model's float32, probabilities move by ~2e-3) into the package."""
     from safetensors.torch import load_file, save_file
 
     target = Path(__file__).parents[1] / "src" / "seglab" / "pretrained_bundles" / "nuclei"
     target.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(bundle / METADATA, target / METADATA)
+    metadata = json.loads((bundle / METADATA).read_text())
+    # The training folder was a scratch folder on the machine that trained it; say what it held.
+    metadata["config"]["data"]["root"] = (
+        f"synthetic: seglab data synth --kind nuclei --n {images} --size 256 --seed 0"
+    )
+    (target / METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
     state = load_file(str(bundle / WEIGHTS))
     half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     save_file(half, str(target / WEIGHTS), metadata={"format": FORMAT})
