@@ -14,8 +14,9 @@ Adam, each framework in fp32 and in bf16, threads = physical cores:
   images/s is all epochs' training images over the wall time of `Trainer.fit` (wrapped to
   time it: first-epoch warm-up included), with the steady state from train_log.csv beside it
   (median epoch seconds from epoch 2); overhead = (a) / (b) − 1 at the same precision;
-- (c) the bundle (b) trained, through `load_predictor`'s torch `Predictor` in fp32 and bf16
-  and the ONNX Runtime predictor (fp32, after `export_onnx`): `forward` at batch 8, batch-1
+- (c) the bundle (b) trained, through `load_predictor`'s torch `Predictor` in fp32 and bf16,
+  the same with `compile=True` (`torch.compile` with freezing; `--no-compiled` leaves them
+  out) and the ONNX Runtime predictor (fp32, after `export_onnx`): `forward` at batch 8, batch-1
   latency of `forward` and of the whole `predict(image)`, one backend after the other (ONNX
   Runtime's spinning threads would slow a torch call interleaved with its runs).
 
@@ -68,6 +69,7 @@ from seglab.data.synthetic import write_synthetic
 from seglab.deploy.export import export_onnx
 from seglab.inference.loading import load_predictor
 from seglab.inference.onnx_backend import OnnxPredictor
+from seglab.inference.predictor import Predictor
 from seglab.models import count_parameters, create_model
 from seglab.precision import autocast, cpu_has_native_bf16
 from seglab.training.run import train
@@ -85,8 +87,8 @@ TARGETS = {
 # Per precision: the torch dtype of the bare step, `train.precision`, the predictors of that
 # precision (the fastest of them is compared with Keras).
 PRECISIONS: dict[str, tuple[torch.dtype, str, tuple[str, ...]]] = {
-    "32": (torch.float32, "32", ("torch 32", "onnx")),
-    "bf16": (torch.bfloat16, "bf16-mixed", ("torch bf16",)),
+    "32": (torch.float32, "32", ("torch 32", "torch 32 compiled", "onnx")),
+    "bf16": (torch.bfloat16, "bf16-mixed", ("torch bf16", "torch bf16 compiled")),
 }
 SMOKE = {"steps": 2, "runs": 3, "epochs": 2, "train_images": 16, "val_images": 8, "warmup": 1}
 
@@ -227,10 +229,13 @@ def inference(args: argparse.Namespace, bundle: Path, data: Path) -> dict[str, A
     export = export_onnx(bundle)
     paths = sorted(data.glob("*/*/images/*.png"))[: args.batch]
     images = [read_image(path) for path in paths]
-    predictors = {
-        f"torch {precision}": load_predictor(bundle, "cpu", "torch", precision)
-        for precision in (["bf16"] if cpu_has_native_bf16() else []) + ["32"]
-    }
+    predictors: dict[str, Any] = {}
+    for precision in (["bf16"] if cpu_has_native_bf16() else []) + ["32"]:
+        predictors[f"torch {precision}"] = load_predictor(bundle, "cpu", "torch", precision)
+        if args.compiled:
+            # torch.compile with freezing (opt-in): the warm-up calls compile each shape.
+            predictor = Predictor.from_bundle(bundle, "cpu", precision, compile=True)
+            predictors[f"torch {precision} compiled"] = predictor
     predictors["onnx"] = load_predictor(bundle, "cpu", "onnx")
     default = load_predictor(bundle, "cpu", "auto")
     default_name = "onnx" if isinstance(default, OnnxPredictor) else next(iter(predictors))
@@ -451,6 +456,12 @@ def parse_args() -> argparse.Namespace:
         + "): checks the harness, its figures mean nothing",
     )
     parser.add_argument("--precisions", default="32,bf16", help="32,bf16 (bf16 where native)")
+    parser.add_argument(
+        "--no-compiled",
+        dest="compiled",
+        action="store_false",
+        help="leave out the predictors with torch.compile (each compiles for tens of seconds)",
+    )
     parser.add_argument("--threads", type=int, help="torch threads (default: physical cores)")
     parser.add_argument("--clock-ghz", type=float, help="override the clock read from the CPU")
     parser.add_argument("--flop-per-cycle", type=int, help="override the FLOP/cycle rule")
