@@ -9,11 +9,14 @@ layout tag of src, weights, dst: `acdb` is channels-last, `aBcd16b` a blocked la
 attributes (`attr-post-ops:eltwise_relu` is a ReLU fused into the convolution) and the time in ms.
 
 This script runs a few steps of each framework in a child process with the verbose mode on
-(seglab in this Python; Keras in `.venv-bench`'s, with `TF_ENABLE_ONEDNN_OPTS=1`), keeps the
+(seglab in this Python, eager and, for inference, as `Predictor(..., compile=True)` runs it;
+Keras in `.venv-bench`'s, with `TF_ENABLE_ONEDNN_OPTS=1`), keeps the
 lines of the timed steps only (markers are printed after the warm-up), and tabulates per step:
 kind, propagation, implementation, data types, layouts, fused post-ops, count, ms and share of
 the step's wall time. What oneDNN does not run (torch's own ReLU, concatenation, optimiser;
-TensorFlow's element-wise ops) shows as the wall time the primitives leave uncovered.
+TensorFlow's element-wise ops) shows as the wall time the primitives leave uncovered;
+TensorFlow runs independent ops side by side on its inter-op pool, so its primitives' ms can
+add up to more than the step's wall time (a negative share outside oneDNN).
 
 The verbose mode times each primitive synchronously, so the wall times are a little above the
 real ones; on a loaded machine the ms are noisy but the kernel lists and shares still hold.
@@ -176,6 +179,20 @@ def torch_step(precision: str, phase: str, batch: int) -> Callable[[], object]:
     return train if phase == "train" else infer
 
 
+def compiled_step(precision: str, batch: int) -> Callable[[], object]:
+    """seglab's `torch_forward(..., compile=True)`: inference with `torch.compile` and freezing
+    (bf16 from a bf16 copy of the weights), as `Predictor(..., compile=True)` runs it."""
+    import numpy as np
+
+    from seglab.inference.predictor import torch_forward
+    from seglab.models import create_model
+
+    model = create_model("unet", in_channels=3, num_classes=1, n_filters=4)
+    x = np.random.default_rng(0).standard_normal((batch, 3, 128, 128), dtype=np.float32)
+    forward = torch_forward(model, "cpu", precision=precision, compile=True)
+    return lambda: forward(x)
+
+
 def child(args: argparse.Namespace) -> None:
     if args.child == "keras":
         step = keras_step(args.precision, args.phase, args.batch)
@@ -183,7 +200,10 @@ def child(args: argparse.Namespace) -> None:
         import torch
 
         torch.set_num_threads(os.cpu_count() or 1)
-        step = torch_step(args.precision, args.phase, args.batch)
+        if args.child == "torch-compiled":
+            step = compiled_step(args.precision, args.batch)
+        else:
+            step = torch_step(args.precision, args.phase, args.batch)
     run_marked(step, args.warmup, args.steps)
 
 
@@ -196,7 +216,7 @@ def profile(args: argparse.Namespace, framework: str, precision: str, phase: str
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "KERAS_BACKEND": "tensorflow",
     }
-    if framework == "torch":
+    if framework != "keras":
         env["PYTHONPATH"] += os.pathsep + os.pathsep.join(sys.path)
     command = [str(python), __file__, "--child", framework, "--precision", precision]
     command += ["--phase", phase, "--steps", str(args.steps), "--warmup", str(args.warmup)]
@@ -255,12 +275,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=3, help="timed steps (3)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (2)")
     parser.add_argument("--batch", type=int, default=8, help="images per step (8)")
-    parser.add_argument("--frameworks", default="torch,keras", help="torch,keras")
+    parser.add_argument(
+        "--frameworks",
+        default="torch,keras,torch-compiled",
+        help="torch,keras,torch-compiled (the last: inference only)",
+    )
     parser.add_argument("--precisions", default="32,bf16", help="32,bf16")
     parser.add_argument("--phases", default="train,infer", help="train,infer")
     parser.add_argument("--top", type=int, default=12, help="rows per table in the markdown")
     parser.add_argument("--parse", type=Path, help="tabulate this verbose log and exit")
-    parser.add_argument("--child", choices=("torch", "keras"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child", choices=("torch", "keras", "torch-compiled"), help=argparse.SUPPRESS
+    )
     parser.add_argument("--precision", choices=PRECISIONS, default="32", help=argparse.SUPPRESS)
     parser.add_argument("--phase", choices=PHASES, default="train", help=argparse.SUPPRESS)
     parser.add_argument(
@@ -290,6 +316,8 @@ def main() -> None:
         for phase in args.phases.split(",")
         for precision in args.precisions.split(",")
         for framework in args.frameworks.split(",")
+        # torch.compile with freezing is an inference mode (`Predictor(..., compile=True)`).
+        if not (framework == "torch-compiled" and phase == "train")
     ]
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / "onednn_profile.json").write_text(json.dumps(profiles, indent=2) + "\n")
