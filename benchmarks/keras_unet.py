@@ -4,16 +4,20 @@ This is the reference that `vs_keras.py` compares seglab with: the network of se
 `get_unet(input_img, n_filters)` (two 3×3 ReLU 'same' convolutions per level, 2×2 max-pooling,
 3×3 stride-2 'same' transposed convolutions, skip concatenation, a 1×1 sigmoid head; widths
 16…256 for n_filters=4, 2,158,705 parameters with 3 input channels), compiled as a user of the
-seed would: Adam (lr 1e-3) and binary cross-entropy, fp32, Keras' default channels-last layout.
+seed would: Adam (lr 1e-3) and binary cross-entropy, Keras' default channels-last layout, in
+fp32 (`--precision 32`, Keras' default) or in Keras' standard mixed precision (`--precision bf16`:
+the global policy "mixed_bfloat16", bf16 compute with float32 weights, and the sigmoid output
+layer kept in float32, as the Keras mixed-precision guide recommends).
 It runs in its own virtual environment (`make bench` creates `.venv-bench` from
 `benchmarks/requirements-keras.txt`), never in seglab's: it imports Keras, TensorFlow and NumPy
-only, and prints one JSON object on stdout (TensorFlow's own messages go to stderr).
+only, and prints one JSON object per precision on stdout (TensorFlow's own messages go to stderr).
 
 Training is `train_on_batch` on one fixed random batch and inference `predict_on_batch`, so data
 loading is excluded, as in `unet_throughput.py`. Warm-up calls (graph tracing) are not timed.
 
 Examples:
     .venv-bench/bin/python benchmarks/keras_unet.py
+    .venv-bench/bin/python benchmarks/keras_unet.py --precision 32,bf16
     .venv-bench/bin/python benchmarks/keras_unet.py --steps 3 --warmup 1 --latency-runs 5
 """
 
@@ -69,7 +73,8 @@ def build_unet(size: int, channels: int, n_filters: int) -> keras.Model:
         x = layers.Conv2DTranspose(width, (3, 3), strides=(2, 2), padding="same")(x)
         x = layers.concatenate([x, skips.pop()])
         x = conv2d_block(x, width)
-    outputs = layers.Conv2D(1, (1, 1), activation="sigmoid")(x)
+    # float32 whatever the global policy: a bf16 sigmoid would round probabilities near 0 and 1.
+    outputs = layers.Conv2D(1, (1, 1), activation="sigmoid", dtype="float32")(x)
     return keras.Model(inputs=[inputs], outputs=[outputs])
 
 
@@ -95,10 +100,10 @@ def median_ms(step: Callable[[], object], warmup: int, runs: int) -> float:
     return 1e3 * statistics.median(seconds)
 
 
-def run(args: argparse.Namespace) -> dict[str, object]:
-    if args.threads:
-        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
+def measure(args: argparse.Namespace, precision: str) -> dict[str, object]:
+    """Training, inference and batch-1 latency of a fresh model under `precision`'s policy."""
+    # The policy applies to the layers created after it is set: each precision gets its model.
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bf16" else "float32")
     keras.utils.set_random_seed(0)
     model = build_unet(args.size, 3, args.n_filters)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-3), loss="binary_crossentropy")
@@ -121,6 +126,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "numpy": np.__version__,
         "python": platform.python_version(),
         "backend": keras.backend.backend(),
+        "precision": precision,
+        "dtype_policy": keras.mixed_precision.global_policy().name,
         # Keras resolves jit_compile="auto" to no XLA on CPU-only machines; recorded, not assumed.
         "jit_compile": bool(getattr(model, "jit_compile", False)),
         "onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on for x86 Linux)"),
@@ -150,9 +157,18 @@ def parse_args() -> argparse.Namespace:
         "--latency-runs", type=int, default=50, help="timed batch-1 predictions (default: 50)"
     )
     parser.add_argument(
+        "--precision",
+        default="32",
+        help='32: fp32 (default); bf16: the "mixed_bfloat16" policy with a float32 output '
+        "layer; 32,bf16: both, one JSON line each",
+    )
+    parser.add_argument(
         "--threads", type=int, default=0, help="intra-op threads; 0 keeps TensorFlow's default"
     )
     args = parser.parse_args()
+    args.precisions = args.precision.split(",")
+    if not args.precisions or set(args.precisions) - {"32", "bf16"}:
+        parser.error("--precision must be 32, bf16 or 32,bf16")
     for name in ("batch", "steps", "latency_runs", "n_filters"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
@@ -164,8 +180,13 @@ def parse_args() -> argparse.Namespace:
 
 
 def main() -> None:
-    result = run(parse_args())
-    sys.stdout.write(json.dumps(result) + "\n")
+    args = parse_args()
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    for precision in args.precisions:
+        sys.stdout.write(json.dumps(measure(args, precision)) + "\n")
+        sys.stdout.flush()
 
 
 if __name__ == "__main__":
