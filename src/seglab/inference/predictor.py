@@ -17,7 +17,17 @@ from seglab.precision import autocast, channels_last_format, inference_dtype
 __all__ = ["Prediction", "Predictor", "bf16_weights", "resolve_device", "torch_forward"]
 
 # Normalisation layers keep float32 parameters in `bf16_weights`, as autocast leaves them.
-NORM_LAYERS = (torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm, torch.nn.LayerNorm)
+NORM_LAYERS = (
+    torch.nn.BatchNorm1d,
+    torch.nn.BatchNorm2d,
+    torch.nn.BatchNorm3d,
+    torch.nn.SyncBatchNorm,
+    torch.nn.InstanceNorm1d,
+    torch.nn.InstanceNorm2d,
+    torch.nn.InstanceNorm3d,
+    torch.nn.GroupNorm,
+    torch.nn.LayerNorm,
+)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
