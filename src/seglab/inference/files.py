@@ -267,15 +267,17 @@ def _predict_in_memory(
         from rich.progress import track
 
         shown = track(items, description="predicting")
-    from seglab.inference.overlapped import predict_overlapped
+    from seglab.inference.overlapped import core_for_finishing, predict_overlapped
 
-    return predict_overlapped(
-        shown,
-        lambda path: forward_one(predictor, path),
-        lambda path, name, image, prediction: finish_one(
-            predictor, path, name, out, options, image, prediction
-        ),
-    )
+    heavy_finish = options.instances or options.rle
+    with core_for_finishing() if heavy_finish else nullcontext():
+        return predict_overlapped(
+            shown,
+            lambda path: forward_one(predictor, path),
+            lambda path, name, image, prediction: finish_one(
+                predictor, path, name, out, options, image, prediction
+            ),
+        )
 
 
 def predict_one(
