@@ -44,7 +44,7 @@ SETTINGS = [
     "train.lr=0.002",
     "train.scheduler=cosine",
     "train.patience=0",
-    "train.precision=32",
+    "train.precision=auto",  # bf16 where native: 1143 s here for 800 images, 40 epochs
     "tracking.enabled=false",
 ]
 
