@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seglab.data.cache import CachedSample, Preparation, cache_samples, clear_cache
+from seglab.data.cache import (
+    CachedSample,
+    Preparation,
+    RecentMappings,
+    cache_samples,
+    clear_cache,
+)
 from seglab.data.layouts import Sample
 from seglab.errors import DataError
 
@@ -101,3 +107,21 @@ def test_clear_removes_only_a_cache(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not a seglab cache"):
         clear_cache(tmp_path / "d")
     assert (tmp_path / "d" / "a.png").exists()
+
+
+def test_recent_mappings_are_reused_renewed_and_bounded(tmp_path: Path) -> None:
+    recent = RecentMappings(limit=16 * 2048)
+    small = tmp_path / "small.npy"
+    np.save(small, np.arange(10))
+    first = recent.get(small)
+    assert recent.get(small) is first  # kept
+    np.save(small, np.arange(10) * 2)  # rewritten: a new file, mapped anew
+    np.testing.assert_array_equal(recent.get(small), np.arange(10) * 2)
+    large = tmp_path / "large.npy"
+    np.save(large, np.zeros(4096, np.uint8))  # over a sixteenth of the limit: never kept
+    assert recent.get(large) is not recent.get(large)
+    for index in range(40):
+        np.save(tmp_path / f"{index}.npy", np.zeros(1000, np.uint8))
+        recent.get(tmp_path / f"{index}.npy")
+    assert recent.total <= recent.limit
+    assert len(recent.kept) < 41
