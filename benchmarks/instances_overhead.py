@@ -2,7 +2,7 @@
 1024x1024 mosaics of hundreds of nuclei, with and without instances, interleaved; prints a
 table and writes JSON. Run it on two checkouts (PYTHONPATH) to compare before and after.
 
-    python benchmarks/instances_overhead.py --model runs/nuclei/model [--repeats 3] [--big 4]
+    python benchmarks/instances_overhead.py [--model runs/nuclei/model] [--repeats 3] [--big 4]
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def write_sets(root: Path, big: int) -> dict[str, Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--model", default="nuclei", help="bundle or shipped name (nuclei)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--big", type=int, default=4, help="1024x1024 images")
     parser.add_argument("--label", default="seglab")
