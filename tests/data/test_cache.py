@@ -13,11 +13,11 @@ from PIL import Image
 from seglab.data.cache import (
     CachedSample,
     Preparation,
-    RecentMappings,
     cache_samples,
     clear_cache,
 )
 from seglab.data.layouts import Sample
+from seglab.data.mapped_arrays import RecentMappings
 from seglab.errors import DataError
 
 PREPARATION = Preparation(size=None, borders=False, percentiles=(1.0, 99.0))

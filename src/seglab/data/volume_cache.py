@@ -30,9 +30,10 @@ from typing import Any, overload
 
 import numpy as np
 
-from seglab.data.cache import entry_folder, mapped_array, read_record, sample_key, write_entry
+from seglab.data.cache import entry_folder, read_record, sample_key, write_entry
 from seglab.data.labelled_volumes import LabelledVolume, load_labelled_volumes
 from seglab.data.layouts import Sample
+from seglab.data.mapped_arrays import mapped_array
 from seglab.data.patches import foreground_voxels
 from seglab.data.transforms import NormalizeMode, match_channels, normalize_image, percentile_bounds
 from seglab.errors import DataError
