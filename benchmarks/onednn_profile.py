@@ -150,11 +150,10 @@ def keras_step(precision: str, phase: str, batch: int) -> Callable[[], object]:
 def torch_step(precision: str, phase: str, batch: int) -> Callable[[], object]:
     """seglab's bare step of the seed U-Net (channels_last, bf16 autocast for "bf16")."""
     import torch
-    from torch import nn
 
     from seglab.models import create_model
-    from seglab.precision import autocast
     from seglab.training.tasks import make_optimizer
+    from unet_throughput import model_steps
 
     model = create_model("unet", in_channels=3, num_classes=1, n_filters=4)
     model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -162,19 +161,7 @@ def torch_step(precision: str, phase: str, batch: int) -> Callable[[], object]:
     target = (torch.rand(batch, 1, 128, 128) > 0.5).float()
     optimizer = make_optimizer(model, 1e-3, 0.0, "none")
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    cpu = torch.device("cpu")
-
-    def train() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(cpu, dtype):
-            logits = model(x)
-        nn.functional.binary_cross_entropy_with_logits(logits.float(), target).backward()
-        optimizer.step()
-
-    def infer() -> None:
-        with torch.inference_mode(), autocast(cpu, dtype):
-            model(x)
-
+    train, infer = model_steps(model, x, target, optimizer, dtype)
     model.train(phase == "train")
     return train if phase == "train" else infer
 

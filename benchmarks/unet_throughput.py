@@ -109,6 +109,35 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def model_steps(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    dtype: torch.dtype,
+) -> tuple[Callable[[], None], Callable[[], None]]:
+    """The bare training step (forward under autocast to `dtype`, BCE with logits, backward,
+    `optimizer`; loss scaling in fp16) and inference step of `model` on the batch `x`."""
+    device = x.device
+    # fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range.
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+
+    def train_step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(device, dtype):
+            logits = model(x)
+        loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), target)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    def infer_step() -> None:
+        with torch.inference_mode(), autocast(device, dtype):
+            model(x)
+
+    return train_step, infer_step
+
+
 def step_throughput(
     model: nn.Module,
     x: torch.Tensor,
@@ -117,25 +146,10 @@ def step_throughput(
     dtype: torch.dtype,
     args: argparse.Namespace,
 ) -> tuple[float, float]:
-    """Training and inference images/s of `model` on the batch `x` (Adam lr 1e-3, BCE with
-    logits, autocast to `dtype`), `args.warmup` untimed then `args.steps` timed steps each."""
+    """Training and inference images/s of `model` on the batch `x` (seglab's Adam lr 1e-3,
+    `model_steps`), `args.warmup` untimed then `args.steps` timed steps each."""
     optimizer = make_optimizer(model, 1e-3, 0.0, "none")
-    loss_fn = nn.BCEWithLogitsLoss()
-    # fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range.
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-
-    def train_step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(device, dtype):
-            logits = model(x)
-        scaler.scale(loss_fn(logits.float(), target)).backward()
-        scaler.step(optimizer)
-        scaler.update()
-
-    def infer_step() -> None:
-        with torch.inference_mode(), autocast(device, dtype):
-            model(x)
-
+    train_step, infer_step = model_steps(model, x, target, optimizer, dtype)
     model.train()
     train_ips = images_per_second(train_step, device, x.shape[0], args.warmup, args.steps)
     model.eval()

@@ -71,10 +71,10 @@ from seglab.inference.loading import load_predictor
 from seglab.inference.onnx_backend import OnnxPredictor
 from seglab.inference.predictor import Predictor
 from seglab.models import count_parameters, create_model
-from seglab.precision import autocast, cpu_has_native_bf16
+from seglab.precision import cpu_has_native_bf16
 from seglab.training.run import train
 from seglab.training.tasks import SegmentationTask
-from unet_throughput import images_per_second
+from unet_throughput import images_per_second, model_steps
 
 HERE = Path(__file__).resolve().parent
 # Issue 18's goals, at equal precision, for each precision; quoted, never asserted.
@@ -138,17 +138,7 @@ def bare_step(args: argparse.Namespace, dtype: torch.dtype) -> dict[str, Any]:
     optimizer = SegmentationTask(model, nn.BCEWithLogitsLoss(), lr=1e-3).configure_optimizers()
 
     cpu = torch.device("cpu")
-
-    def train_step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(cpu, dtype):
-            logits = model(x)
-        nn.functional.binary_cross_entropy_with_logits(logits.float(), target).backward()
-        optimizer.step()
-
-    def infer_step() -> None:
-        with torch.inference_mode(), autocast(cpu, dtype):
-            model(x)
+    train_step, infer_step = model_steps(model, x, target, optimizer, dtype)
 
     model.train()
     train_ips = images_per_second(train_step, cpu, args.batch, args.warmup, args.steps)
